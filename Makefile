@@ -1,0 +1,53 @@
+# reslab: `make demo` (environment, data, the default sweep, its report) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+# A CPU build of torch; a GPU user overrides it, e.g. `make install TORCH_SPEC="torch==2.13.0"` with CUDA wheels.
+TORCH_SPEC ?= torch==2.13.0
+DATA_DIR ?= data
+SWEEP ?= depth=20,56,110 model=plain,residual
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv install data demo sweep test test-all clean
+
+help:
+	@echo "make demo      environment, data, the default sweep ($(SWEEP)), report"
+	@echo "make test      environment and the fast test suite"
+	@echo "make test-all  the whole suite, slow tests included"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+venv install: $(STAMP)
+
+# Fashion-MNIST, offline from Debian's package where apt is available; otherwise reslab downloads it into
+# $(DATA_DIR) on first use (needs a network).
+data:
+	@if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || [ -f $(DATA_DIR)/fashion_mnist/train-images-idx3-ubyte.gz ]; then \
+		echo "Fashion-MNIST is present"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist); \
+	else \
+		echo "Fashion-MNIST not installed; reslab will download it into $(DATA_DIR)/fashion_mnist on first use"; \
+	fi
+
+sweep: install data
+	$(BIN)/python run.py -m $(SWEEP) data_dir=$(DATA_DIR)
+
+demo: sweep
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-all: install
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+clean:
+	rm -rf $(VENV) outputs multirun

@@ -1,0 +1,23 @@
+"""Entry point: `python run.py [-m] key=value ...`. Hydra composes conf/; `reslab.train.train` does the work.
+
+    python run.py -m depth=20,56,110 model=plain,residual
+"""
+
+import sys
+
+import hydra
+
+from reslab.cli import JobRunner, register_resolvers
+
+register_resolvers()
+runner = JobRunner()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg):
+    return runner(cfg)
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(runner.exit_code)

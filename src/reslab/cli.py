@@ -1,0 +1,80 @@
+"""What `run.py` does around `train`: one-line errors, and failed jobs that never stop a sweep.
+
+A `UserError` (bad override, missing data, ...) is printed as one line. In a single run it exits with
+status 2. In a multirun the job is recorded as failed in its ``metrics.json`` (with the error line, and the
+full traceback in ``error.log``), the sweep goes on with the next job, and the process exits with status 1
+at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from reslab.errors import UserError
+from reslab.summary import write_json_atomic
+
+log = logging.getLogger("reslab")
+
+
+def register_resolvers() -> None:
+    # Job directory = run name, plus any other swept overrides: "plain-56_seed0" or "plain-56_seed0_optim.lr=0.05".
+    OmegaConf.register_new_resolver("join_nonempty", lambda *parts: "_".join(str(p) for p in parts if p),
+                                    replace=True)
+
+
+def record_failure(cfg: DictConfig, error_line: str, tb: str) -> Path | None:
+    """Write ``metrics.json`` (status failed) and ``error.log`` into the job directory, if it is writable."""
+    try:
+        out = Path(cfg.output_dir)
+        (out / "error.log").write_text(tb)
+        record = {"run_name": cfg.run_name, "model": cfg.model.name, "shortcut": cfg.model.shortcut,
+                  "depth": cfg.depth, "dataset": cfg.dataset.name, "seed": cfg.seed, "status": "failed",
+                  "error": error_line, "traceback": str(out / "error.log")}
+        metrics = out / "metrics.json"
+        if metrics.exists():  # keep what the run had measured before it failed
+            import json
+            record = {**json.loads(metrics.read_text()), **record}
+        write_json_atomic(metrics, record)
+        return out / "error.log"
+    except Exception:  # the failure may be the unwritable directory itself
+        return None
+
+
+class JobRunner:
+    """Callable run by Hydra for every job; counts the failures of a sweep."""
+
+    def __init__(self):
+        self.failed: list[str] = []
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def __call__(self, cfg: DictConfig) -> dict | None:
+        from reslab.train import train  # imported here so `run.py --help` stays fast
+
+        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        try:
+            return train(cfg)
+        except UserError as e:
+            line = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if not multirun:
+                print(f"reslab: error: {line}", file=sys.stderr)
+                raise SystemExit(2) from None
+            where = record_failure(cfg, line, traceback.format_exc())
+        except Exception as e:  # a bug or a crash: keep the sweep going, keep the traceback
+            if not multirun:
+                raise
+            line = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            where = record_failure(cfg, line, traceback.format_exc())
+        self.failed.append(cfg.run_name)
+        print(f"reslab: job {cfg.run_name} failed: {line}" + (f" (traceback: {where})" if where else ""),
+              file=sys.stderr)
+        return None

@@ -1,0 +1,116 @@
+"""The DataModule: uint8 tensors in memory, a seeded train/val split, batched augmentation on device.
+
+Raw files are read by `reslab.datasets`; this module splits them, batches them by tensor indexing (one
+``x[idx]`` per batch instead of 128 ``__getitem__`` calls and a collate) and, after the batch reaches the
+training device, normalises and augments it there in one go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler
+
+from reslab.augment import normalize, random_crop, random_hflip
+from reslab.datasets import Arrays, dataset_info, load_arrays
+from reslab.errors import UserError
+
+
+class IndexedTensors(torch.utils.data.Dataset):
+    """Images and labels indexed a whole batch at a time: ``ds[list_of_indices] -> (x, y)``."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, idx: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        idx_t = torch.as_tensor(idx)
+        return self.x[idx_t], self.y[idx_t]
+
+
+def split_train_val(arrays: Arrays, val_fraction: float, seed: int) -> tuple[tuple, tuple]:
+    """A seeded random split of the training set; the same ``seed`` gives the same split everywhere."""
+    n = len(arrays.train_y)
+    n_val = round(n * val_fraction)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+    return ((arrays.train_x[train_idx], arrays.train_y[train_idx]),
+            (arrays.train_x[val_idx], arrays.train_y[val_idx]))
+
+
+class ImageDataModule(L.LightningDataModule):
+    """One dataset from the registry, split, batched and augmented for training.
+
+    Args:
+        name: dataset name (``cifar10``, ``cifar100``, ``fashion_mnist``, ``mnist``, ``synthetic``).
+        data_dir: where files are looked for and downloaded to.
+        batch_size: training batch (the paper: 128). Incomplete last batches are dropped.
+        eval_batch_size: batch for validation and test (no effect on the numbers, only on speed).
+        val_fraction: share of the training set held out for validation (CIFAR: 5k of 50k = 0.1).
+        split_seed: seed of the train/val split; separate from the run seed so that all runs of a
+            sweep are validated on the same images.
+        shuffle_seed: seed of the training batch order.
+        crop_pad: pixels of zero padding for the random crop (0 = no crop).
+        hflip: random horizontal flips.
+        download: allow downloading missing files.
+        synthetic_train, synthetic_test: sizes of the ``synthetic`` set.
+    """
+
+    def __init__(self, name: str, data_dir: str, batch_size: int = 128, eval_batch_size: int = 500,
+                 val_fraction: float = 0.1, split_seed: int = 0, shuffle_seed: int = 0, crop_pad: int = 0,
+                 hflip: bool = False, download: bool = True, synthetic_train: int = 2048,
+                 synthetic_test: int = 512):
+        super().__init__()
+        self.info = dataset_info(name)
+        if batch_size <= 0 or eval_batch_size <= 0:
+            raise UserError(f"batch sizes must be positive, got batch_size={batch_size}, "
+                            f"eval_batch_size={eval_batch_size}; set dataset.batch_size=128")
+        if not 0.0 <= val_fraction < 1.0:
+            raise UserError(f"dataset.val_fraction must be in [0, 1), got {val_fraction}")
+        self.name, self.data_dir, self.download = name, data_dir, download
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_fraction, self.split_seed, self.shuffle_seed = val_fraction, split_seed, shuffle_seed
+        self.crop_pad, self.hflip = crop_pad, hflip
+        self.synthetic_sizes = (synthetic_train, synthetic_test)
+        self.train = self.val = self.test = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train is not None:
+            return
+        arrays = load_arrays(self.name, self.data_dir, download=self.download, seed=self.split_seed,
+                             synthetic_train=self.synthetic_sizes[0], synthetic_test=self.synthetic_sizes[1])
+        self.train, self.val = split_train_val(arrays, self.val_fraction, self.split_seed)
+        self.test = (arrays.test_x, arrays.test_y)
+        if len(self.train[1]) < self.batch_size:
+            raise UserError(f"{self.name}: {len(self.train[1])} training images is fewer than "
+                            f"batch_size={self.batch_size}; lower dataset.batch_size")
+
+    def _loader(self, tensors: tuple, sampler: Sampler, batch_size: int, drop_last: bool) -> DataLoader:
+        # batch_size=None: the BatchSampler yields index lists and the dataset returns whole batches.
+        return DataLoader(IndexedTensors(*tensors), batch_size=None,
+                          sampler=BatchSampler(sampler, batch_size, drop_last=drop_last))
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.shuffle_seed)
+        return self._loader(self.train, RandomSampler(range(len(self.train[1])), generator=generator),
+                            self.batch_size, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val, SequentialSampler(range(len(self.val[1]))), self.eval_batch_size, False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test, SequentialSampler(range(len(self.test[1]))), self.eval_batch_size, False)
+
+    def on_after_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
+        """Augment (training only) and normalise on the device the batch now lives on."""
+        x, y = batch
+        if self.trainer is not None and self.trainer.training:
+            x = random_crop(x, self.crop_pad)
+            if self.hflip:
+                x = random_hflip(x)
+        return normalize(x, self.info.mean, self.info.std), y
+

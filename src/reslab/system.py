@@ -1,0 +1,100 @@
+"""The LightningModule: loss, error metrics, the paper's SGD, step decay and an optional warm-up.
+
+The net is built outside and passed in (either arm); nothing here depends on which arm it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def step_decay(milestones: Sequence[int], gamma: float):
+    """lr multiplier after ``step`` optimiser steps: ``gamma`` per milestone passed (the paper: 32k, 48k)."""
+    def factor(step: int) -> float:
+        return gamma ** sum(step >= m for m in milestones)
+    return factor
+
+
+class Classifier(L.LightningModule):
+    """Cross-entropy classifier trained with SGD + momentum and step decay over ``max_steps``.
+
+    Args:
+        net: the model, input (B, C, H, W) -> logits (B, classes).
+        max_steps: the iteration budget; milestones are fractions of it.
+        lr, momentum, weight_decay, nesterov: SGD settings (the paper: 0.1, 0.9, 1e-4, no).
+        milestones: fractions of ``max_steps`` where the lr is multiplied by ``gamma``
+            (the paper: 32k and 48k of 64k = 0.5, 0.75; gamma 0.1).
+        warmup_lr: lr used while warming up.
+        warmup_steps: warm up for at most this many steps (0 = no warm-up).
+        warmup_until_error: end the warm-up early once a batch's training error is below this
+            (the paper's ResNet-110 rule: 0.8); None = only ``warmup_steps`` counts.
+    """
+
+    def __init__(self, net: nn.Module, max_steps: int, lr: float = 0.1, momentum: float = 0.9,
+                 weight_decay: float = 1e-4, nesterov: bool = False,
+                 milestones: Sequence[float] = (0.5, 0.75), gamma: float = 0.1, warmup_lr: float = 0.01,
+                 warmup_steps: int = 0, warmup_until_error: float | None = None):
+        super().__init__()
+        self.net = net
+        self.max_steps, self.lr, self.momentum = max_steps, lr, momentum
+        self.weight_decay, self.nesterov = weight_decay, nesterov
+        self.milestone_steps = [round(f * max_steps) for f in milestones]
+        self.gamma = gamma
+        self.warmup_lr, self.warmup_steps, self.warmup_until_error = warmup_lr, warmup_steps, warmup_until_error
+        self.warming_up = warmup_steps > 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _loss_and_error(self, batch: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        error = (logits.argmax(dim=1) != y).float().mean()
+        return loss, error
+
+    def training_step(self, batch: tuple, batch_idx: int) -> dict:
+        loss, error = self._loss_and_error(batch)
+        self.log_dict({"train/loss": loss, "train/error": error}, on_step=True, on_epoch=False)
+        if self.warming_up:
+            self._update_warmup(error)
+        return {"loss": loss, "error": error.detach()}
+
+    def _update_warmup(self, error: torch.Tensor) -> None:
+        done = self.global_step + 1 >= self.warmup_steps
+        if self.warmup_until_error is not None and error.item() < self.warmup_until_error:
+            done = True
+        self.warming_up = not done
+
+    def validation_step(self, batch: tuple, batch_idx: int) -> None:
+        loss, error = self._loss_and_error(batch)
+        self.log_dict({"val/loss": loss, "val/error": error}, on_epoch=True, batch_size=len(batch[1]))
+
+    def test_step(self, batch: tuple, batch_idx: int) -> None:
+        loss, error = self._loss_and_error(batch)
+        self.log_dict({"test/loss": loss, "test/error": error}, on_epoch=True, batch_size=len(batch[1]))
+
+    def on_train_batch_start(self, batch: tuple, batch_idx: int) -> None:
+        # The scheduler sets the lr after every step; while warming up, override it for this step.
+        lr = self.warmup_lr if self.warming_up else self.lr_schedulers().get_last_lr()[0]
+        if self.warming_up:
+            for group in self.optimizers().param_groups:
+                group["lr"] = lr
+        self.log("lr", lr, on_step=True, on_epoch=False)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.net.parameters(), lr=self.lr, momentum=self.momentum,
+                                    weight_decay=self.weight_decay, nesterov=self.nesterov)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, step_decay(self.milestone_steps, self.gamma))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["warming_up"] = self.warming_up
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.warming_up = checkpoint.get("warming_up", self.warming_up)

@@ -1,0 +1,134 @@
+"""`train(cfg)`: the one function a job runs. Builds net, data, system and trainer from the config, trains,
+validates during training, tests once at the end and returns the final metrics (also in ``metrics.json``).
+
+No argument parsing here: `run.py` wires Hydra to this function, and tests call it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from reslab.data import ImageDataModule
+from reslab.errors import UserError
+from reslab.nets import build_net, count_parameters
+from reslab.precision import resolve_accelerator, resolve_precision
+from reslab.summary import RunSummary
+from reslab.system import Classifier
+
+log = logging.getLogger(__name__)
+
+
+def check_output_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"output directory {out} is not writable ({e.strerror}); "
+                        f"point hydra.run.dir / hydra.sweep.dir at a writable path") from None
+
+
+def finished_record(out: Path) -> dict | None:
+    """The metrics of a job that already finished in ``out``, if any."""
+    path = out / "metrics.json"
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    return record if record.get("status") == "finished" else None
+
+
+def build_datamodule(cfg: DictConfig) -> ImageDataModule:
+    d = cfg.dataset
+    return ImageDataModule(name=d.name, data_dir=cfg.data_dir, batch_size=d.batch_size,
+                           eval_batch_size=d.eval_batch_size, val_fraction=d.val_fraction,
+                           split_seed=d.split_seed, shuffle_seed=cfg.seed, crop_pad=d.crop_pad, hflip=d.hflip,
+                           download=d.download, synthetic_train=d.synthetic_train,
+                           synthetic_test=d.synthetic_test)
+
+
+def build_system(cfg: DictConfig, net) -> Classifier:
+    o = cfg.optim
+    return Classifier(net, max_steps=cfg.trainer.max_steps, lr=o.lr, momentum=o.momentum,
+                      weight_decay=o.weight_decay, nesterov=o.nesterov, milestones=list(o.milestones),
+                      gamma=o.gamma, warmup_lr=o.warmup.lr, warmup_steps=o.warmup.steps,
+                      warmup_until_error=o.warmup.until_error)
+
+
+def hparams(cfg: DictConfig, params: int, precision: str) -> dict:
+    """The flat set of hyperparameters shown in TensorBoard's HParams view."""
+    return {"model": cfg.model.name, "shortcut": cfg.model.shortcut, "depth": cfg.depth, "width": cfg.model.width,
+            "params": params, "dataset": cfg.dataset.name, "seed": cfg.seed,
+            "batch_size": cfg.dataset.batch_size, "lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay,
+            "max_steps": cfg.trainer.max_steps, "warmup_steps": cfg.optim.warmup.steps, "precision": precision}
+
+
+def describe_environment() -> dict:
+    """Facts about where a run happened, for honest numbers."""
+    import platform
+
+    import torch
+    return {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train one job as configured; return the final metrics record written to ``metrics.json``."""
+    t = cfg.trainer
+    if t.max_steps <= 0:
+        raise UserError(f"trainer.max_steps must be positive, got {t.max_steps}")
+    accelerator = resolve_accelerator(t.accelerator)
+    precision = resolve_precision(t.precision, accelerator)
+    out = Path(cfg.output_dir)
+    check_output_dir(out)
+    if (done := finished_record(out)) is not None and not cfg.retrain:
+        log.info("%s already finished (%s); not retraining (set retrain=true to train again)", cfg.run_name, out)
+        return done
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build_datamodule(cfg)
+    net = build_net(cfg.depth, cfg.model.shortcut, datamodule.info.in_channels, datamodule.info.num_classes,
+                    cfg.model.width)
+    datamodule.setup("fit")  # read the data now, so missing or corrupt files fail before any training
+    system = build_system(cfg, net)
+    params = count_parameters(net)
+
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    facts = {"run_name": cfg.run_name, "model": cfg.model.name, "shortcut": cfg.model.shortcut,
+             "depth": cfg.depth, "params": params, "dataset": cfg.dataset.name, "seed": cfg.seed,
+             "max_steps": t.max_steps, "precision": precision, "accelerator": accelerator,
+             "environment": describe_environment()}
+    summary = RunSummary(out / "metrics.json", facts, train_window=cfg.callbacks.summary.train_window)
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="step{step}", auto_insert_metric_name=False,
+                                 every_n_train_steps=cfg.callbacks.checkpoint.every_n_steps, save_last=True,
+                                 save_top_k=cfg.callbacks.checkpoint.keep)
+    logger = TensorBoardLogger(save_dir=str(out), name="", version="", default_hp_metric=False)
+    trainer = L.Trainer(
+        max_steps=t.max_steps, accelerator=accelerator, devices=1, precision=precision, logger=logger,
+        callbacks=[summary, checkpoint], val_check_interval=min(t.val_every_n_steps, t.max_steps),
+        check_val_every_n_epoch=None, log_every_n_steps=t.log_every_n_steps, num_sanity_val_steps=0,
+        enable_progress_bar=t.progress_bar, enable_model_summary=False, limit_val_batches=t.limit_val_batches,
+        default_root_dir=str(out))
+
+    last = out / "checkpoints" / "last.ckpt"
+    trainer.fit(system, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None)
+    if trainer.global_step % min(t.val_every_n_steps, t.max_steps) != 0 and t.limit_val_batches != 0:
+        trainer.validate(system, datamodule=datamodule, verbose=False)
+    trainer.test(system, datamodule=datamodule, verbose=False)
+    record = summary.write("finished", trainer)
+    logger.log_hyperparams(hparams(cfg, params, precision),
+                           {f"final/{k}": record[k] if record[k] is not None else float("nan")
+                            for k in ("train_error", "val_error", "test_error")})
+    logger.finalize("success")
+    log.info("%s: train error %.4f, test error %.4f, %d steps, %.0f s", cfg.run_name, record["train_error"],
+             record["test_error"], record["steps"], record["wall_time_s"])
+    return record
+
