@@ -23,10 +23,31 @@ from reslab.summary import write_json_atomic
 log = logging.getLogger("reslab")
 
 
+# Keys already spelled out in run_name ("plain-56_seed0").
+RUN_NAME_KEYS = {"model", "depth", "seed"}
+
+
+def swept_keys(argv: list[str]) -> set[str]:
+    """Keys that the command line sweeps (``depth=20,56``, ``seed=range(3)``, ...)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        overrides = OverridesParser.create().parse_overrides([a for a in argv if "=" in a and not a.startswith("-")])
+    except Exception:  # Hydra itself reports malformed overrides
+        return set()
+    return {o.key_or_group for o in overrides if o.is_sweep_override()}
+
+
+def job_dir_name(run_name: str, task_overrides) -> str:
+    """The run name plus every other swept override of this job, so jobs of a sweep never share a directory:
+    ``plain-56_seed0``, or ``plain-56_seed0_optim.lr=0.05`` when ``optim.lr`` is swept too."""
+    swept = swept_keys(sys.argv[1:]) - RUN_NAME_KEYS
+    extra = [o.replace("/", "-") for o in task_overrides if o.split("=", 1)[0].lstrip("+~") in swept]
+    return "_".join([run_name, *extra])
+
+
 def register_resolvers() -> None:
-    # Job directory = run name, plus any other swept overrides: "plain-56_seed0" or "plain-56_seed0_optim.lr=0.05".
-    OmegaConf.register_new_resolver("join_nonempty", lambda *parts: "_".join(str(p) for p in parts if p),
-                                    replace=True)
+    OmegaConf.register_new_resolver("job_dir_name", job_dir_name, replace=True)
 
 
 def record_failure(cfg: DictConfig, error_line: str, tb: str) -> Path | None:

@@ -1,0 +1,48 @@
+"""Shared fixtures: the real config, composed with Hydra and shrunk to a run of a few seconds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from reslab.cli import register_resolvers
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# A tiny CPU run: synthetic data, depth 8, narrow, a few steps.
+TINY = ["dataset=synthetic", "dataset.synthetic_train=384", "dataset.synthetic_test=128", "dataset.batch_size=32",
+        "dataset.eval_batch_size=128", "depth=8", "model.width=4", "trainer.max_steps=8",
+        "trainer.val_every_n_steps=4", "trainer.log_every_n_steps=2",
+        "callbacks.checkpoint.every_n_steps=4"]
+
+
+def compose_config(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.output_dir = str(output_dir)
+    return cfg
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    """A composed tiny config; call with extra overrides."""
+    def make(*overrides: str, out: Path | None = None) -> DictConfig:
+        return compose_config(TINY + list(overrides), output_dir=out or tmp_path / "job")
+    return make
+
+
+@pytest.fixture
+def run_env():
+    """Environment for subprocess runs: the package importable, quiet, CPU-only, no network needed."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    return env

@@ -1,0 +1,95 @@
+"""Model facts of He et al. §4.2: shapes, parameter counts, equal arms, gradients, depth errors, names."""
+
+import pytest
+import torch
+
+from reslab.errors import UserError
+from reslab.nets import blocks_per_stage, build_net, count_parameters, weight_layers
+
+# Table 6 of the paper (and akamaster's exact counts): depth -> parameters.
+PAPER_PARAMS = {20: 0.27e6, 32: 0.46e6, 44: 0.66e6, 56: 0.85e6, 110: 1.7e6}
+
+
+@pytest.mark.parametrize("depth", sorted(PAPER_PARAMS))
+def test_parameter_counts_match_table6(depth):
+    params = count_parameters(build_net(depth, "A"))
+    assert abs(params - PAPER_PARAMS[depth]) / PAPER_PARAMS[depth] < 0.02
+
+
+@pytest.mark.parametrize("depth", [8, 20, 56, 110])
+def test_plain_and_option_a_have_identical_parameters(depth):
+    plain, residual = build_net(depth, "none"), build_net(depth, "A")
+    assert count_parameters(plain) == count_parameters(residual)
+    assert [(n, p.shape) for n, p in plain.named_parameters()] == \
+           [(n, p.shape) for n, p in residual.named_parameters()]
+
+
+def test_option_b_adds_two_projections():
+    a, b = build_net(20, "A"), build_net(20, "B")
+    # 1x1 convs 16->32 and 32->64 plus their BN (weight and bias)
+    extra = 16 * 32 + 32 * 64 + 2 * (32 + 64)
+    assert count_parameters(b) - count_parameters(a) == extra
+
+
+@pytest.mark.parametrize("shortcut", ["none", "A", "B"])
+@pytest.mark.parametrize("in_channels,size,classes", [(3, 32, 10), (1, 28, 10), (3, 32, 100)])
+def test_output_shape_and_every_parameter_gets_a_gradient(shortcut, in_channels, size, classes):
+    torch.manual_seed(0)
+    net = build_net(8, shortcut, in_channels=in_channels, num_classes=classes)
+    logits = net(torch.randn(4, in_channels, size, size))
+    assert logits.shape == (4, classes)
+    assert torch.isfinite(logits).all()
+    logits.logsumexp(1).mean().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_residual_and_plain_compute_different_functions_with_same_weights():
+    torch.manual_seed(0)
+    plain, residual = build_net(8, "none").eval(), build_net(8, "A").eval()
+    residual.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    assert not torch.allclose(plain(x), residual(x))
+
+
+def test_option_a_shortcut_is_subsampled_identity_with_zero_channels():
+    net = build_net(8, "A")
+    shortcut = net.stage2.block1.shortcut
+    x = torch.randn(2, 16, 8, 8)
+    y = shortcut(x)
+    assert y.shape == (2, 32, 4, 4)
+    assert torch.equal(y[:, :16], x[:, :, ::2, ::2])
+    assert torch.count_nonzero(y[:, 16:]) == 0
+
+
+def test_module_names_are_stable_and_in_depth_order():
+    names = [name for name, _ in weight_layers(build_net(20, "A"))]
+    expected = ["stem.conv"] + [f"stage{s}.block{b}.conv{c}" for s in (1, 2, 3) for b in (1, 2, 3)
+                                for c in (1, 2)] + ["fc"]
+    assert names == expected
+    assert len(names) == 20  # 6n+2 weighted layers
+
+
+@pytest.mark.parametrize("depth,n", [(8, 1), (14, 2), (20, 3), (56, 9), (110, 18), (1202, 200)])
+def test_valid_depths(depth, n):
+    assert blocks_per_stage(depth) == n
+
+
+@pytest.mark.parametrize("depth,nearest", [(7, "8"), (0, "8"), (-8, "8"), (21, "20 or 26"), (57, "56 or 62"),
+                                           (2, "8")])
+def test_invalid_depth_names_nearest_valid_depths(depth, nearest):
+    with pytest.raises(UserError) as err:
+        build_net(depth)
+    message = str(err.value)
+    assert "\n" not in message and f"nearest valid depths are {nearest}" in message
+
+
+@pytest.mark.parametrize("depth", ["20", 20.0, None, True])
+def test_non_integer_depth_is_rejected(depth):
+    with pytest.raises(UserError, match="integer"):
+        build_net(depth)
+
+
+def test_unknown_shortcut_is_rejected():
+    with pytest.raises(UserError, match="unknown shortcut 'C'"):
+        build_net(20, "C")

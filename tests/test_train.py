@@ -1,0 +1,109 @@
+"""train(cfg) end to end on a tiny synthetic run, and a real `python run.py -m` sweep in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import ROOT, TINY
+from reslab.cli import job_dir_name
+from reslab.train import train
+
+METRIC_KEYS = {"run_name", "model", "shortcut", "depth", "params", "dataset", "seed", "steps", "train_loss",
+               "train_error", "val_loss", "val_error", "test_loss", "test_error", "wall_time_s", "status"}
+
+
+def test_train_returns_and_writes_final_metrics(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("model=plain", out=tmp_path / "job")
+    record = train(cfg)
+    assert METRIC_KEYS <= record.keys()
+    assert record["status"] == "finished" and record["steps"] == 8
+    assert record["model"] == "plain" and record["shortcut"] == "none" and record["depth"] == 8
+    for key in ("train_loss", "train_error", "val_loss", "val_error", "test_loss", "test_error"):
+        assert record[key] is not None and record[key] >= 0, key
+    assert json.loads((tmp_path / "job" / "metrics.json").read_text()) == record
+    assert (tmp_path / "job" / "checkpoints" / "last.ckpt").exists()
+    assert "depth: 8" in (tmp_path / "job" / "config.yaml").read_text()
+
+
+def test_training_learns_the_synthetic_task(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("trainer.max_steps=40", "trainer.val_every_n_steps=40", out=tmp_path / "job")
+    record = train(cfg)
+    assert record["test_error"] < 0.5  # chance is 0.9
+
+
+def test_lr_schedule_decays_at_half_and_three_quarters(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("trainer.max_steps=8", "trainer.log_every_n_steps=1", out=tmp_path / "job")
+    train(cfg)
+    acc = EventAccumulator(str(tmp_path / "job")).Reload()
+    lrs = [round(e.value, 6) for e in acc.Scalars("lr")]
+    assert lrs == [0.1] * 4 + [0.01] * 2 + [0.001] * 2
+
+
+def test_warmup_holds_the_low_lr_then_returns(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("optim.warmup.steps=3", "trainer.log_every_n_steps=1", out=tmp_path / "job")
+    train(cfg)
+    lrs = [round(e.value, 6) for e in EventAccumulator(str(tmp_path / "job")).Reload().Scalars("lr")]
+    assert lrs[:4] == [0.01, 0.01, 0.01, 0.1]
+
+
+def test_a_finished_job_is_not_retrained(tiny_cfg, tmp_path):
+    first = train(tiny_cfg(out=tmp_path / "job"))
+    mtime = (tmp_path / "job" / "metrics.json").stat().st_mtime_ns
+    assert train(tiny_cfg(out=tmp_path / "job")) == first
+    assert (tmp_path / "job" / "metrics.json").stat().st_mtime_ns == mtime
+
+
+def test_job_dir_name_adds_only_swept_keys(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["run.py", "-m", "depth=20,56", "model=plain,residual", "optim.lr=0.1,0.05",
+                                      "trainer.max_steps=10"])
+    overrides = ["depth=20", "model=plain", "optim.lr=0.05", "trainer.max_steps=10"]
+    assert job_dir_name("plain-20_seed0", overrides) == "plain-20_seed0_optim.lr=0.05"
+    monkeypatch.setattr(sys, "argv", ["run.py", "-m", "depth=20,56", "model=plain,residual"])
+    assert job_dir_name("plain-20_seed0", ["depth=20", "model=plain"]) == "plain-20_seed0"
+
+
+def test_sweep_subprocess_writes_one_readable_job_dir_per_combination(tmp_path, run_env):
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "run.py", "-m", "model=plain,residual", *TINY, f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert jobs == ["plain-8_seed0", "residual-8_seed0"]
+    for name in jobs:
+        job = sweep / name
+        record = json.loads((job / "metrics.json").read_text())
+        assert METRIC_KEYS <= record.keys() and record["status"] == "finished"
+        assert record["model"] == name.split("-")[0]
+        assert (job / "config.yaml").exists() and (job / "checkpoints" / "last.ckpt").exists()
+        acc = EventAccumulator(str(job)).Reload()
+        scalars = set(acc.Tags()["scalars"])
+        assert {"train/loss", "train/error", "val/loss", "val/error", "test/loss", "test/error", "lr"} <= scalars
+        assert acc.Scalars("test/error")[-1].value == pytest.approx(record["test_error"], abs=1e-6)
+        hparams = acc.PluginTagToContent("hparams")
+        assert "_hparams_/session_start_info" in hparams and "_hparams_/experiment" in hparams
+    # Same parameters in both arms: identical counts in the records.
+    params = {json.loads((sweep / n / "metrics.json").read_text())["params"] for n in jobs}
+    assert len(params) == 1
+
+
+def test_bad_depth_is_one_line_and_exit_2(tmp_path, run_env):
+    proc = subprocess.run([sys.executable, "run.py", "depth=21", "dataset=synthetic",
+                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, env=run_env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == ["reslab: error: depth=21 is not 6n+2 with n >= 1; the nearest valid depths are 20 or 26"]
+
+
+def test_cpu_precision_auto_matches_the_hardware():
+    from reslab.precision import cpu_has_native_bf16, resolve_precision
+    expected = "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+    assert resolve_precision("auto", "cpu") == expected
+    assert resolve_precision(32, "cpu") == "32-true"
+    assert torch.get_default_dtype() == torch.float32
