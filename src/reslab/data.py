@@ -112,5 +112,9 @@ class ImageDataModule(L.LightningDataModule):
             x = random_crop(x, self.crop_pad)
             if self.hflip:
                 x = random_hflip(x)
-        return normalize(x, self.info.mean, self.info.std), y
+        return self.normalize(x), y
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> the standardised float input the net sees."""
+        return normalize(x, self.info.mean, self.info.std)
 

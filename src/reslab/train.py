@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from reslab.data import ImageDataModule
 from reslab.errors import UserError
+from reslab.instruments import GradNormMonitor, ResponseMonitor
 from reslab.nets import build_net, count_parameters
 from reslab.precision import resolve_accelerator, resolve_precision
 from reslab.summary import RunSummary
@@ -80,6 +81,17 @@ def describe_environment() -> dict:
             "cpu_count": os.cpu_count(), "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
+def instruments(cb: DictConfig, out: Path) -> list[L.Callback]:
+    """The measuring callbacks that the config turns on."""
+    found = []
+    if cb.grad_norms.enabled:
+        found.append(GradNormMonitor(cb.grad_norms.every_n_steps, cb.grad_norms.figure_every_n_steps, out))
+    if cb.responses.enabled:
+        found.append(ResponseMonitor(cb.responses.every_n_steps, cb.responses.figure_every_n_steps, out,
+                                     cb.responses.batch_size))
+    return found
+
+
 def train(cfg: DictConfig) -> dict:
     """Train one job as configured; return the final metrics record written to ``metrics.json``."""
     t = cfg.trainer
@@ -110,10 +122,11 @@ def train(cfg: DictConfig) -> dict:
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="step{step}", auto_insert_metric_name=False,
                                  every_n_train_steps=cfg.callbacks.checkpoint.every_n_steps, save_last=True,
                                  save_top_k=cfg.callbacks.checkpoint.keep)
+    callbacks = [summary, checkpoint, *instruments(cfg.callbacks, out)]
     logger = TensorBoardLogger(save_dir=str(out), name="", version="", default_hp_metric=False)
     trainer = L.Trainer(
         max_steps=t.max_steps, accelerator=accelerator, devices=1, precision=precision, logger=logger,
-        callbacks=[summary, checkpoint], val_check_interval=min(t.val_every_n_steps, t.max_steps),
+        callbacks=callbacks, val_check_interval=min(t.val_every_n_steps, t.max_steps),
         check_val_every_n_epoch=None, log_every_n_steps=t.log_every_n_steps, num_sanity_val_steps=0,
         enable_progress_bar=t.progress_bar, enable_model_summary=False, limit_val_batches=t.limit_val_batches,
         default_root_dir=str(out))

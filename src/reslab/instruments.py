@@ -1,0 +1,178 @@
+"""Per-run instruments (Lightning callbacks): per-layer gradient norms and layer responses (He et al. Fig. 7).
+
+Both measure and record; neither assumes a story. Each keeps its series in memory, saves it in the job
+directory as ``.npz`` (steps × layers, with the layer names in depth order) and logs it to TensorBoard.
+Their state travels in checkpoints, so a resumed run continues the same series.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from reslab.nets import weight_layers
+
+
+def save_series(path: Path, steps: list[int], names: list[str], rows: list[np.ndarray]) -> None:
+    """``steps`` (S,), ``names`` (L,), ``values`` (S, L) float32; written atomically."""
+    values = np.stack(rows).astype(np.float32) if rows else np.zeros((0, len(names)), np.float32)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, steps=np.asarray(steps, dtype=np.int64), names=np.asarray(names), values=values)
+    tmp.replace(path)
+
+
+def tensorboard(trainer: L.Trainer):
+    """The SummaryWriter of the run's TensorBoard logger, or None when logging is off."""
+    for logger in trainer.loggers:
+        if hasattr(logger.experiment, "add_scalar"):
+            return logger.experiment
+    return None
+
+
+class _Series(L.Callback):
+    """Shared bookkeeping: a named series of per-layer values, saved at the end of fit and on checkpoints."""
+
+    filename = ""
+
+    def __init__(self, every_n_steps: int, figure_every_n_steps: int, out_dir: str | Path):
+        self.every_n_steps = every_n_steps
+        self.figure_every_n_steps = figure_every_n_steps
+        self.path = Path(out_dir) / self.filename
+        self.names: list[str] = []
+        self.steps: list[int] = []
+        self.rows: list[np.ndarray] = []
+
+    def save(self) -> None:
+        if self.names:
+            save_series(self.path, self.steps, self.names, self.rows)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.save()
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        self.save()
+
+    def state_dict(self) -> dict:
+        return {"steps": list(self.steps), "rows": [r.tolist() for r in self.rows]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = list(state["steps"])
+        self.rows = [np.asarray(r, dtype=np.float32) for r in state["rows"]]
+
+    def _figure_due(self, step: int) -> bool:
+        return self.figure_every_n_steps > 0 and step % self.figure_every_n_steps == 0
+
+
+class GradNormMonitor(_Series):
+    """L2 norm of each conv/linear weight's gradient, every ``every_n_steps`` steps.
+
+    Computed in ``on_before_optimizer_step``, where AMP gradients are already unscaled, only on logging
+    steps, with one ``_foreach_norm`` over all layers and a single copy to the host.
+    TensorBoard: ``grad_norm/<layer>`` scalars, a histogram of the per-layer norms, summary scalars
+    (``grad_norm_summary/first_over_last`` and the max/min over layers), and figures of norm vs layer
+    and the layer × step heat map every ``figure_every_n_steps``.
+    """
+
+    filename = "grad_norms.npz"
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        layers = weight_layers(pl_module.net)
+        self.names = [name for name, _ in layers]
+        self._weights = [m.weight for _, m in layers]
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
+        step = trainer.global_step
+        if step % self.every_n_steps != 0 or any(w.grad is None for w in self._weights):
+            return
+        norms = torch.stack(torch._foreach_norm([w.grad for w in self._weights])).float().cpu().numpy()
+        self.steps.append(step)
+        self.rows.append(norms)
+        self._log(trainer, step, norms)
+
+    def _log(self, trainer: L.Trainer, step: int, norms: np.ndarray) -> None:
+        writer = tensorboard(trainer)
+        if writer is None:
+            return
+        for name, value in zip(self.names, norms):
+            writer.add_scalar(f"grad_norm/{name}", value, step)
+        writer.add_histogram("grad_norm_summary/per_layer", norms, step)
+        writer.add_scalar("grad_norm_summary/first_over_last", norms[0] / max(norms[-1], 1e-30), step)
+        writer.add_scalar("grad_norm_summary/max", norms.max(), step)
+        writer.add_scalar("grad_norm_summary/min", norms.min(), step)
+        if self._figure_due(step):
+            from reslab import plots
+            writer.add_figure("figures/grad_norm_vs_layer", plots.layer_profile_figure(
+                self.names, norms, "gradient L2 norm", title=f"step {step}", log=True), step)
+            writer.add_figure("figures/grad_norm_heatmap", plots.heatmap_figure(
+                self.names, np.asarray(self.steps), np.stack(self.rows), "gradient L2 norm"), step)
+
+
+class ResponseMonitor(_Series):
+    """Std of each 3×3 layer's response (after BN, before the addition and the ReLU) on a fixed batch.
+
+    The batch is the first ``batch_size`` validation images, in eval mode (BN running statistics), so the
+    measurements of one run, and of runs of one sweep, are comparable. Measured every ``every_n_steps``
+    and at the end of training.
+    """
+
+    filename = "responses.npz"
+
+    def __init__(self, every_n_steps: int, figure_every_n_steps: int, out_dir: str | Path, batch_size: int = 256):
+        super().__init__(every_n_steps, figure_every_n_steps, out_dir)
+        self.batch_size = batch_size
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        dm = trainer.datamodule
+        x, _ = dm.val if len(dm.val[1]) else dm.train
+        self._batch = x[: self.batch_size]
+        self._bns = response_layers(pl_module.net)
+        self.names = [conv for conv, _ in self._bns]
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step  # already incremented: the measurement follows `step` updates
+        if step % self.every_n_steps == 0 and (not self.steps or self.steps[-1] != step):
+            self.measure(trainer, pl_module, step)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.steps or self.steps[-1] != trainer.global_step:
+            self.measure(trainer, pl_module, trainer.global_step)
+        super().on_train_end(trainer, pl_module)
+
+    @torch.no_grad()
+    def measure(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+        stds: list[torch.Tensor] = []
+        hooks = [bn.register_forward_hook(lambda m, i, out: stds.append(out.float().std())) for _, bn in self._bns]
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            x = self._batch.to(pl_module.device)
+            pl_module(trainer.datamodule.normalize(x))  # no augmentation: the same images every time
+        finally:
+            for h in hooks:
+                h.remove()
+            pl_module.train(was_training)
+        values = torch.stack(stds).cpu().numpy()
+        self.steps.append(step)
+        self.rows.append(values)
+        writer = tensorboard(trainer)
+        if writer is not None:
+            for name, value in zip(self.names, values):
+                writer.add_scalar(f"response_std/{name}", value, step)
+            if self._figure_due(step) or step == trainer.max_steps:
+                from reslab import plots
+                writer.add_figure("figures/response_std_vs_layer", plots.layer_profile_figure(
+                    self.names, values, "response std", title=f"step {step}"), step)
+
+
+def response_layers(net: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
+    """(3×3 conv name, the BN right after it) in depth order; projection-shortcut BNs are not responses."""
+    modules = dict(net.named_modules())
+    pairs = []
+    for name, module in modules.items():
+        if isinstance(module, nn.Conv2d) and module.kernel_size == (3, 3):
+            pairs.append((name, modules[name.replace(".conv", ".bn")]))  # stem.conv -> stem.bn, ...conv1 -> bn1
+    return pairs

@@ -1,0 +1,262 @@
+"""Pure plotting functions: data in, a matplotlib Figure out. Used by the report, TensorBoard and notebooks.
+
+Figures are sized for a paper (3.3 in column, 7 in page width) at 8 pt, and every depth has one colour in
+every figure. No pyplot: figures are built with the object-oriented API, so nothing depends on a backend
+or on global state.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from reslab.sweep import Run, curve, mean_curve
+
+COLUMN, PAGE = 3.3, 7.0  # figure widths in inches
+STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
+         "ytick.labelsize": 7, "lines.linewidth": 1.2, "axes.spines.top": False, "axes.spines.right": False}
+# One colour per depth everywhere (tab10), fixed for the usual depths so sweeps compare too.
+_STANDARD_DEPTHS = (8, 14, 20, 32, 44, 56, 110, 164, 1202)
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf")
+ARM_ORDER = ("plain", "residual", "residual_b")
+
+
+def depth_color(depth: int) -> str:
+    if depth in _STANDARD_DEPTHS:
+        return _PALETTE[_STANDARD_DEPTHS.index(depth)]
+    return _PALETTE[hash(depth) % len(_PALETTE)]
+
+
+def new_figure(width: float, height: float) -> Figure:
+    import matplotlib
+    with matplotlib.rc_context(STYLE):
+        return Figure(figsize=(width, height), layout="constrained")
+
+
+def _styled(fn):
+    """Run a plotting function with the paper style in effect (rc params are read at artist creation)."""
+    def wrapper(*args, **kwargs):
+        import matplotlib
+        with matplotlib.rc_context(STYLE):
+            return fn(*args, **kwargs)
+    wrapper.__doc__, wrapper.__name__ = fn.__doc__, fn.__name__
+    return wrapper
+
+
+def arms_of(runs: Sequence[Run]) -> list[str]:
+    arms = {r.model for r in runs}
+    return [a for a in ARM_ORDER if a in arms] + sorted(arms - set(ARM_ORDER))
+
+
+def by_arm_and_depth(runs: Sequence[Run]) -> dict[tuple[str, int], list[Run]]:
+    groups: dict[tuple[str, int], list[Run]] = defaultdict(list)
+    for r in runs:
+        groups[(r.model, r.depth)].append(r)
+    return dict(sorted(groups.items(), key=lambda kv: kv[0][1]))
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Moving average (edges use the available points): the per-batch training error is noisy."""
+    window = min(window, len(values))
+    if window <= 1:
+        return values
+    kernel = np.ones(window)
+    return np.convolve(values, kernel, "same") / np.convolve(np.ones_like(values), kernel, "same")
+
+
+@_styled
+def error_curves(runs: Sequence[Run], smooth_points: int = 9) -> Figure:
+    """He et al. Fig. 6 (Fig. 1 is its 20-vs-56 case): training error (dashed, smoothed) and validation
+    error (solid) against iterations, one panel per arm, one colour per depth; mean over seeds.
+    The final test error is marked with a dot at the last iteration."""
+    arms = arms_of(runs)
+    fig = new_figure(PAGE, 2.6)
+    axes = fig.subplots(1, len(arms), sharey=True, squeeze=False)[0]
+    groups = by_arm_and_depth(runs)
+    for ax, arm in zip(axes, arms):
+        for (model, depth), members in groups.items():
+            if model != arm:
+                continue
+            color = depth_color(depth)
+            steps, train = mean_curve(members, "train/error")
+            if len(steps):
+                ax.plot(steps, 100 * smooth(train, smooth_points), "--", color=color, lw=1.0)
+            steps, val = mean_curve(members, "val/error")
+            if len(steps):
+                ax.plot(steps, 100 * val, "-", color=color, marker="o" if len(steps) < 8 else None, ms=2.5)
+            tests = [r.record.get("test_error") for r in members if r.record.get("test_error") is not None]
+            if tests:
+                ax.plot([max(r.steps for r in members)], [100 * np.mean(tests)], "o", color=color, ms=4,
+                        mec="black", mew=0.5)
+        ax.set_title(f"{arm} nets")
+        ax.set_xlabel("iterations")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("error (%)")
+    depths = sorted({d for (_, d) in groups})
+    handles = [Line2D([], [], color=depth_color(d), label=f"{d} layers") for d in depths]
+    handles += [Line2D([], [], ls="--", color="gray", label="train (smoothed)"),
+                Line2D([], [], ls="-", color="gray", label="validation"),
+                Line2D([], [], ls="", marker="o", color="gray", mec="black", mew=0.5, label="test (final)")]
+    axes[-1].legend(handles=handles, loc="upper right", frameon=False)
+    return fig
+
+
+@_styled
+def error_vs_depth(rows: Sequence[dict]) -> Figure:
+    """The degradation plot: final training (dashed) and test (solid) error against depth, per arm,
+    mean ± std over seeds. ``rows`` are the report's table rows."""
+    fig = new_figure(COLUMN, 2.5)
+    ax = fig.subplots()
+    markers = {"plain": "o", "residual": "s", "residual_b": "^"}
+    colors = {"plain": "#d62728", "residual": "#1f77b4", "residual_b": "#2ca02c"}
+    arms = [a for a in ARM_ORDER if any(r["model"] == a for r in rows)]
+    arms += sorted({r["model"] for r in rows} - set(arms))
+    for arm in arms:
+        mine = sorted((r for r in rows if r["model"] == arm), key=lambda r: r["depth"])
+        for key, ls in (("train_error", "--"), ("test_error", "-")):
+            pts = [(r["depth"], r[key], r.get(key + "_std") or 0.0) for r in mine if r.get(key) is not None]
+            if pts:
+                d, m, s = map(np.asarray, zip(*pts))
+                ax.errorbar(d, 100 * m, yerr=100 * s, ls=ls, marker=markers.get(arm, "D"), ms=3.5, capsize=2,
+                            color=colors.get(arm, "black"), label=f"{arm}, {key.split('_')[0]}")
+    depths = sorted({r["depth"] for r in rows})
+    ax.set_xscale("log")
+    ax.set_xticks(depths, [str(d) for d in depths])
+    ax.minorticks_off()
+    ax.set_xlabel("depth (weighted layers)")
+    ax.set_ylabel("final error (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False)
+    return fig
+
+
+def _layer_axis(ax, n_layers: int) -> None:
+    ax.set_xlabel("layer index (1 = input side)")
+    ax.set_xlim(0.5, n_layers + 0.5)
+
+
+@_styled
+def grad_norm_profiles(runs: Sequence[Run], fractions: Sequence[float] = (0.0, 0.5, 1.0)) -> Figure:
+    """Per-layer gradient L2 norm against layer index (log scale): rows = arms, columns = points of
+    training (fractions of the recorded steps), one line per depth (first seed)."""
+    arms = arms_of(runs)
+    fig = new_figure(PAGE, 1.9 * len(arms) + 0.3)
+    axes = fig.subplots(len(arms), len(fractions), sharey=True, squeeze=False)
+    groups = by_arm_and_depth(runs)
+    n_max = 1
+    for (arm, depth), members in groups.items():
+        run = members[0]
+        if run.grad_norms is None or not len(run.grad_norms["steps"]):
+            continue
+        steps, values = run.grad_norms["steps"], run.grad_norms["values"]
+        n_max = max(n_max, values.shape[1])
+        for col, frac in enumerate(fractions):
+            i = min(len(steps) - 1, round(frac * (len(steps) - 1)))
+            ax = axes[arms.index(arm), col]
+            ax.plot(np.arange(1, values.shape[1] + 1), values[i], color=depth_color(depth), label=f"{depth} layers")
+            ax.set_title(f"{arm}, step {steps[i]}")
+    for ax in axes.flat:
+        ax.set_yscale("log")
+        _layer_axis(ax, n_max)
+        ax.grid(alpha=0.3, which="both", lw=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("gradient L2 norm")
+    axes[0, -1].legend(frameon=False)
+    return fig
+
+
+@_styled
+def grad_norm_heatmaps(runs: Sequence[Run]) -> Figure:
+    """Gradient L2 norm per layer (rows, input side at the top) and step (columns), one panel per run
+    (rows = arms, columns = depths, first seed), on one shared log colour scale."""
+    arms = arms_of(runs)
+    groups = {k: v[0] for k, v in by_arm_and_depth(runs).items() if v[0].grad_norms is not None
+              and len(v[0].grad_norms["steps"])}
+    depths = sorted({d for (_, d) in groups})
+    fig = new_figure(PAGE, 1.8 * len(arms) + 0.4)
+    axes = fig.subplots(len(arms), max(1, len(depths)), squeeze=False)
+    finite = [v.grad_norms["values"][v.grad_norms["values"] > 0] for v in groups.values()]
+    finite = np.concatenate(finite) if finite else np.array([1e-3, 1.0])
+    norm = LogNorm(vmin=max(finite.min(), 1e-12), vmax=finite.max()) if finite.size else None
+    image = None
+    for (arm, depth), run in groups.items():
+        ax = axes[arms.index(arm), depths.index(depth)]
+        steps, values = run.grad_norms["steps"], run.grad_norms["values"]
+        image = ax.imshow(np.clip(values.T, norm.vmin, None), aspect="auto", norm=norm, cmap="magma",
+                          interpolation="nearest", extent=(steps[0], steps[-1], values.shape[1] + 0.5, 0.5))
+        ax.set_title(f"{arm}-{depth}")
+        ax.set_xlabel("iterations")
+        ax.set_ylabel("layer index")
+    for ax in axes.flat:
+        if not ax.images:
+            ax.set_visible(False)
+    if image is not None:
+        fig.colorbar(image, ax=axes, label="gradient L2 norm", shrink=0.9)
+    return fig
+
+
+@_styled
+def response_std(runs: Sequence[Run]) -> Figure:
+    """He et al. Fig. 7: std of each 3×3 layer's response (after BN, before addition/ReLU) at the end of
+    training, by layer index (left) and sorted by magnitude (right); colour = depth, dashed = plain."""
+    fig = new_figure(PAGE, 2.4)
+    left, right = fig.subplots(1, 2, sharey=True)
+    styles = {"plain": "--", "residual": "-", "residual_b": ":"}
+    n_max = 1
+    for (arm, depth), members in by_arm_and_depth(runs).items():
+        run = members[0]
+        if run.responses is None or not len(run.responses["steps"]):
+            continue
+        values = run.responses["values"][-1]
+        n_max = max(n_max, len(values))
+        kw = {"color": depth_color(depth), "ls": styles.get(arm, "-."), "label": f"{arm}-{depth}"}
+        left.plot(np.arange(1, len(values) + 1), values, **kw)
+        right.plot(np.arange(1, len(values) + 1), np.sort(values)[::-1], **kw)
+    _layer_axis(left, n_max)
+    right.set_xlabel("layer index (sorted by magnitude)")
+    left.set_ylabel("response std")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    right.legend(frameon=False, ncol=2)
+    return fig
+
+
+@_styled
+def layer_profile_figure(names: Sequence[str], values: np.ndarray, ylabel: str, title: str = "",
+                         log: bool = False) -> Figure:
+    """One run's per-layer values against layer index (for TensorBoard's image tab)."""
+    fig = new_figure(COLUMN + 1, 2.2)
+    ax = fig.subplots()
+    ax.plot(np.arange(1, len(values) + 1), values, marker=".", ms=3)
+    if log:
+        ax.set_yscale("log")
+    _layer_axis(ax, len(values))
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title}  ({names[0]} … {names[-1]})" if names else title)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+@_styled
+def heatmap_figure(names: Sequence[str], steps: np.ndarray, values: np.ndarray, label: str) -> Figure:
+    """One run's layer × step heat map on a log colour scale (for TensorBoard's image tab)."""
+    fig = new_figure(COLUMN + 1, 2.4)
+    ax = fig.subplots()
+    positive = values[values > 0]
+    norm = LogNorm(vmin=positive.min(), vmax=positive.max()) if positive.size else None
+    last = steps[-1] if steps[-1] > steps[0] else steps[0] + 1
+    image = ax.imshow(values.T, aspect="auto", norm=norm, cmap="magma", interpolation="nearest",
+                      extent=(steps[0], last, len(names) + 0.5, 0.5))
+    ax.set_xlabel("iterations")
+    ax.set_ylabel("layer index")
+    fig.colorbar(image, ax=ax, label=label)
+    return fig
+
+
+__all__ = ["error_curves", "error_vs_depth", "grad_norm_profiles", "grad_norm_heatmaps", "response_std",
+           "layer_profile_figure", "heatmap_figure", "depth_color", "curve"]

@@ -1,0 +1,147 @@
+"""The sweep report: a Table-6-like table and the figures, written into the sweep directory.
+
+    python -m reslab.report multirun/2026-11-26/08-30-00-123456
+
+Reads every job (finished, running, failed or diverged) and writes ``summary.csv``, ``summary.md`` and
+the figures as PNG and PDF; prints the table and where the files are. Also run by a Hydra callback at the
+end of every multirun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from reslab import plots
+from reslab.sweep import Run, load_sweep
+
+COLUMNS = ("model", "shortcut", "depth", "params", "runs", "train_error", "train_error_std", "val_error",
+           "val_error_std", "test_error", "test_error_std", "steps", "status")
+FIGURES = {
+    "error_curves": lambda runs, rows: plots.error_curves(runs),
+    "error_vs_depth": lambda runs, rows: plots.error_vs_depth(rows),
+    "grad_norm_profiles": lambda runs, rows: plots.grad_norm_profiles(runs),
+    "grad_norm_heatmaps": lambda runs, rows: plots.grad_norm_heatmaps(runs),
+    "response_std": lambda runs, rows: plots.response_std(runs),
+}
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
+
+
+def summarize(runs: list[Run]) -> list[dict]:
+    """One row per (model, depth): mean ± sample std over the finished seeds; status counts all jobs."""
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.model, run.depth), []).append(run)
+    rows = []
+    for (model, depth), members in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        done = [r for r in members if r.status == "finished"]
+        row = {"model": model, "shortcut": members[0].record.get("shortcut"), "depth": depth,
+               "params": members[0].record.get("params"), "runs": len(members),
+               "steps": max((r.steps for r in members), default=0),
+               "status": ", ".join(f"{n} {s}" for s, n in sorted(Counter(r.status for r in members).items()))}
+        for key in ("train_error", "val_error", "test_error"):
+            row[key], row[key + "_std"] = _mean_std([r.record.get(key) for r in done])
+        rows.append(row)
+    return rows
+
+
+def _pct(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "–"
+    return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| model | depth | params | train error (%) | val error (%) | test error (%) | runs | steps | status |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        params = f"{r['params'] / 1e6:.2f}M" if r["params"] else "–"
+        lines.append(f"| {r['model']} | {r['depth']} | {params} | {_pct(r['train_error'], r['train_error_std'])} | "
+                     f"{_pct(r['val_error'], r['val_error_std'])} | {_pct(r['test_error'], r['test_error_std'])} | "
+                     f"{r['runs']} | {r['steps']} | {r['status']} |")
+    return "\n".join(lines)
+
+
+def problems_table(runs: list[Run]) -> str:
+    """Jobs that did not finish: which, why, and where the full traceback is."""
+    bad = [r for r in runs if r.status not in ("finished",)]
+    if not bad:
+        return ""
+    lines = ["| job | status | step | error | traceback |", "|---|---|---|---|---|"]
+    for r in bad:
+        lines.append(f"| {r.path.name} | {r.status} | {r.steps} | {r.record.get('error', '')} | "
+                     f"{r.record.get('traceback', '')} |")
+    return "\n".join(lines)
+
+
+def write_tables(sweep_dir: Path, runs: list[Run], rows: list[dict]) -> str:
+    with open(sweep_dir / "summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: ("" if r[k] is None else r[k]) for k in COLUMNS} for r in rows)
+    text = (f"# Sweep {sweep_dir.name}\n\nError (%) at the end of training; mean ± std over seeds where there "
+            f"are several. Train error: mean over the last training batches (see metrics.json).\n\n"
+            f"{markdown_table(rows)}\n")
+    if problems := problems_table(runs):
+        text += f"\n## Jobs that did not finish\n\n{problems}\n"
+    (sweep_dir / "summary.md").write_text(text)
+    return text
+
+
+def write_figures(sweep_dir: Path, runs: list[Run], rows: list[dict]) -> list[Path]:
+    out = sweep_dir / "figures"
+    out.mkdir(exist_ok=True)
+    written = []
+    for name, make in FIGURES.items():
+        fig = make(runs, rows)
+        for ext in ("png", "pdf"):
+            path = out / f"{name}.{ext}"
+            fig.savefig(path, dpi=200)
+            written.append(path)
+    return written
+
+
+def report(sweep_dir: str | Path, figures: bool = True, quiet: bool = False) -> list[dict]:
+    """Write the tables (and figures) for ``sweep_dir``; return the table rows."""
+    sweep_dir = Path(sweep_dir)
+    runs = load_sweep(sweep_dir)
+    rows = summarize(runs)
+    text = write_tables(sweep_dir, runs, rows)
+    written = write_figures(sweep_dir, runs, rows) if figures and runs else []
+    if not quiet:
+        print(text)
+        print(f"report: {sweep_dir / 'summary.md'}, {sweep_dir / 'summary.csv'}"
+              + (f", {len(written)} figure files in {sweep_dir / 'figures'}" if written else ""))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reslab.report", description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", type=Path, help="a multirun directory (or any folder of job directories)")
+    parser.add_argument("--no-figures", action="store_true", help="write only the tables")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        print(f"reslab: error: {args.sweep_dir} is not a directory; pass a sweep directory such as "
+              f"multirun/<date>/<time>", file=sys.stderr)
+        return 2
+    if not load_sweep(args.sweep_dir):
+        print(f"reslab: error: no jobs (no metrics.json) under {args.sweep_dir}; is it a sweep directory?",
+              file=sys.stderr)
+        return 2
+    report(args.sweep_dir, figures=not args.no_figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

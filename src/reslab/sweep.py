@@ -1,0 +1,107 @@
+"""Reading a sweep directory back: every job's metrics.json, curves (from its TensorBoard events, read with
+TensorBoard's own reader) and the instruments' arrays. Jobs may be finished, running, failed or diverged."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+CURVE_TAGS = ("train/error", "train/loss", "val/error", "val/loss", "test/error", "lr")
+
+
+@dataclass
+class Run:
+    """One job of a sweep, as found on disk."""
+
+    path: Path
+    record: dict
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    grad_norms: dict | None = None  # steps (S,), names (L,), values (S, L)
+    responses: dict | None = None
+
+    @property
+    def model(self) -> str:
+        return self.record.get("model", "?")
+
+    @property
+    def depth(self) -> int:
+        return int(self.record.get("depth", 0))
+
+    @property
+    def seed(self) -> int:
+        return int(self.record.get("seed", 0))
+
+    @property
+    def status(self) -> str:
+        return self.record.get("status", "unknown")
+
+    @property
+    def steps(self) -> int:
+        if self.curves.get("train/error") is not None and len(self.curves["train/error"][0]):
+            return int(max(self.record.get("steps") or 0, self.curves["train/error"][0][-1]))
+        return int(self.record.get("steps") or 0)
+
+
+def read_curves(job_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    if not any(job_dir.glob("events.out.tfevents.*")):
+        return {}
+    # Keep every scalar (the default keeps a sample of 10k); skip the bulky images and histograms.
+    acc = EventAccumulator(str(job_dir), size_guidance={"scalars": 0, "images": 1, "histograms": 1,
+                                                        "tensors": 1, "compressedHistograms": 1}).Reload()
+    tags = set(acc.Tags().get("scalars", []))
+    curves = {}
+    for tag in CURVE_TAGS:
+        if tag in tags:
+            events = {e.step: e.value for e in acc.Scalars(tag)}  # a resumed run may repeat steps: keep the last
+            steps = np.array(sorted(events), dtype=np.int64)
+            curves[tag] = (steps, np.array([events[s] for s in steps], dtype=np.float64))
+    return curves
+
+
+def read_series(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        return {"steps": data["steps"], "names": [str(n) for n in data["names"]], "values": data["values"]}
+
+
+def load_run(job_dir: Path) -> Run:
+    job_dir = Path(job_dir)
+    try:
+        record = json.loads((job_dir / "metrics.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        record = {"status": "unreadable", "error": f"metrics.json: {e}"}
+    return Run(job_dir, record, read_curves(job_dir), read_series(job_dir / "grad_norms.npz"),
+               read_series(job_dir / "responses.npz"))
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """Job directories: those holding a metrics.json, at any depth below the sweep directory."""
+    return sorted(p.parent for p in Path(sweep_dir).rglob("metrics.json") if ".hydra" not in p.parts)
+
+
+def load_sweep(sweep_dir: str | Path) -> list[Run]:
+    runs = [load_run(d) for d in job_dirs(Path(sweep_dir))]
+    return sorted(runs, key=lambda r: (r.model, r.depth, r.seed, r.path.name))
+
+
+def curve(run: Run, tag: str) -> tuple[np.ndarray, np.ndarray]:
+    return run.curves.get(tag, (np.zeros(0, np.int64), np.zeros(0)))
+
+
+def mean_curve(runs: list[Run], tag: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over runs (seeds) at the steps all of them logged."""
+    curves = [curve(r, tag) for r in runs]
+    curves = [c for c in curves if len(c[0])]
+    if not curves:
+        return np.zeros(0, np.int64), np.zeros(0)
+    common = curves[0][0]
+    for steps, _ in curves[1:]:
+        common = np.intersect1d(common, steps)
+    values = [v[np.isin(s, common)] for s, v in curves]
+    return common, np.mean(values, axis=0)

@@ -1,0 +1,60 @@
+"""The sweep report on a tiny real sweep: two seeds (mean ± std), two depths, a failed job."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from reslab import plots
+from reslab.report import FIGURES, main, report
+from reslab.sweep import load_sweep
+
+
+def test_table_has_mean_and_std_over_seeds_and_lists_the_failed_job(tiny_sweep):
+    rows = report(tiny_sweep, figures=False, quiet=True)
+    by_key = {(r["model"], r["depth"]): r for r in rows}
+    assert set(by_key) == {("plain", 8), ("residual", 8), ("plain", 14), ("residual", 14), ("residual", 20)}
+    runs = {(r.model, r.depth, r.seed): r.record for r in load_sweep(tiny_sweep)}
+    two = [runs[("plain", 8, s)]["test_error"] for s in (0, 1)]
+    assert by_key[("plain", 8)]["test_error"] == pytest.approx(np.mean(two))
+    assert by_key[("plain", 8)]["test_error_std"] == pytest.approx(np.std(two, ddof=1))
+    assert by_key[("plain", 8)]["runs"] == 2 and by_key[("plain", 8)]["status"] == "2 finished"
+    assert by_key[("plain", 14)]["test_error_std"] is None
+    assert by_key[("residual", 20)]["status"] == "1 failed" and by_key[("residual", 20)]["test_error"] is None
+
+    with open(tiny_sweep / "summary.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 5 and float(table[0]["test_error"]) == pytest.approx(rows[0]["test_error"])
+    md = (tiny_sweep / "summary.md").read_text()
+    assert "| plain | 8 |" in md and " ± " in md
+    assert "Jobs that did not finish" in md and "DataError: cifar10: archive is truncated" in md
+    assert str(tiny_sweep / "residual-20_seed0" / "error.log") in md
+
+
+def test_every_figure_is_written_as_png_and_pdf(tiny_sweep):
+    report(tiny_sweep, figures=True, quiet=True)
+    for name in FIGURES:
+        for ext in ("png", "pdf"):
+            path = tiny_sweep / "figures" / f"{name}.{ext}"
+            assert path.exists() and path.stat().st_size > 5000, path
+
+
+def test_cli_prints_the_table_and_rejects_a_non_sweep(tiny_sweep, tmp_path, capsys):
+    assert main([str(tiny_sweep), "--no-figures"]) == 0
+    assert "| residual | 14 |" in capsys.readouterr().out
+    assert main([str(tmp_path / "missing")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    assert main([str(tmp_path)]) == 2
+
+
+def test_curves_come_from_tensorboard_events(tiny_sweep):
+    run = next(r for r in load_sweep(tiny_sweep) if r.model == "plain" and r.depth == 8 and r.seed == 0)
+    steps, errors = run.curves["train/error"]
+    assert list(steps) == [1, 3, 5, 7] and ((0 <= errors) & (errors <= 1)).all()
+    assert run.curves["test/error"][1][-1] == pytest.approx(run.record["test_error"], abs=1e-6)
+
+
+def test_colours_are_fixed_per_depth():
+    assert plots.depth_color(20) == plots.depth_color(20) != plots.depth_color(56)
+    assert len({plots.depth_color(d) for d in (8, 14, 20, 32, 44, 56, 110)}) == 7
