@@ -73,8 +73,12 @@ def test_sweep_subprocess_writes_one_readable_job_dir_per_combination(tmp_path, 
     cmd = [sys.executable, "run.py", "-m", "model=plain,residual", *TINY, f"hydra.sweep.dir={sweep}"]
     proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
+    jobs = sorted(p.name for p in sweep.iterdir() if (p / "metrics.json").exists())
     assert jobs == ["plain-8_seed0", "residual-8_seed0"]
+    # The Hydra callback wrote the report when the multirun ended.
+    assert "| plain | 8 |" in (sweep / "summary.md").read_text() and (sweep / "summary.csv").exists()
+    assert (sweep / "figures" / "error_curves.png").exists() and (sweep / "figures" / "error_vs_depth.pdf").exists()
+    assert "report:" in proc.stdout
     for name in jobs:
         job = sweep / name
         record = json.loads((job / "metrics.json").read_text())

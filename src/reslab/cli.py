@@ -95,7 +95,8 @@ class JobRunner:
                 raise
             line = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             where = record_failure(cfg, line, traceback.format_exc())
-        self.failed.append(cfg.run_name)
-        print(f"reslab: job {cfg.run_name} failed: {line}" + (f" (traceback: {where})" if where else ""),
+        job = Path(cfg.output_dir).name
+        self.failed.append(job)
+        print(f"reslab: job {job} failed: {line}" + (f" (traceback: {where})" if where else ""),
               file=sys.stderr)
         return None

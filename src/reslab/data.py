@@ -2,7 +2,8 @@
 
 Raw files are read by `reslab.datasets`; this module splits them, batches them by tensor indexing (one
 ``x[idx]`` per batch instead of 128 ``__getitem__`` calls and a collate) and, after the batch reaches the
-training device, normalises and augments it there in one go.
+training device, normalises and augments it there in one go. Batch order and augmentation randomness are
+both reproducible from the seed and resume exactly from a checkpoint.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Sampler, SequentialSampler
 
 from reslab.augment import normalize, random_crop, random_hflip
 from reslab.datasets import Arrays, dataset_info, load_arrays
@@ -30,6 +31,40 @@ class IndexedTensors(torch.utils.data.Dataset):
     def __getitem__(self, idx: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         idx_t = torch.as_tensor(idx)
         return self.x[idx_t], self.y[idx_t]
+
+
+class StepShuffledBatches:
+    """Training batches whose order is a pure function of (seed, step): epoch ``e`` is the permutation drawn
+    from ``seed`` and ``e``, and batch ``k`` of the run is batch ``k % per_epoch`` of epoch ``k // per_epoch``.
+
+    A resumed run therefore continues with exactly the batch it would have seen next, starting from the
+    trainer's restored ``global_step``. Incomplete last batches are dropped.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, next_step: int = 0):
+        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
+        self.per_epoch = len(y) // batch_size
+        self.next_step = next_step
+
+    def __len__(self) -> int:
+        return self.per_epoch
+
+    def __iter__(self):
+        epoch, start = divmod(self.next_step, self.per_epoch)
+        # Seeds of different (seed, epoch) pairs never coincide for epochs < 1e6.
+        perm = torch.randperm(len(self.y), generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
+        for k in range(start, self.per_epoch):
+            idx = perm[k * self.batch_size:(k + 1) * self.batch_size]
+            self.next_step += 1
+            yield self.x[idx], self.y[idx]
+
+    # Lightning checks for this interface to know that a mid-epoch resume is exact; the position itself
+    # comes from the restored global_step, so there is nothing to store.
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 def split_train_val(arrays: Arrays, val_fraction: float, seed: int) -> tuple[tuple, tuple]:
@@ -77,6 +112,8 @@ class ImageDataModule(L.LightningDataModule):
         self.crop_pad, self.hflip = crop_pad, hflip
         self.synthetic_sizes = (synthetic_train, synthetic_test)
         self.train = self.val = self.test = None
+        self._generator: torch.Generator | None = None
+        self._generator_state: torch.Tensor | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train is not None:
@@ -94,10 +131,9 @@ class ImageDataModule(L.LightningDataModule):
         return DataLoader(IndexedTensors(*tensors), batch_size=None,
                           sampler=BatchSampler(sampler, batch_size, drop_last=drop_last))
 
-    def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.shuffle_seed)
-        return self._loader(self.train, RandomSampler(range(len(self.train[1])), generator=generator),
-                            self.batch_size, drop_last=True)
+    def train_dataloader(self) -> StepShuffledBatches:
+        step = self.trainer.global_step if self.trainer is not None else 0
+        return StepShuffledBatches(*self.train, self.batch_size, self.shuffle_seed, next_step=step)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val, SequentialSampler(range(len(self.val[1]))), self.eval_batch_size, False)
@@ -109,10 +145,25 @@ class ImageDataModule(L.LightningDataModule):
         """Augment (training only) and normalise on the device the batch now lives on."""
         x, y = batch
         if self.trainer is not None and self.trainer.training:
-            x = random_crop(x, self.crop_pad)
+            generator = self._augment_generator(x.device)
+            x = random_crop(x, self.crop_pad, generator)
             if self.hflip:
-                x = random_hflip(x)
+                x = random_hflip(x, generator)
         return self.normalize(x), y
+
+    def _augment_generator(self, device: torch.device) -> torch.Generator:
+        """A generator of its own for augmentation, on the batch's device; checkpointed with the run."""
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device).manual_seed(self.shuffle_seed)
+            if self._generator_state is not None:
+                self._generator.set_state(self._generator_state)
+        return self._generator
+
+    def state_dict(self) -> dict:
+        return {"augment_rng": self._generator.get_state() if self._generator is not None else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._generator, self._generator_state = None, state.get("augment_rng")
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images -> the standardised float input the net sees."""

@@ -99,11 +99,13 @@ class GradNormMonitor(_Series):
             return
         for name, value in zip(self.names, norms):
             writer.add_scalar(f"grad_norm/{name}", value, step)
-        writer.add_histogram("grad_norm_summary/per_layer", norms, step)
+        finite = norms[np.isfinite(norms)]
+        if finite.size:  # a diverging run has NaN norms; TensorBoard's histogram rejects them
+            writer.add_histogram("grad_norm_summary/per_layer", finite, step)
         writer.add_scalar("grad_norm_summary/first_over_last", norms[0] / max(norms[-1], 1e-30), step)
         writer.add_scalar("grad_norm_summary/max", norms.max(), step)
         writer.add_scalar("grad_norm_summary/min", norms.min(), step)
-        if self._figure_due(step):
+        if self._figure_due(step) and finite.size == norms.size:
             from reslab import plots
             writer.add_figure("figures/grad_norm_vs_layer", plots.layer_profile_figure(
                 self.names, norms, "gradient L2 norm", title=f"step {step}", log=True), step)

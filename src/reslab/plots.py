@@ -131,7 +131,8 @@ def error_vs_depth(rows: Sequence[dict]) -> Figure:
     ax.set_xlabel("depth (weighted layers)")
     ax.set_ylabel("final error (%)")
     ax.grid(alpha=0.3)
-    ax.legend(frameon=False)
+    if ax.lines or ax.containers:
+        ax.legend(frameon=False)
     return fig
 
 
@@ -166,7 +167,8 @@ def grad_norm_profiles(runs: Sequence[Run], fractions: Sequence[float] = (0.0, 0
         ax.grid(alpha=0.3, which="both", lw=0.3)
     for ax in axes[:, 0]:
         ax.set_ylabel("gradient L2 norm")
-    axes[0, -1].legend(frameon=False)
+    if axes[0, -1].lines:
+        axes[0, -1].legend(frameon=False)
     return fig
 
 
@@ -222,7 +224,8 @@ def response_std(runs: Sequence[Run]) -> Figure:
     left.set_ylabel("response std")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-    right.legend(frameon=False, ncol=2)
+    if right.lines:
+        right.legend(frameon=False, ncol=2)
     return fig
 
 

@@ -33,13 +33,15 @@ class Classifier(L.LightningModule):
         warmup_steps: warm up for at most this many steps (0 = no warm-up).
         warmup_until_error: end the warm-up early once a batch's training error is below this
             (the paper's ResNet-110 rule: 0.8); None = only ``warmup_steps`` counts.
+        identity: facts that a checkpoint must match to be resumed (see `reslab.resume`).
     """
 
     def __init__(self, net: nn.Module, max_steps: int, lr: float = 0.1, momentum: float = 0.9,
                  weight_decay: float = 1e-4, nesterov: bool = False,
                  milestones: Sequence[float] = (0.5, 0.75), gamma: float = 0.1, warmup_lr: float = 0.01,
-                 warmup_steps: int = 0, warmup_until_error: float | None = None):
+                 warmup_steps: int = 0, warmup_until_error: float | None = None, identity: dict | None = None):
         super().__init__()
+        self.identity = identity or {}  # what the run is (model, depth, ...), stored in checkpoints
         self.net = net
         self.max_steps, self.lr, self.momentum = max_steps, lr, momentum
         self.weight_decay, self.nesterov = weight_decay, nesterov
@@ -95,6 +97,7 @@ class Classifier(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["warming_up"] = self.warming_up
+        checkpoint["reslab_identity"] = self.identity
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.warming_up = checkpoint.get("warming_up", self.warming_up)

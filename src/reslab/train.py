@@ -18,9 +18,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from reslab.data import ImageDataModule
 from reslab.errors import UserError
+from reslab.guard import DivergenceGuard
 from reslab.instruments import GradNormMonitor, ResponseMonitor
 from reslab.nets import build_net, count_parameters
 from reslab.precision import resolve_accelerator, resolve_precision
+from reslab.resume import checkpoint_to_resume, run_identity
 from reslab.summary import RunSummary
 from reslab.system import Classifier
 
@@ -39,12 +41,12 @@ def check_output_dir(out: Path) -> None:
 
 
 def finished_record(out: Path) -> dict | None:
-    """The metrics of a job that already finished in ``out``, if any."""
+    """The metrics of a job that already ended in ``out`` (finished or diverged), if any."""
     path = out / "metrics.json"
     if not path.exists():
         return None
     record = json.loads(path.read_text())
-    return record if record.get("status") == "finished" else None
+    return record if record.get("status") in ("finished", "diverged") else None
 
 
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:
@@ -61,7 +63,7 @@ def build_system(cfg: DictConfig, net) -> Classifier:
     return Classifier(net, max_steps=cfg.trainer.max_steps, lr=o.lr, momentum=o.momentum,
                       weight_decay=o.weight_decay, nesterov=o.nesterov, milestones=list(o.milestones),
                       gamma=o.gamma, warmup_lr=o.warmup.lr, warmup_steps=o.warmup.steps,
-                      warmup_until_error=o.warmup.until_error)
+                      warmup_until_error=o.warmup.until_error, identity=run_identity(cfg))
 
 
 def hparams(cfg: DictConfig, params: int, precision: str) -> dict:
@@ -102,8 +104,11 @@ def train(cfg: DictConfig) -> dict:
     out = Path(cfg.output_dir)
     check_output_dir(out)
     if (done := finished_record(out)) is not None and not cfg.retrain:
-        log.info("%s already finished (%s); not retraining (set retrain=true to train again)", cfg.run_name, out)
+        log.info("%s already %s (%s); not retraining (set retrain=true to train again)", cfg.run_name, done["status"], out)
         return done
+    resume_from = None if cfg.retrain and not cfg.resume else checkpoint_to_resume(cfg, out)
+    if resume_from is not None:
+        log.info("%s: resuming from %s", cfg.run_name, resume_from)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
@@ -122,7 +127,8 @@ def train(cfg: DictConfig) -> dict:
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="step{step}", auto_insert_metric_name=False,
                                  every_n_train_steps=cfg.callbacks.checkpoint.every_n_steps, save_last=True,
                                  save_top_k=cfg.callbacks.checkpoint.keep)
-    callbacks = [summary, checkpoint, *instruments(cfg.callbacks, out)]
+    guard = DivergenceGuard(cfg.callbacks.divergence.check_every_n_steps)
+    callbacks = [summary, guard, checkpoint, *instruments(cfg.callbacks, out)]
     logger = TensorBoardLogger(save_dir=str(out), name="", version="", default_hp_metric=False)
     trainer = L.Trainer(
         max_steps=t.max_steps, accelerator=accelerator, devices=1, precision=precision, logger=logger,
@@ -131,8 +137,14 @@ def train(cfg: DictConfig) -> dict:
         enable_progress_bar=t.progress_bar, enable_model_summary=False, limit_val_batches=t.limit_val_batches,
         default_root_dir=str(out))
 
-    last = out / "checkpoints" / "last.ckpt"
-    trainer.fit(system, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None)
+    trainer.fit(system, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+    if guard.diverged_at_step is not None:
+        record = summary.write("diverged", trainer, diverged_at_step=guard.diverged_at_step,
+                               last_finite_loss=guard.last_finite_loss,
+                               error=f"loss became non-finite at step {guard.diverged_at_step}")
+        log.warning("%s diverged at step %d (last finite loss %s)", cfg.run_name, guard.diverged_at_step,
+                    guard.last_finite_loss)
+        return record
     if trainer.global_step % min(t.val_every_n_steps, t.max_steps) != 0 and t.limit_val_batches != 0:
         trainer.validate(system, datamodule=datamodule, verbose=False)
     trainer.test(system, datamodule=datamodule, verbose=False)
