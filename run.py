@@ -4,10 +4,13 @@
 """
 
 import sys
+from pathlib import Path
 
 import hydra
 
 from reslab.cli import JobRunner, register_resolvers
+from reslab.errors import UserError
+from reslab.preflight import preflight
 
 register_resolvers()
 runner = JobRunner()
@@ -19,5 +22,10 @@ def main(cfg):
 
 
 if __name__ == "__main__":
+    try:
+        preflight(sys.argv[1:], Path(__file__).resolve().parent / "conf")
+    except UserError as e:
+        print(f"reslab: error: {e}", file=sys.stderr)
+        sys.exit(2)
     main()
     sys.exit(runner.exit_code)
