@@ -1,27 +1,33 @@
 # reslab: `make demo` (environment, data, the default sweep, its report) and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
-# A CPU build of torch; a GPU user overrides it, e.g. `make install TORCH_SPEC="torch==2.13.0"` with CUDA wheels.
+# torch is pinned here, before anything that depends on it, so pip never picks another build by itself.
+# On the project's CPU machines pip finds a local CPU wheel of this version. Elsewhere, choose the build with
+# TORCH_PIP_ARGS (e.g. --index-url <your CPU or CUDA wheel index>) or another TORCH_SPEC.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
 DATA_DIR ?= data
 SWEEP ?= depth=20,56,110 model=plain,residual
 
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Re-install when the torch choice changes.
+STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH_SPEC) $(TORCH_PIP_ARGS)' | cksum | cut -d' ' -f1)
 
-.PHONY: help venv install data demo sweep test test-all clean
+BENCH_ARGS ?=
+
+.PHONY: help venv install data demo sweep bench test test-all clean
 
 help:
 	@echo "make demo      environment, data, the default sweep ($(SWEEP)), report"
 	@echo "make test      environment and the fast test suite"
 	@echo "make test-all  the whole suite, slow tests included"
+	@echo "make bench     throughput of reslab vs a plain PyTorch loop (writes bench.json)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
@@ -33,7 +39,8 @@ data:
 	@if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || [ -f $(DATA_DIR)/fashion_mnist/train-images-idx3-ubyte.gz ]; then \
 		echo "Fashion-MNIST is present"; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist); \
+		apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist) \
+			|| echo "apt-get could not install dataset-fashion-mnist; reslab will download it into $(DATA_DIR)/fashion_mnist"; \
 	else \
 		echo "Fashion-MNIST not installed; reslab will download it into $(DATA_DIR)/fashion_mnist on first use"; \
 	fi
@@ -42,6 +49,9 @@ sweep: install data
 	$(BIN)/python run.py -m $(SWEEP) data_dir=$(DATA_DIR)
 
 demo: sweep
+
+bench: install data
+	$(BIN)/python -m reslab.bench $(BENCH_ARGS)
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -6,13 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
 
-from reslab.cli import register_resolvers
+from reslab.config import CONF_DIR as CONF
+from reslab.config import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
 
 # A tiny CPU run: synthetic data, depth 8, narrow, a few steps.
 TINY = ["dataset=synthetic", "dataset.synthetic_train=384", "dataset.synthetic_test=128", "dataset.batch_size=32",
@@ -23,20 +21,10 @@ TINY = ["dataset=synthetic", "dataset.synthetic_train=384", "dataset.synthetic_t
         "callbacks.responses.figure_every_n_steps=4", "callbacks.responses.batch_size=32"]
 
 
-def compose_config(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-    if output_dir is not None:
-        with open_dict(cfg):
-            cfg.output_dir = str(output_dir)
-    return cfg
-
-
 @pytest.fixture
 def tiny_cfg(tmp_path):
     """A composed tiny config; call with extra overrides."""
-    def make(*overrides: str, out: Path | None = None) -> DictConfig:
+    def make(*overrides: str, out: Path | None = None):
         return compose_config(TINY + list(overrides), output_dir=out or tmp_path / "job")
     return make
 
@@ -62,6 +50,9 @@ def tiny_sweep(tmp_path_factory):
         cfg = compose_config(TINY + [f"model={model}", f"depth={depth}", f"seed={seed}"])
         cfg.output_dir = str(root / cfg.run_name)
         train(cfg)
+    variant = compose_config(TINY + ["model=plain", "optim.lr=0.05"])  # as a sweep over optim.lr names it
+    variant.output_dir = str(root / f"{variant.run_name}_optim.lr=0.05")
+    train(variant)
     failed = compose_config(TINY + ["model=residual", "depth=20"])
     failed.output_dir = str(root / failed.run_name)
     (root / failed.run_name).mkdir()

@@ -65,7 +65,8 @@ CASES = [
     ("data missing offline", ["dataset=mnist", "dataset.download=false", "data_dir={tmp}/data"], "not found"),
     ("truncated data file", ["dataset=mnist", "dataset.download=false", "data_dir={tmp}/data"],
      "truncated or corrupt"),
-    ("corrupt data file", ["dataset=mnist", "dataset.download=false", "data_dir={tmp}/data"], "mnist"),
+    ("corrupt data file", ["dataset=mnist", "dataset.download=false", "data_dir={tmp}/data"],
+     "truncated or corrupt"),
     ("wrong-checksum archive", ["dataset=cifar10", "dataset.download=false", "data_dir={tmp}/data"], "md5"),
 ]
 PREFLIGHT_CASES = [

@@ -170,7 +170,7 @@ def test_cifar_archive_is_extracted(tmp_path, monkeypatch):
 def test_cifar_missing_without_download(tmp_path):
     message = data_error(load_arrays, "cifar10", tmp_path, download=False)
     assert str(tmp_path / "cifar-10-batches-py") in message and str(tmp_path / "cifar-10-python.tar.gz") in message
-    assert "download=False" in message and "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in message
+    assert "downloads are off" in message and "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in message
 
 
 def test_cifar_download_failure_is_reported(tmp_path):
@@ -271,7 +271,7 @@ def test_idx_label_out_of_range(tmp_path):
 
 def test_mnist_missing_without_download(tmp_path):
     message = data_error(load_arrays, "mnist", tmp_path / "data", download=False)
-    assert f"{IDX_NAMES[0]} not found in {tmp_path / 'data' / 'mnist'}" in message and "download=False" in message
+    assert f"{IDX_NAMES[0]} not found in {tmp_path / 'data' / 'mnist'}" in message and "set dataset.download=true" in message
 
 
 def test_fashion_missing_names_debian_package(tmp_path, no_system_dirs):

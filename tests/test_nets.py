@@ -6,14 +6,17 @@ import torch
 from reslab.errors import UserError
 from reslab.nets import blocks_per_stage, build_net, count_parameters, weight_layers
 
-# Table 6 of the paper (and akamaster's exact counts): depth -> parameters.
+# Table 6 of the paper: depth -> parameters (rounded), and the exact counts of the §4.2 net with 10 classes
+# (the same as akamaster/pytorch_resnet_cifar10's).
 PAPER_PARAMS = {20: 0.27e6, 32: 0.46e6, 44: 0.66e6, 56: 0.85e6, 110: 1.7e6}
+EXACT_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
 
 
 @pytest.mark.parametrize("depth", sorted(PAPER_PARAMS))
 def test_parameter_counts_match_table6(depth):
     params = count_parameters(build_net(depth, "A"))
     assert abs(params - PAPER_PARAMS[depth]) / PAPER_PARAMS[depth] < 0.02
+    assert params == EXACT_PARAMS[depth]
 
 
 @pytest.mark.parametrize("depth", [8, 20, 56, 110])

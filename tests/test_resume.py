@@ -10,6 +10,7 @@ import sys
 import time
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
@@ -23,6 +24,18 @@ FINAL = ("train_loss", "train_error", "val_loss", "val_error", "test_loss", "tes
 
 def final(record: dict) -> dict:
     return {k: record[k] for k in FINAL}
+
+
+def assert_same_series(a, b) -> None:
+    """The instruments' series of two job directories are identical."""
+    for name in ("grad_norms.npz", "responses.npz"):
+        x, y = np.load(a / name), np.load(b / name)
+        assert list(x["steps"]) == list(y["steps"]) and list(x["names"]) == list(y["names"]), name
+        assert np.array_equal(x["values"], y["values"]), name
+
+
+class Crash(Exception):
+    """Stands in for a machine that goes away mid-run."""
 
 
 def test_same_config_and_seed_give_identical_metrics(tiny_cfg, tmp_path):
@@ -40,17 +53,18 @@ def test_resume_in_process_matches_an_uninterrupted_run(tiny_cfg, tmp_path):
     straight = train(tiny_cfg(*overrides, out=tmp_path / "straight"))
     stopped = tiny_cfg(*overrides, out=tmp_path / "resumed")
     with pytest.MonkeyPatch.context() as mp:  # kill the run's training at step 7 with an exception
-        class Crash(L.Callback):
+        class CrashAtStep7(L.Callback):
             def on_train_batch_start(self, trainer, *args):
                 if trainer.global_step == 7:
-                    raise KeyboardInterrupt
+                    raise Crash
         real = train_module.instruments
-        mp.setattr(train_module, "instruments", lambda cb, out: [*real(cb, out), Crash()])
-        with pytest.raises((KeyboardInterrupt, SystemExit)):
+        mp.setattr(train_module, "instruments", lambda cb, out: [*real(cb, out), CrashAtStep7()])
+        with pytest.raises(Crash):
             train(stopped)
     assert json.loads((tmp_path / "resumed" / "metrics.json").read_text())["status"] != "finished"
     resumed = train(stopped)
     assert final(resumed) == final(straight)
+    assert_same_series(tmp_path / "straight", tmp_path / "resumed")
 
 
 def _wait_for(predicate, timeout: float) -> bool:
@@ -72,8 +86,8 @@ def test_sigkill_then_rerun_resumes_to_the_same_final_metrics(tmp_path, run_env)
 
     proc = subprocess.Popen([*cmd, f"hydra.run.dir={killed_dir}"], cwd=ROOT, env=run_env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # Kill once training is under way (a periodic checkpoint exists), at whatever step it has reached.
-    started = _wait_for(lambda: any((killed_dir / "checkpoints").glob("step*.ckpt")), timeout=240)
+    # Kill once training is under way (last.ckpt exists), at whatever step it has reached.
+    started = _wait_for(lambda: (killed_dir / "checkpoints" / "last.ckpt").exists(), timeout=240)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert started, "training never wrote a checkpoint"
@@ -87,6 +101,7 @@ def test_sigkill_then_rerun_resumes_to_the_same_final_metrics(tmp_path, run_env)
     a = json.loads((straight_dir / "metrics.json").read_text())
     b = json.loads((killed_dir / "metrics.json").read_text())
     assert final(a) == final(b)
+    assert_same_series(straight_dir, killed_dir)
 
 
 def test_injected_nan_is_recorded_as_diverged(tiny_cfg, tmp_path, monkeypatch):

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, TINY
@@ -52,6 +51,34 @@ def test_warmup_holds_the_low_lr_then_returns(tiny_cfg, tmp_path):
     assert lrs[:4] == [0.01, 0.01, 0.01, 0.1]
 
 
+def test_warmup_ends_when_the_training_error_drops_below_the_threshold(tiny_cfg, tmp_path):
+    # The paper's rule: lr 0.01 until training error < 80%; the step cap (30) is far away.
+    cfg = tiny_cfg("optim=sgd_warmup", "optim.warmup.steps=30", "trainer.max_steps=30",
+                   "trainer.val_every_n_steps=30", "trainer.log_every_n_steps=1", out=tmp_path / "job")
+    train(cfg)
+    acc = EventAccumulator(str(tmp_path / "job")).Reload()
+    lrs = [round(e.value, 6) for e in acc.Scalars("lr")]
+    errors = [e.value for e in acc.Scalars("train/error")]
+    first_below = next(i for i, e in enumerate(errors) if e < 0.8)
+    assert lrs[: first_below + 1] == [0.01] * (first_below + 1)  # warm-up up to and including that step
+    assert lrs[first_below + 1] == 0.1  # back to the base lr at once
+    assert first_below + 1 < 15
+
+
+def test_validation_runs_at_its_interval_and_once_at_the_end(tiny_cfg, tmp_path):
+    train(tiny_cfg("trainer.max_steps=10", "trainer.val_every_n_steps=4", out=tmp_path / "job"))
+    acc = EventAccumulator(str(tmp_path / "job")).Reload()
+    assert len(acc.Scalars("val/error")) == 3  # after steps 4 and 8, and the final one at 10
+    assert len(acc.Scalars("test/error")) == 1
+
+
+def test_several_periodic_checkpoints_can_be_kept(tiny_cfg, tmp_path):
+    train(tiny_cfg("trainer.max_steps=12", "callbacks.checkpoint.every_n_steps=3", "callbacks.checkpoint.keep=2",
+                   out=tmp_path / "job"))
+    kept = sorted(p.name for p in (tmp_path / "job" / "checkpoints").glob("step*.ckpt"))
+    assert kept == ["step12.ckpt", "step9.ckpt"]
+
+
 def test_a_finished_job_is_not_retrained(tiny_cfg, tmp_path):
     first = train(tiny_cfg(out=tmp_path / "job"))
     mtime = (tmp_path / "job" / "metrics.json").stat().st_mtime_ns
@@ -69,10 +96,12 @@ def test_job_dir_name_adds_only_swept_keys(monkeypatch):
 
 
 def test_sweep_subprocess_writes_one_readable_job_dir_per_combination(tmp_path, run_env):
-    sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "run.py", "-m", "model=plain,residual", *TINY, f"hydra.sweep.dir={sweep}"]
+    # A time-stamped sweep directory, like the default one (the report must find it after the jobs).
+    cmd = [sys.executable, "run.py", "-m", "model=plain,residual", *TINY,
+           f"hydra.sweep.dir={tmp_path}/sweeps/${{now:%H-%M-%S-%f}}"]
     proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    [sweep] = list((tmp_path / "sweeps").iterdir())
     jobs = sorted(p.name for p in sweep.iterdir() if (p / "metrics.json").exists())
     assert jobs == ["plain-8_seed0", "residual-8_seed0"]
     # The Hydra callback wrote the report when the multirun ended.
@@ -105,9 +134,15 @@ def test_bad_depth_is_one_line_and_exit_2(tmp_path, run_env):
     assert lines == ["reslab: error: depth=21 is not 6n+2 with n >= 1; the nearest valid depths are 20 or 26"]
 
 
-def test_cpu_precision_auto_matches_the_hardware():
-    from reslab.precision import cpu_has_native_bf16, resolve_precision
-    expected = "bf16-mixed" if cpu_has_native_bf16() else "32-true"
-    assert resolve_precision("auto", "cpu") == expected
-    assert resolve_precision(32, "cpu") == "32-true"
-    assert torch.get_default_dtype() == torch.float32
+def test_precision_auto_reads_the_cpu_flags(tmp_path, monkeypatch):
+    from reslab import precision
+    native, emulated = tmp_path / "native", tmp_path / "emulated"
+    native.write_text("flags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile\n")
+    emulated.write_text("flags\t\t: fpu sse avx2 avx512f avx512bw\n")
+    assert precision.cpu_has_native_bf16(native) and not precision.cpu_has_native_bf16(emulated)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert precision.resolve_precision("auto", "cpu") == "32-true"
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert precision.resolve_precision("auto", "cpu") == "bf16-mixed"
+    assert precision.resolve_precision(32, "cpu") == "32-true"
+    assert precision.resolve_precision("bf16", "cpu") == "bf16-mixed"

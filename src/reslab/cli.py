@@ -8,6 +8,7 @@ at the end.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import traceback
@@ -17,8 +18,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from reslab.config import parse_overrides
 from reslab.errors import UserError
-from reslab.summary import write_json_atomic
+from reslab.paths import write_json_atomic
 
 log = logging.getLogger("reslab")
 
@@ -29,13 +31,7 @@ RUN_NAME_KEYS = {"model", "depth", "seed"}
 
 def swept_keys(argv: list[str]) -> set[str]:
     """Keys that the command line sweeps (``depth=20,56``, ``seed=range(3)``, ...)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    try:
-        overrides = OverridesParser.create().parse_overrides([a for a in argv if "=" in a and not a.startswith("-")])
-    except Exception:  # Hydra itself reports malformed overrides
-        return set()
-    return {o.key_or_group for o in overrides if o.is_sweep_override()}
+    return {o.key_or_group for o in parse_overrides(argv) if o.is_sweep_override()}
 
 
 def job_dir_name(run_name: str, task_overrides) -> str:
@@ -55,12 +51,10 @@ def record_failure(cfg: DictConfig, error_line: str, tb: str) -> Path | None:
     try:
         out = Path(cfg.output_dir)
         (out / "error.log").write_text(tb)
-        record = {"run_name": cfg.run_name, "model": cfg.model.name, "shortcut": cfg.model.shortcut,
-                  "depth": cfg.depth, "dataset": cfg.dataset.name, "seed": cfg.seed, "status": "failed",
-                  "error": error_line, "traceback": str(out / "error.log")}
+        from reslab.resume import run_facts
+        record = {**run_facts(cfg), "status": "failed", "error": error_line, "traceback": str(out / "error.log")}
         metrics = out / "metrics.json"
         if metrics.exists():  # keep what the run had measured before it failed
-            import json
             record = {**json.loads(metrics.read_text()), **record}
         write_json_atomic(metrics, record)
         return out / "error.log"

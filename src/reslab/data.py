@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, Sampler, SequentialSampler
 
 from reslab.augment import normalize, random_crop, random_hflip
@@ -77,6 +78,13 @@ def split_train_val(arrays: Arrays, val_fraction: float, seed: int) -> tuple[tup
             (arrays.train_x[val_idx], arrays.train_y[val_idx]))
 
 
+def shrink(part: tuple[torch.Tensor, torch.Tensor], factor: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average-pool uint8 images by ``factor`` (28×28 -> 14×14 for 2), once, when the data is loaded."""
+    x, y = part
+    pooled = F.avg_pool2d(x.float(), factor) if len(x) else x.float()[..., ::factor, ::factor]
+    return pooled.round().to(torch.uint8), y
+
+
 class ImageDataModule(L.LightningDataModule):
     """One dataset from the registry, split, batched and augmented for training.
 
@@ -93,14 +101,22 @@ class ImageDataModule(L.LightningDataModule):
         hflip: random horizontal flips.
         download: allow downloading missing files.
         synthetic_train, synthetic_test: sizes of the ``synthetic`` set.
+        downsample: average-pool the images by this factor when loading (1 = native size). The CPU default
+            uses 2 on Fashion-MNIST (14×14): about 3× fewer FLOPs per step, so 3× more steps per hour.
     """
 
     def __init__(self, name: str, data_dir: str, batch_size: int = 128, eval_batch_size: int = 500,
                  val_fraction: float = 0.1, split_seed: int = 0, shuffle_seed: int = 0, crop_pad: int = 0,
                  hflip: bool = False, download: bool = True, synthetic_train: int = 2048,
-                 synthetic_test: int = 512):
+                 synthetic_test: int = 512, downsample: int = 1):
         super().__init__()
         self.info = dataset_info(name)
+        if isinstance(downsample, bool) or not isinstance(downsample, int) or downsample < 1 \
+                or self.info.image_size % downsample:
+            raise UserError(f"dataset.downsample must be a whole factor of {name}'s {self.info.image_size}-pixel "
+                            f"images, got {downsample!r}; use 1 for the native size")
+        self.downsample = downsample
+        self.image_size = self.info.image_size // downsample
         if batch_size <= 0 or eval_batch_size <= 0:
             raise UserError(f"batch sizes must be positive, got batch_size={batch_size}, "
                             f"eval_batch_size={eval_batch_size}; set dataset.batch_size=128")
@@ -122,6 +138,8 @@ class ImageDataModule(L.LightningDataModule):
                              synthetic_train=self.synthetic_sizes[0], synthetic_test=self.synthetic_sizes[1])
         self.train, self.val = split_train_val(arrays, self.val_fraction, self.split_seed)
         self.test = (arrays.test_x, arrays.test_y)
+        if self.downsample > 1:
+            self.train, self.val, self.test = (shrink(part, self.downsample) for part in (self.train, self.val, self.test))
         if len(self.train[1]) < self.batch_size:
             raise UserError(f"{self.name}: {len(self.train[1])} training images is fewer than "
                             f"batch_size={self.batch_size}; lower dataset.batch_size")
@@ -145,11 +163,14 @@ class ImageDataModule(L.LightningDataModule):
         """Augment (training only) and normalise on the device the batch now lives on."""
         x, y = batch
         if self.trainer is not None and self.trainer.training:
-            generator = self._augment_generator(x.device)
-            x = random_crop(x, self.crop_pad, generator)
-            if self.hflip:
-                x = random_hflip(x, generator)
+            x = self.augment(x)
         return self.normalize(x), y
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """The configured random crop and flip of a uint8 batch, with the module's own generator."""
+        generator = self._augment_generator(x.device)
+        x = random_crop(x, self.crop_pad, generator)
+        return random_hflip(x, generator) if self.hflip else x
 
     def _augment_generator(self, device: torch.device) -> torch.Generator:
         """A generator of its own for augmentation, on the batch's device; checkpointed with the run."""

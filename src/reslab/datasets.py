@@ -151,7 +151,7 @@ def _obtain(name: str, url: str, dest: Path, md5: str, *, data_dir: Path, downlo
             hint: str) -> None:
     """Download `url` to `dest`; the file only appears there once its md5 has been checked."""
     if not download:
-        raise DataError(f"{missing} (download=False); {hint}, or pass download=True")
+        raise DataError(f"{missing} (downloads are off); {hint}, or set dataset.download=true")
     tmp = _temp_in(dest.parent, data_dir)
     try:
         try:

@@ -20,15 +20,19 @@ log = logging.getLogger("reslab")
 class SweepReport(Callback):
     def __init__(self, figures: bool = True):
         self.figures = figures
+        self.sweep_dir: Path | None = None
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         hydra_cfg = getattr(job_return, "hydra_cfg", None)
         if hydra_cfg is None or str(hydra_cfg.hydra.mode) != "RunMode.MULTIRUN":
             return
-        self._report(Path(hydra_cfg.hydra.sweep.dir), figures=False, quiet=True)
+        # The job's resolved directory, not hydra.sweep.dir: reading that again re-resolves ${now:...} to the
+        # current time, a directory that does not exist.
+        self.sweep_dir = Path(hydra_cfg.hydra.runtime.output_dir).parent
+        self._report(self.sweep_dir, figures=False, quiet=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._report(Path(config.hydra.sweep.dir), figures=self.figures, quiet=False)
+        self._report(self.sweep_dir or Path(config.hydra.sweep.dir), figures=self.figures, quiet=False)
 
     @staticmethod
     def _report(sweep_dir: Path, figures: bool, quiet: bool) -> None:

@@ -48,15 +48,21 @@ def _styled(fn):
     return wrapper
 
 
+def arm_order(arm: str) -> tuple:
+    """plain, residual, residual_b first (each followed by its variants), then anything else."""
+    base = arm.split(" (")[0]
+    return (ARM_ORDER.index(base) if base in ARM_ORDER else len(ARM_ORDER), arm)
+
+
 def arms_of(runs: Sequence[Run]) -> list[str]:
-    arms = {r.model for r in runs}
-    return [a for a in ARM_ORDER if a in arms] + sorted(arms - set(ARM_ORDER))
+    return sorted({r.arm for r in runs}, key=arm_order)
 
 
 def by_arm_and_depth(runs: Sequence[Run]) -> dict[tuple[str, int], list[Run]]:
+    """Runs that differ only in seed, grouped by (arm, depth)."""
     groups: dict[tuple[str, int], list[Run]] = defaultdict(list)
     for r in runs:
-        groups[(r.model, r.depth)].append(r)
+        groups[(r.arm, r.depth)].append(r)
     return dict(sorted(groups.items(), key=lambda kv: kv[0][1]))
 
 
@@ -112,18 +118,17 @@ def error_vs_depth(rows: Sequence[dict]) -> Figure:
     mean ± std over seeds. ``rows`` are the report's table rows."""
     fig = new_figure(COLUMN, 2.5)
     ax = fig.subplots()
-    markers = {"plain": "o", "residual": "s", "residual_b": "^"}
-    colors = {"plain": "#d62728", "residual": "#1f77b4", "residual_b": "#2ca02c"}
-    arms = [a for a in ARM_ORDER if any(r["model"] == a for r in rows)]
-    arms += sorted({r["model"] for r in rows} - set(arms))
-    for arm in arms:
-        mine = sorted((r for r in rows if r["model"] == arm), key=lambda r: r["depth"])
+    markers = ("o", "s", "^", "D", "v", "P", "X")
+    colors = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+    arms = sorted({r["arm"] for r in rows}, key=arm_order)
+    for i, arm in enumerate(arms):
+        mine = sorted((r for r in rows if r["arm"] == arm), key=lambda r: r["depth"])
         for key, ls in (("train_error", "--"), ("test_error", "-")):
             pts = [(r["depth"], r[key], r.get(key + "_std") or 0.0) for r in mine if r.get(key) is not None]
             if pts:
                 d, m, s = map(np.asarray, zip(*pts))
-                ax.errorbar(d, 100 * m, yerr=100 * s, ls=ls, marker=markers.get(arm, "D"), ms=3.5, capsize=2,
-                            color=colors.get(arm, "black"), label=f"{arm}, {key.split('_')[0]}")
+                ax.errorbar(d, 100 * m, yerr=100 * s, ls=ls, marker=markers[i % 7], ms=3.5, capsize=2,
+                            color=colors[i % 7], label=f"{arm}, {key.split('_')[0]}")
     depths = sorted({r["depth"] for r in rows})
     ax.set_xscale("log")
     ax.set_xticks(depths, [str(d) for d in depths])
@@ -134,6 +139,12 @@ def error_vs_depth(rows: Sequence[dict]) -> Figure:
     if ax.lines or ax.containers:
         ax.legend(frameon=False)
     return fig
+
+
+def _log_norm(arrays: Sequence[np.ndarray]) -> LogNorm:
+    """A log colour scale over the finite, positive values (NaN/inf of a diverged run are left blank)."""
+    good = np.concatenate([a[np.isfinite(a) & (a > 0)] for a in arrays] + [np.zeros(0)])
+    return LogNorm(vmin=good.min(), vmax=good.max()) if good.size else LogNorm(vmin=1e-3, vmax=1.0)
 
 
 def _layer_axis(ax, n_layers: int) -> None:
@@ -182,14 +193,12 @@ def grad_norm_heatmaps(runs: Sequence[Run]) -> Figure:
     depths = sorted({d for (_, d) in groups})
     fig = new_figure(PAGE, 1.8 * len(arms) + 0.4)
     axes = fig.subplots(len(arms), max(1, len(depths)), squeeze=False)
-    finite = [v.grad_norms["values"][v.grad_norms["values"] > 0] for v in groups.values()]
-    finite = np.concatenate(finite) if finite else np.array([1e-3, 1.0])
-    norm = LogNorm(vmin=max(finite.min(), 1e-12), vmax=finite.max()) if finite.size else None
+    norm = _log_norm([v.grad_norms["values"] for v in groups.values()])
     image = None
     for (arm, depth), run in groups.items():
         ax = axes[arms.index(arm), depths.index(depth)]
         steps, values = run.grad_norms["steps"], run.grad_norms["values"]
-        image = ax.imshow(np.clip(values.T, norm.vmin, None), aspect="auto", norm=norm, cmap="magma",
+        image = ax.imshow(np.clip(values.T, norm.vmin, norm.vmax), aspect="auto", norm=norm, cmap="magma",
                           interpolation="nearest", extent=(steps[0], steps[-1], values.shape[1] + 0.5, 0.5))
         ax.set_title(f"{arm}-{depth}")
         ax.set_xlabel("iterations")
@@ -208,7 +217,7 @@ def response_std(runs: Sequence[Run]) -> Figure:
     training, by layer index (left) and sorted by magnitude (right); colour = depth, dashed = plain."""
     fig = new_figure(PAGE, 2.4)
     left, right = fig.subplots(1, 2, sharey=True)
-    styles = {"plain": "--", "residual": "-", "residual_b": ":"}
+    styles = {"plain": "--", "residual": "-", "residual_b": ":"}  # by base model
     n_max = 1
     for (arm, depth), members in by_arm_and_depth(runs).items():
         run = members[0]
@@ -216,7 +225,7 @@ def response_std(runs: Sequence[Run]) -> Figure:
             continue
         values = run.responses["values"][-1]
         n_max = max(n_max, len(values))
-        kw = {"color": depth_color(depth), "ls": styles.get(arm, "-."), "label": f"{arm}-{depth}"}
+        kw = {"color": depth_color(depth), "ls": styles.get(arm.split(" (")[0], "-."), "label": f"{arm}-{depth}"}
         left.plot(np.arange(1, len(values) + 1), values, **kw)
         right.plot(np.arange(1, len(values) + 1), np.sort(values)[::-1], **kw)
     _layer_axis(left, n_max)
@@ -250,8 +259,7 @@ def heatmap_figure(names: Sequence[str], steps: np.ndarray, values: np.ndarray, 
     """One run's layer × step heat map on a log colour scale (for TensorBoard's image tab)."""
     fig = new_figure(COLUMN + 1, 2.4)
     ax = fig.subplots()
-    positive = values[values > 0]
-    norm = LogNorm(vmin=positive.min(), vmax=positive.max()) if positive.size else None
+    norm = _log_norm([values])
     last = steps[-1] if steps[-1] > steps[0] else steps[0] + 1
     image = ax.imshow(values.T, aspect="auto", norm=norm, cmap="magma", interpolation="nearest",
                       extent=(steps[0], last, len(names) + 0.5, 0.5))

@@ -31,7 +31,7 @@ def resolve_precision(precision: str | int, accelerator: str) -> str:
     value = str(precision)
     if value == "auto":
         if accelerator == "gpu":
-            return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+            return "bf16-mixed" if torch.cuda.is_bf16_supported(including_emulation=False) else "32-true"
         return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
     if value not in PRECISIONS:
         raise UserError(f"unknown precision {value!r}; choose one of: auto, 32, bf16, 16 (trainer.precision=auto)")

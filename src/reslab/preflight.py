@@ -4,27 +4,18 @@ that cannot be written (Hydra creates it before any of reslab's code runs)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from reslab.config import parse_overrides
 from reslab.errors import UserError
+from reslab.paths import ensure_writable_dir
 
 GROUP_NAMES = {"model": "model", "dataset": "dataset", "optim": "optimiser", "trainer": "trainer",
                "experiment": "experiment"}
 
 
-def _overrides(argv: list[str]):
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    args = [a for a in argv if "=" in a and not a.startswith("-")]
-    try:
-        return OverridesParser.create().parse_overrides(args)
-    except Exception:  # malformed overrides: Hydra's own message says what is wrong
-        return []
-
-
 def check_groups(argv: list[str], conf_dir: Path) -> None:
-    for o in _overrides(argv):
+    for o in parse_overrides(argv):
         group = o.key_or_group
         if group not in GROUP_NAMES or o.is_delete():
             continue
@@ -39,17 +30,13 @@ def check_output_dir(argv: list[str]) -> None:
     multirun = "-m" in argv or "--multirun" in argv
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     target = Path("multirun" if multirun else "outputs")
-    for o in _overrides(argv):
+    for o in parse_overrides(argv):
         if o.key_or_group == key:
             value = str(o.value())
             # Interpolations (${now:...}) are resolved by Hydra later; check the literal folder above them.
             target = Path(value) if "${" not in value else Path(value.split("${")[0] or ".").parent
-    # Try it for real: permission bits say little for root or on read-only mounts.
     try:
-        target.mkdir(parents=True, exist_ok=True)
-        probe = target / f".reslab-write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
+        ensure_writable_dir(target)
     except OSError as e:
         raise UserError(f"cannot write the output directory {target} ({e.strerror}); "
                         f"run from a writable folder or set {key}=<a writable path>") from None

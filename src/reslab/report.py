@@ -20,7 +20,7 @@ import numpy as np
 from reslab import plots
 from reslab.sweep import Run, load_sweep
 
-COLUMNS = ("model", "shortcut", "depth", "params", "runs", "train_error", "train_error_std", "val_error",
+COLUMNS = ("model", "variant", "shortcut", "depth", "params", "runs", "train_error", "train_error_std", "val_error",
            "val_error_std", "test_error", "test_error_std", "steps", "status")
 FIGURES = {
     "error_curves": lambda runs, rows: plots.error_curves(runs),
@@ -39,14 +39,16 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
 
 
 def summarize(runs: list[Run]) -> list[dict]:
-    """One row per (model, depth): mean ± sample std over the finished seeds; status counts all jobs."""
+    """One row per (arm, depth), arm = model plus any other swept setting: mean ± sample std over the
+    finished seeds; the status column counts all jobs."""
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
-        groups.setdefault((run.model, run.depth), []).append(run)
+        groups.setdefault((run.arm, run.depth), []).append(run)
     rows = []
-    for (model, depth), members in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    for (arm, depth), members in sorted(groups.items(), key=lambda kv: (kv[0][1], plots.arm_order(kv[0][0]))):
         done = [r for r in members if r.status == "finished"]
-        row = {"model": model, "shortcut": members[0].record.get("shortcut"), "depth": depth,
+        row = {"arm": arm, "model": members[0].model, "variant": members[0].variant,
+               "shortcut": members[0].record.get("shortcut"), "depth": depth,
                "params": members[0].record.get("params"), "runs": len(members),
                "steps": max((r.steps for r in members), default=0),
                "status": ", ".join(f"{n} {s}" for s, n in sorted(Counter(r.status for r in members).items()))}
@@ -67,7 +69,7 @@ def markdown_table(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         params = f"{r['params'] / 1e6:.2f}M" if r["params"] else "–"
-        lines.append(f"| {r['model']} | {r['depth']} | {params} | {_pct(r['train_error'], r['train_error_std'])} | "
+        lines.append(f"| {r['arm']} | {r['depth']} | {params} | {_pct(r['train_error'], r['train_error_std'])} | "
                      f"{_pct(r['val_error'], r['val_error_std'])} | {_pct(r['test_error'], r['test_error_std'])} | "
                      f"{r['runs']} | {r['steps']} | {r['status']} |")
     return "\n".join(lines)

@@ -18,9 +18,21 @@ from reslab.errors import UserError
 IDENTITY_KEYS = ("model", "shortcut", "depth", "width", "dataset")
 
 
+def run_facts(cfg: DictConfig) -> dict:
+    """What a job is, as recorded in metrics.json: its name and the keys a sweep varies.
+
+    ``variant`` is whatever else the sweep varies for this job (``optim.lr=0.05``), taken from the job
+    directory's name; the report keeps variants apart instead of averaging them as if they were seeds."""
+    job = Path(cfg.output_dir).name
+    variant = job[len(cfg.run_name) + 1:] if job.startswith(cfg.run_name + "_") else ""
+    return {"run_name": cfg.run_name, "job": job, "variant": variant, "model": cfg.model.name,
+            "shortcut": cfg.model.shortcut, "depth": cfg.depth, "width": cfg.model.width,
+            "dataset": cfg.dataset.name, "seed": cfg.seed}
+
+
 def run_identity(cfg: DictConfig) -> dict:
-    return {"model": cfg.model.name, "shortcut": cfg.model.shortcut, "depth": cfg.depth, "width": cfg.model.width,
-            "dataset": cfg.dataset.name}
+    facts = run_facts(cfg)
+    return {k: facts[k] for k in IDENTITY_KEYS}
 
 
 def checkpoint_to_resume(cfg: DictConfig, out: Path) -> Path | None:

@@ -7,9 +7,7 @@ training batches (augmented images, BN in train mode: the running training error
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections import deque
 from pathlib import Path
@@ -18,12 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write via a temporary file and rename, so a kill never leaves half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+from reslab.paths import write_json_atomic
 
 
 def _number(value: Any) -> float | None:
@@ -47,6 +40,7 @@ class RunSummary(L.Callback):
         self.record: dict = {}
         # The latest validation and test results; the trainer's callback_metrics forget val after a test.
         self.eval_metrics: dict = {k: None for k in ("val_loss", "val_error", "test_loss", "test_error")}
+        self.last_val_step: int | None = None  # global step of the latest validation
 
     def write(self, status: str, trainer: L.Trainer | None = None, **extra: Any) -> dict:
         record = {**self.facts, "status": status,
@@ -74,6 +68,7 @@ class RunSummary(L.Callback):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._keep_eval(trainer, "val")
+        self.last_val_step = trainer.global_step
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._keep_eval(trainer, "test")
@@ -88,6 +83,7 @@ class RunSummary(L.Callback):
 
     def state_dict(self) -> dict:
         return {"losses": list(self._losses), "errors": list(self._errors), "eval_metrics": self.eval_metrics,
+                "last_val_step": self.last_val_step,
                 "wall_time_s": self._wall_before + time.perf_counter() - self._start}
 
     def load_state_dict(self, state: dict) -> None:
@@ -95,3 +91,4 @@ class RunSummary(L.Callback):
         self._errors.extend(state["errors"])
         self._wall_before = state["wall_time_s"]
         self.eval_metrics.update(state.get("eval_metrics", {}))
+        self.last_val_step = state.get("last_val_step")

@@ -27,6 +27,16 @@ class Run:
         return self.record.get("model", "?")
 
     @property
+    def variant(self) -> str:
+        """Other swept settings of this job (``optim.lr=0.05``); '' for a plain depth/model/seed sweep."""
+        return self.record.get("variant") or ""
+
+    @property
+    def arm(self) -> str:
+        """The curve family: model, plus its variant if the sweep varied more than depth/model/seed."""
+        return f"{self.model} ({self.variant})" if self.variant else self.model
+
+    @property
     def depth(self) -> int:
         return int(self.record.get("depth", 0))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import lightning as L
@@ -21,8 +22,9 @@ from reslab.errors import UserError
 from reslab.guard import DivergenceGuard
 from reslab.instruments import GradNormMonitor, ResponseMonitor
 from reslab.nets import build_net, count_parameters
+from reslab.paths import ensure_writable_dir
 from reslab.precision import resolve_accelerator, resolve_precision
-from reslab.resume import checkpoint_to_resume, run_identity
+from reslab.resume import checkpoint_to_resume, run_facts, run_identity
 from reslab.summary import RunSummary
 from reslab.system import Classifier
 
@@ -31,10 +33,7 @@ log = logging.getLogger(__name__)
 
 def check_output_dir(out: Path) -> None:
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
-        probe.write_text("")
-        probe.unlink()
+        ensure_writable_dir(out)
     except OSError as e:
         raise UserError(f"output directory {out} is not writable ({e.strerror}); "
                         f"point hydra.run.dir / hydra.sweep.dir at a writable path") from None
@@ -45,8 +44,19 @@ def finished_record(out: Path) -> dict | None:
     path = out / "metrics.json"
     if not path.exists():
         return None
-    record = json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):  # half-written by a killed run: not finished
+        return None
     return record if record.get("status") in ("finished", "diverged") else None
+
+
+def clear_job_dir(out: Path) -> None:
+    """Remove an earlier run's outputs (retrain=true), so nothing of it can be resumed or reported."""
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    for pattern in ("events.out.tfevents.*", "metrics.json", "grad_norms.npz", "responses.npz", "error.log"):
+        for path in out.glob(pattern):
+            path.unlink()
 
 
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:
@@ -55,7 +65,7 @@ def build_datamodule(cfg: DictConfig) -> ImageDataModule:
                            eval_batch_size=d.eval_batch_size, val_fraction=d.val_fraction,
                            split_seed=d.split_seed, shuffle_seed=cfg.seed, crop_pad=d.crop_pad, hflip=d.hflip,
                            download=d.download, synthetic_train=d.synthetic_train,
-                           synthetic_test=d.synthetic_test)
+                           synthetic_test=d.synthetic_test, downsample=d.downsample)
 
 
 def build_system(cfg: DictConfig, net) -> Classifier:
@@ -94,6 +104,33 @@ def instruments(cb: DictConfig, out: Path) -> list[L.Callback]:
     return found
 
 
+def build_trainer(cfg: DictConfig, out: Path, accelerator: str, precision: str,
+                  callbacks: list[L.Callback]) -> L.Trainer:
+    """The Lightning Trainer of a job: TensorBoard in the job directory, checkpoints, step-based validation."""
+    t, ck = cfg.trainer, cfg.callbacks.checkpoint
+    # monitor="step": keep the newest `keep` periodic checkpoints (Lightning needs a monitor for keep > 1).
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="step{step}", auto_insert_metric_name=False,
+                                 every_n_train_steps=ck.every_n_steps, save_last=True, save_top_k=ck.keep,
+                                 monitor="step", mode="max")
+    logger = TensorBoardLogger(save_dir=str(out), name="", version="", default_hp_metric=False)
+    return L.Trainer(
+        max_steps=t.max_steps, accelerator=accelerator, devices=1, precision=precision, logger=logger,
+        callbacks=[*callbacks, checkpoint], val_check_interval=min(t.val_every_n_steps, t.max_steps),
+        check_val_every_n_epoch=None, log_every_n_steps=t.log_every_n_steps, num_sanity_val_steps=0,
+        enable_progress_bar=t.progress_bar, enable_model_summary=False, limit_val_batches=t.limit_val_batches,
+        default_root_dir=str(out))
+
+
+def build_job(cfg: DictConfig) -> tuple[ImageDataModule, Classifier]:
+    """Seeded data and system of a job; the data is read now, so missing or corrupt files fail early."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build_datamodule(cfg)
+    info = datamodule.info
+    net = build_net(cfg.depth, cfg.model.shortcut, info.in_channels, info.num_classes, cfg.model.width)
+    datamodule.setup("fit")
+    return datamodule, build_system(cfg, net)
+
+
 def train(cfg: DictConfig) -> dict:
     """Train one job as configured; return the final metrics record written to ``metrics.json``."""
     t = cfg.trainer
@@ -104,56 +141,38 @@ def train(cfg: DictConfig) -> dict:
     out = Path(cfg.output_dir)
     check_output_dir(out)
     if (done := finished_record(out)) is not None and not cfg.retrain:
-        log.info("%s already %s (%s); not retraining (set retrain=true to train again)", cfg.run_name, done["status"], out)
+        log.info("%s already %s in %s; not retraining (retrain=true trains again)", cfg.run_name, done["status"], out)
         return done
-    resume_from = None if cfg.retrain and not cfg.resume else checkpoint_to_resume(cfg, out)
-    if resume_from is not None:
-        log.info("%s: resuming from %s", cfg.run_name, resume_from)
+    if cfg.retrain:
+        clear_job_dir(out)
+    resume_from = checkpoint_to_resume(cfg, out)
 
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = build_datamodule(cfg)
-    net = build_net(cfg.depth, cfg.model.shortcut, datamodule.info.in_channels, datamodule.info.num_classes,
-                    cfg.model.width)
-    datamodule.setup("fit")  # read the data now, so missing or corrupt files fail before any training
-    system = build_system(cfg, net)
-    params = count_parameters(net)
-
+    datamodule, system = build_job(cfg)
+    params = count_parameters(system.net)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    facts = {"run_name": cfg.run_name, "model": cfg.model.name, "shortcut": cfg.model.shortcut,
-             "depth": cfg.depth, "params": params, "dataset": cfg.dataset.name, "seed": cfg.seed,
-             "max_steps": t.max_steps, "precision": precision, "accelerator": accelerator,
+    facts = {**run_facts(cfg), "image_size": datamodule.image_size, "params": params, "max_steps": t.max_steps, "precision": precision, "accelerator": accelerator,
              "environment": describe_environment()}
     summary = RunSummary(out / "metrics.json", facts, train_window=cfg.callbacks.summary.train_window)
-    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="step{step}", auto_insert_metric_name=False,
-                                 every_n_train_steps=cfg.callbacks.checkpoint.every_n_steps, save_last=True,
-                                 save_top_k=cfg.callbacks.checkpoint.keep)
     guard = DivergenceGuard(cfg.callbacks.divergence.check_every_n_steps)
-    callbacks = [summary, guard, checkpoint, *instruments(cfg.callbacks, out)]
-    logger = TensorBoardLogger(save_dir=str(out), name="", version="", default_hp_metric=False)
-    trainer = L.Trainer(
-        max_steps=t.max_steps, accelerator=accelerator, devices=1, precision=precision, logger=logger,
-        callbacks=callbacks, val_check_interval=min(t.val_every_n_steps, t.max_steps),
-        check_val_every_n_epoch=None, log_every_n_steps=t.log_every_n_steps, num_sanity_val_steps=0,
-        enable_progress_bar=t.progress_bar, enable_model_summary=False, limit_val_batches=t.limit_val_batches,
-        default_root_dir=str(out))
+    trainer = build_trainer(cfg, out, accelerator, precision, [summary, guard, *instruments(cfg.callbacks, out)])
 
+    if resume_from is not None:
+        log.info("%s: resuming from %s", cfg.run_name, resume_from)
     trainer.fit(system, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     if guard.diverged_at_step is not None:
-        record = summary.write("diverged", trainer, diverged_at_step=guard.diverged_at_step,
-                               last_finite_loss=guard.last_finite_loss,
-                               error=f"loss became non-finite at step {guard.diverged_at_step}")
         log.warning("%s diverged at step %d (last finite loss %s)", cfg.run_name, guard.diverged_at_step,
                     guard.last_finite_loss)
-        return record
-    if trainer.global_step % min(t.val_every_n_steps, t.max_steps) != 0 and t.limit_val_batches != 0:
-        trainer.validate(system, datamodule=datamodule, verbose=False)
+        return summary.write("diverged", trainer, diverged_at_step=guard.diverged_at_step,
+                             last_finite_loss=guard.last_finite_loss,
+                             error=f"loss became non-finite at step {guard.diverged_at_step}")
+    if summary.last_val_step != trainer.global_step and t.limit_val_batches != 0:
+        trainer.validate(system, datamodule=datamodule, verbose=False)  # the final validation
     trainer.test(system, datamodule=datamodule, verbose=False)
     record = summary.write("finished", trainer)
-    logger.log_hyperparams(hparams(cfg, params, precision),
-                           {f"final/{k}": record[k] if record[k] is not None else float("nan")
-                            for k in ("train_error", "val_error", "test_error")})
-    logger.finalize("success")
+    final = {f"final/{k}": record[k] if record[k] is not None else float("nan")
+             for k in ("train_error", "val_error", "test_error")}
+    trainer.logger.log_hyperparams(hparams(cfg, params, precision), final)  # TensorBoard's HParams view
+    trainer.logger.finalize("success")
     log.info("%s: train error %.4f, test error %.4f, %d steps, %.0f s", cfg.run_name, record["train_error"],
              record["test_error"], record["steps"], record["wall_time_s"])
     return record
-
