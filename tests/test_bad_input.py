@@ -51,7 +51,7 @@ def setup_files(case: str, tmp: Path) -> None:
 # (row, overrides relative to a tiny synthetic run; {tmp} is a fresh folder, {ro} a read-only path,
 #  message fragment)
 CASES = [
-    ("depth 7", ["depth=7"], "depth=7 is not 6n+2 with n >= 1; the nearest valid depths are 8"),
+    ("depth 7", ["depth=7"], "depth=7 is not 6n+2 with n >= 1; the nearest valid depth is 8"),
     ("depth 0", ["depth=0"], "depth=0 is not 6n+2"),
     ("depth -8", ["depth=-8"], "depth=-8 is not 6n+2"),
     ("depth 21", ["depth=21"], "nearest valid depths are 20 or 26"),

@@ -78,13 +78,14 @@ def test_valid_depths(depth, n):
     assert blocks_per_stage(depth) == n
 
 
-@pytest.mark.parametrize("depth,nearest", [(7, "8"), (0, "8"), (-8, "8"), (21, "20 or 26"), (57, "56 or 62"),
-                                           (2, "8")])
+@pytest.mark.parametrize("depth,nearest", [(7, "depth is 8"), (0, "depth is 8"), (-8, "depth is 8"),
+                                           (21, "depths are 20 or 26"), (57, "depths are 56 or 62"),
+                                           (2, "depth is 8")])
 def test_invalid_depth_names_nearest_valid_depths(depth, nearest):
     with pytest.raises(UserError) as err:
         build_net(depth)
     message = str(err.value)
-    assert "\n" not in message and f"nearest valid depths are {nearest}" in message
+    assert "\n" not in message and f"nearest valid {nearest}" in message
 
 
 @pytest.mark.parametrize("depth", ["20", 20.0, None, True])

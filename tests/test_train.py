@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import ROOT, TINY
 from reslab.cli import job_dir_name
+from reslab.nets import build_net, count_parameters
 from reslab.train import train
 
 METRIC_KEYS = {"run_name", "model", "shortcut", "depth", "params", "dataset", "seed", "steps", "train_loss",
@@ -124,6 +126,16 @@ def test_sweep_subprocess_writes_one_readable_job_dir_per_combination(tmp_path, 
     params = {json.loads((sweep / n / "metrics.json").read_text())["params"] for n in jobs}
     assert len(params) == 1
 
+    # Rerunning the sweep into its directory completes only what is missing.
+    shutil.rmtree(sweep / "residual-8_seed0")
+    kept = (sweep / "plain-8_seed0" / "metrics.json").stat().st_mtime_ns
+    rerun = subprocess.run([*cmd[:-1], f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=run_env, capture_output=True,
+                           text=True, timeout=240)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert (sweep / "plain-8_seed0" / "metrics.json").stat().st_mtime_ns == kept
+    assert json.loads((sweep / "residual-8_seed0" / "metrics.json").read_text())["status"] == "finished"
+    assert "plain-8_seed0 already finished" in rerun.stderr + rerun.stdout
+
 
 def test_bad_depth_is_one_line_and_exit_2(tmp_path, run_env):
     proc = subprocess.run([sys.executable, "run.py", "depth=21", "dataset=synthetic",
@@ -146,3 +158,21 @@ def test_precision_auto_reads_the_cpu_flags(tmp_path, monkeypatch):
     assert precision.resolve_precision("auto", "cpu") == "bf16-mixed"
     assert precision.resolve_precision(32, "cpu") == "32-true"
     assert precision.resolve_precision("bf16", "cpu") == "bf16-mixed"
+
+
+def test_paper_experiment_runs_end_to_end_on_cifar_format_files(tmp_path):
+    """experiment=paper on small files in the official CIFAR-10 pickle format: 3×32×32 input, crop + flip."""
+    from conftest import compose_config
+    from test_datasets import write_cifar10
+
+    write_cifar10(tmp_path / "data", per_batch=20)  # 100 train (90 after the 10% val split), 21 test images
+    cfg = compose_config(["experiment=paper", f"data_dir={tmp_path / 'data'}", "depth=8", "model.width=4",
+                          "dataset.batch_size=16", "trainer.max_steps=8", "trainer.val_every_n_steps=4",
+                          "trainer.log_every_n_steps=1", "callbacks.checkpoint.every_n_steps=3",
+                          "callbacks.grad_norms.every_n_steps=2", "callbacks.responses.every_n_steps=3"],
+                         output_dir=tmp_path / "job")
+    record = train(cfg)
+    assert record["status"] == "finished" and record["dataset"] == "cifar10" and record["image_size"] == 32
+    assert record["params"] == count_parameters(build_net(8, "A", in_channels=3, num_classes=10, width=4))
+    lrs = [round(e.value, 6) for e in EventAccumulator(str(tmp_path / "job")).Reload().Scalars("lr")]
+    assert lrs == [0.1] * 4 + [0.01] * 2 + [0.001] * 2  # ÷10 at 50% and 75% of the budget

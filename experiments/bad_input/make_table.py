@@ -12,7 +12,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
 
+from conftest import TINY  # noqa: E402
 from test_bad_input import CASES, PREFLIGHT_CASES, run, setup_files  # noqa: E402
+
+from reslab.config import compose_config  # noqa: E402
+from reslab.train import train  # noqa: E402
 
 
 def main() -> None:
@@ -27,7 +31,16 @@ def main() -> None:
             command = " ".join(a.replace("{tmp}", "<tmp>").replace("{ro}", "/proc/reslab") for a in args)
             rows.append(f"| {case} | `{command}` | {proc.returncode} | `{shown}` |")
             print(rows[-1], flush=True)
-    text = (__doc__.split("\n\n")[0].replace("Runs", "Made by running") + "\n\n"
+    with tempfile.TemporaryDirectory() as tmp:  # a checkpoint of plain-8 offered to a 14-layer run
+        cfg = compose_config(TINY + ["model=plain"], output_dir=Path(tmp) / "plain")
+        train(cfg)
+        ckpt = Path(tmp) / "plain" / "checkpoints" / "last.ckpt"
+        proc = run(["depth=14", "model=plain", f"resume={ckpt}"], Path(tmp), env)
+        line = proc.stderr.strip().splitlines()[-1].replace(tmp, "<tmp>")
+        rows.append(f"| checkpoint of another depth | `depth=14 model=plain resume=<plain-8's last.ckpt>` | "
+                    f"{proc.returncode} | `{line}` |")
+    text = ("Every bad-input case of `tests/test_bad_input.py`, run as a real `python run.py` process on the "
+            "tiny synthetic test settings (`TINY` in `tests/conftest.py`) plus the input shown; made with\n\n"
             "    .venv/bin/python experiments/bad_input/make_table.py\n\n" + "\n".join(rows) + "\n")
     (Path(__file__).parent / "README.md").write_text("# Bad input: what reslab prints\n\n" + text)
 

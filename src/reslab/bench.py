@@ -2,10 +2,11 @@
 
     python -m reslab.bench [--depths 20 56 110] [--steps 12] [--out bench.json] [key=value ...]
 
-Both paths train the same net on the same data (the default config's dataset, batch 128) with the same
-precision, optimiser and schedule, in the same process, one after the other, after a warm-up. reslab's
-path is timed with the default callbacks and logging on, and again with the instruments off, to give their
-overhead. Prints a table and writes JSON with the machine's description. Not a test: timings vary.
+Both paths train the same net on the same data (the default config's dataset, batch 128, augmentation) with
+the same precision, optimiser and schedule, in the same process, after 3 warm-up steps. reslab's path is
+timed with the default callbacks and logging on, and again with the instruments off, to give their
+overhead. Each path is timed ``--repeats`` times in rotating order and the median is reported. Prints a
+table and writes JSON with the machine's description. Not a test: timings vary.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -125,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depths", type=int, nargs="+", default=[20, 56, 110])
     parser.add_argument("--models", nargs="+", default=["plain", "residual"])
     parser.add_argument("--steps", type=int, default=12, help="timed steps (after %d warm-up steps)" % WARMUP)
+    parser.add_argument("--repeats", type=int, default=3, help="timings per path; the median is reported")
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. trainer.precision=32")
     args = parser.parse_args(argv)
@@ -139,9 +142,15 @@ def main(argv: list[str] | None = None) -> int:
                            "callbacks.checkpoint.every_n_steps=1000000", *args.overrides],
                                  output_dir=tempfile.mkdtemp())
             batch = cfg.dataset.batch_size
-            loop = batch / time_plain_loop(cfg)
-            full = batch / time_reslab(cfg, with_instruments=True)
-            bare = batch / time_reslab(cfg, with_instruments=False)
+            # Each path timed `repeats` times, the order rotated so no path always runs first; medians.
+            paths = {"loop": lambda: time_plain_loop(cfg), "full": lambda: time_reslab(cfg, True),
+                     "bare": lambda: time_reslab(cfg, False)}
+            seconds = {name: [] for name in paths}
+            for r in range(args.repeats):
+                names = list(paths)[r % 3:] + list(paths)[:r % 3]
+                for name in names:
+                    seconds[name].append(paths[name]())
+            loop, full, bare = (batch / statistics.median(seconds[n]) for n in ("loop", "full", "bare"))
             datamodule, system = build_job(cfg)
             macs = macs_per_image(system.net, tuple(datamodule.train[0].shape[1:]))
             flops = 6 * macs * full  # forward 2 FLOPs per MAC, backward about twice the forward
@@ -152,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(f"{model:>9} {depth:>5} {loop:17.1f} {full:13.1f} {row['ratio']:6.3f} {bare:15.1f} "
                   f"{100 * row['instrument_cost']:9.1f}% {flops / 1e9:8.1f}")
-    args.out.write_text(json.dumps({"machine": machine(), "steps": args.steps, "rows": rows}, indent=2) + "\n")
+    report = {"machine": machine(), "steps": args.steps, "repeats": args.repeats, "overrides": args.overrides,
+              "rows": rows}
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
 

@@ -45,8 +45,8 @@ def blocks_per_stage(depth: int) -> int:
         return (depth - 2) // 6
     lower = max(8, (depth - 2) // 6 * 6 + 2)
     upper = max(8, lower + 6 if lower < depth else lower)
-    near = f"{lower} or {upper}" if lower != upper else f"{lower}"
-    raise UserError(f"depth={depth} is not 6n+2 with n >= 1; the nearest valid depths are {near}")
+    near = f"depths are {lower} or {upper}" if lower != upper else f"depth is {lower}"
+    raise UserError(f"depth={depth} is not 6n+2 with n >= 1; the nearest valid {near}")
 
 
 class ZeroPadShortcut(nn.Module):

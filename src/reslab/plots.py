@@ -108,7 +108,7 @@ def error_curves(runs: Sequence[Run], smooth_points: int = 9) -> Figure:
     handles += [Line2D([], [], ls="--", color="gray", label="train (smoothed)"),
                 Line2D([], [], ls="-", color="gray", label="validation"),
                 Line2D([], [], ls="", marker="o", color="gray", mec="black", mew=0.5, label="test (final)")]
-    axes[-1].legend(handles=handles, loc="upper right", frameon=False)
+    fig.legend(handles=handles, loc="outside right upper", frameon=False)
     return fig
 
 
@@ -231,6 +231,10 @@ def response_std(runs: Sequence[Run]) -> Figure:
     _layer_axis(left, n_max)
     right.set_xlabel("layer index (sorted by magnitude)")
     left.set_ylabel("response std")
+    values = np.concatenate([line.get_ydata() for line in left.lines] + [np.zeros(0)])
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size and values.max() / values.min() > 100:  # e.g. a plain-110 whose responses blew up
+        left.set_yscale("log")
     for ax in (left, right):
         ax.grid(alpha=0.3)
     if right.lines:
