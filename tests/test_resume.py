@@ -77,8 +77,9 @@ def _wait_for(predicate, timeout: float) -> bool:
 
 
 def test_sigkill_then_rerun_resumes_to_the_same_final_metrics(tmp_path, run_env):
-    overrides = [*TINY, "trainer.max_steps=60", "callbacks.checkpoint.every_n_steps=5", "dataset.crop_pad=2",
-                 "dataset.hflip=true"]
+    overrides = [*TINY, "trainer.max_steps=40", "callbacks.checkpoint.every_n_steps=5", "dataset.crop_pad=2",
+                 "dataset.hflip=true", "callbacks.grad_norms.figure_every_n_steps=0",
+                 "callbacks.responses.figure_every_n_steps=0"]  # no figure rendering: a faster test
     straight_dir, killed_dir = tmp_path / "straight", tmp_path / "killed"
     cmd = [sys.executable, "run.py", *overrides]
     subprocess.run([*cmd, f"hydra.run.dir={straight_dir}"], cwd=ROOT, env=run_env, check=True,

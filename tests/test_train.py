@@ -137,15 +137,6 @@ def test_sweep_subprocess_writes_one_readable_job_dir_per_combination(tmp_path, 
     assert "plain-8_seed0 already finished" in rerun.stderr + rerun.stdout
 
 
-def test_bad_depth_is_one_line_and_exit_2(tmp_path, run_env):
-    proc = subprocess.run([sys.executable, "run.py", "depth=21", "dataset=synthetic",
-                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, env=run_env, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 2
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert lines == ["reslab: error: depth=21 is not 6n+2 with n >= 1; the nearest valid depths are 20 or 26"]
-
-
 def test_precision_auto_reads_the_cpu_flags(tmp_path, monkeypatch):
     from reslab import precision
     native, emulated = tmp_path / "native", tmp_path / "emulated"

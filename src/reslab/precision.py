@@ -1,8 +1,8 @@
 """``precision: auto``: bf16 mixed precision where the hardware runs bf16 natively, fp32 elsewhere.
 
-bf16 autocast on a CPU without native bf16 units is emulated and slower than fp32 (measured on this
-project's 2-core AMD EPYC dev machine: ~4x slower per conv, ~10x per ResNet-20 step), so ``auto`` checks for
-the instructions instead of assuming.
+bf16 autocast on a CPU without native bf16 units is emulated and slower than fp32 (on the project's 2-core
+AMD EPYC dev machine residual-20 trained 14x slower; experiments/performance/), so ``auto`` checks for the
+instructions instead of assuming.
 """
 
 from __future__ import annotations
