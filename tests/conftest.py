@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reslab.config import CONF_DIR as CONF
+from reslab.config import CONF_DIR as CONF  # noqa: F401  (re-exported for the tests)
 from reslab.config import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]

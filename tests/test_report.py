@@ -1,7 +1,6 @@
 """The sweep report on a tiny real sweep: two seeds (mean ± std), two depths, a failed job."""
 
 import csv
-import json
 
 import numpy as np
 import pytest

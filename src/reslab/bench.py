@@ -95,7 +95,8 @@ def time_plain_loop(cfg: DictConfig) -> float:
     bf16 = resolve_precision(cfg.trainer.precision, accelerator) == "bf16-mixed"
     datamodule, system = build_job(cfg)
     net = system.net.to(device)
-    optimizer, schedule = (lambda d: (d["optimizer"], d["lr_scheduler"]["scheduler"]))(system.configure_optimizers())
+    configured = system.configure_optimizers()
+    optimizer, schedule = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
     batches = iter(datamodule.train_dataloader())
     start = 0.0
     for step in range(cfg.trainer.max_steps):
