@@ -58,6 +58,7 @@ CASES = [
     ("depth not a number", ["depth=abc"], "depth must be an integer of the form 6n+2"),
     ("unknown shortcut", ["model.shortcut=C"], "unknown shortcut 'C'"),
     ("unknown precision", ["trainer.precision=fp8"], "unknown precision 'fp8'"),
+    ("unknown compile mode", ["trainer.compile=fastest"], "unknown trainer.compile='fastest'"),
     ("batch size 0", ["dataset.batch_size=0"], "batch sizes must be positive"),
     ("batch size -1", ["dataset.batch_size=-1"], "batch sizes must be positive"),
     ("max_steps 0", ["trainer.max_steps=0"], "trainer.max_steps must be positive"),

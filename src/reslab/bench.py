@@ -1,12 +1,15 @@
 """Throughput benchmark: reslab's Lightning training path against a hand-written PyTorch loop.
 
-    python -m reslab.bench [--depths 20 56 110] [--steps 12] [--out bench.json] [key=value ...]
+    python -m reslab.bench [--depths 20 56 110] [--steps 12] [--warmup 3] [--out bench.json] [key=value ...]
 
-Both paths train the same net on the same data (the default config's dataset, batch 128, augmentation) with
-the same precision, optimiser and schedule, in the same process, after 3 warm-up steps. reslab's path is
-timed with the default callbacks and logging on, and again with the instruments off, to give their
-overhead. Each path is timed ``--repeats`` times in rotating order and the median is reported. Prints a
-table and writes JSON with the machine's description. Not a test: timings vary.
+Both paths train the same net on the same data (the config's dataset, batch 128, augmentation) with the same
+precision, memory layout, compilation, optimiser and schedule, in the same process, after ``--warmup``
+untimed steps (compilation and CUDA-graph capture happen there). reslab's path is timed with the default
+callbacks and logging on, and again with the instruments off, to give their overhead; the instruments fire
+every N steps, so the timed window must cover their periods (``--steps 150`` at the defaults) for that
+overhead to include all of them. Each path is timed ``--repeats`` times in rotating order and the median is
+reported. The machine's peak is measured, not looked up: the best rate of a large matrix product in the
+training precision. Prints a table and writes JSON with the machine's description. Not a test: timings vary.
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ from reslab.config import compose_config
 from reslab.guard import DivergenceGuard
 from reslab.nets import weight_layers
 from reslab.precision import resolve_accelerator, resolve_precision
+from reslab.speed import compile_mode, is_compiled
 from reslab.summary import RunSummary
 from reslab.train import build_job, build_trainer, instruments
 
-WARMUP = 3
+DEFAULT_WARMUP = 3
 
 
 def macs_per_image(net: torch.nn.Module, shape: tuple[int, ...]) -> int:
@@ -47,8 +51,9 @@ def macs_per_image(net: torch.nn.Module, shape: tuple[int, ...]) -> int:
         else:
             total += module.weight.numel()
     hooks = [m.register_forward_hook(hook) for _, m in weight_layers(net)]
-    with torch.no_grad():
-        net.eval()(torch.zeros(1, *shape))
+    device = next(net.parameters()).device
+    with torch.no_grad(), torch.compiler.set_stance("force_eager"):
+        net.eval()(torch.zeros(1, *shape, device=device))
     net.train()
     for h in hooks:
         h.remove()
@@ -56,10 +61,13 @@ def macs_per_image(net: torch.nn.Module, shape: tuple[int, ...]) -> int:
 
 
 class StepTimer(L.Callback):
-    """Wall time of training steps WARMUP..max_steps, synchronised on the GPU."""
+    """Wall time of training steps ``warmup``..max_steps, synchronised on the GPU."""
+
+    def __init__(self, warmup: int):
+        self.warmup = warmup
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == WARMUP:
+        if trainer.global_step == self.warmup:
             _sync()
             self.start = time.perf_counter()
 
@@ -73,38 +81,41 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def time_reslab(cfg: DictConfig, with_instruments: bool) -> float:
+def time_reslab(cfg: DictConfig, with_instruments: bool, warmup: int) -> float:
     """Seconds per step of reslab's training path (Lightning, default callbacks, TensorBoard logging)."""
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
     precision = resolve_precision(cfg.trainer.precision, accelerator)
     datamodule, system = build_job(cfg)
     with tempfile.TemporaryDirectory() as out:
-        timer = StepTimer()
+        timer = StepTimer(warmup)
         summary = RunSummary(Path(out) / "metrics.json", {}, cfg.callbacks.summary.train_window)
         guard = DivergenceGuard(cfg.callbacks.divergence.check_every_n_steps)
         callbacks = [timer, summary, guard, *(instruments(cfg.callbacks, Path(out)) if with_instruments else [])]
         trainer = build_trainer(cfg, Path(out), accelerator, precision, callbacks)
         trainer.fit(system, datamodule=datamodule)
-    return timer.seconds / (cfg.trainer.max_steps - WARMUP)
+    return timer.seconds / (cfg.trainer.max_steps - warmup)
 
 
-def time_plain_loop(cfg: DictConfig) -> float:
-    """Seconds per step of the simplest honest loop: same net, data, batch, precision, optimiser, schedule."""
+def time_plain_loop(cfg: DictConfig, warmup: int) -> float:
+    """Seconds per step of the simplest honest loop: same net (layout, compilation), data on the same device,
+    batch, augmentation, precision, optimiser and schedule; no callbacks, no logging."""
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")
     bf16 = resolve_precision(cfg.trainer.precision, accelerator) == "bf16-mixed"
     datamodule, system = build_job(cfg)
     net = system.net.to(device)
+    compiled = is_compiled(net)
     configured = system.configure_optimizers()
     optimizer, schedule = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
-    batches = iter(datamodule.train_dataloader())
+    batches = _endless(lambda step: datamodule.train_batches(device, next_step=step))
     start = 0.0
     for step in range(cfg.trainer.max_steps):
-        if step == WARMUP:
+        if step == warmup:
             _sync()
             start = time.perf_counter()
+        if compiled:
+            torch.compiler.cudagraph_mark_step_begin()
         x, y = next(batches)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         x = datamodule.normalize(datamodule.augment(x))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = F.cross_entropy(net(x), y)
@@ -113,7 +124,33 @@ def time_plain_loop(cfg: DictConfig) -> float:
         optimizer.step()
         schedule.step()
     _sync()
-    return (time.perf_counter() - start) / (cfg.trainer.max_steps - WARMUP)
+    return (time.perf_counter() - start) / (cfg.trainer.max_steps - warmup)
+
+
+def _endless(batches_from):
+    """Batches across epoch ends, as Lightning re-iterates the loader: ``batches_from(step)`` starts at ``step``."""
+    step = 0
+    while True:
+        for batch in batches_from(step):
+            step += 1
+            yield batch
+
+
+def peak_gflop_s(precision: str, accelerator: str) -> float:
+    """The machine's practical peak: the best of a few large square matrix products, in the training dtype."""
+    device = "cuda" if accelerator == "gpu" else "cpu"
+    dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float32
+    n = 8192 if device == "cuda" else 2048
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))  # random: zeros run faster
+    best = float("inf")
+    for _ in range(5):
+        _sync()
+        start = time.perf_counter()
+        for _ in range(3 if device == "cuda" else 1):
+            a @ b
+        _sync()
+        best = min(best, (time.perf_counter() - start) / (3 if device == "cuda" else 1))
+    return 2 * n ** 3 / best / 1e9
 
 
 def machine() -> dict:
@@ -123,50 +160,75 @@ def machine() -> dict:
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
+PATHS = ("loop", "full", "bare")  # the plain loop; reslab with its default callbacks; reslab without instruments
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reslab.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--depths", type=int, nargs="+", default=[20, 56, 110])
     parser.add_argument("--models", nargs="+", default=["plain", "residual"])
-    parser.add_argument("--steps", type=int, default=12, help="timed steps (after %d warm-up steps)" % WARMUP)
+    parser.add_argument("--steps", type=int, default=12, help="timed steps per timing")
+    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed steps before them")
     parser.add_argument("--repeats", type=int, default=3, help="timings per path; the median is reported")
+    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS),
+                        help="loop: plain PyTorch; full: reslab, default callbacks; bare: reslab, instruments off")
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. trainer.precision=32")
     args = parser.parse_args(argv)
-    rows = []
-    print(f"machine: {machine()}")
+    about = machine()
+    print(f"machine: {about}")
+    rows, peak = [], None
     print(f"{'model':>9} {'depth':>5} {'plain loop img/s':>17} {'reslab img/s':>13} {'ratio':>6} "
-          f"{'no-instr img/s':>15} {'instr cost':>10} {'GFLOP/s':>8}")
+          f"{'no-instr img/s':>15} {'instr cost':>10} {'GFLOP/s':>9} {'of peak':>7}")
     for depth in args.depths:
         for model in args.models:
-            cfg = compose_config([f"model={model}", f"depth={depth}", f"trainer.max_steps={args.steps + WARMUP}",
-                           "trainer.val_every_n_steps=1000000", "trainer.limit_val_batches=0",
-                           "callbacks.checkpoint.every_n_steps=1000000", *args.overrides],
+            cfg = compose_config([f"model={model}", f"depth={depth}",
+                                  f"trainer.max_steps={args.steps + args.warmup}",
+                                  "trainer.val_every_n_steps=1000000", "trainer.limit_val_batches=0",
+                                  "callbacks.checkpoint.every_n_steps=1000000", *args.overrides],
                                  output_dir=tempfile.mkdtemp())
+            accelerator = resolve_accelerator(cfg.trainer.accelerator)
+            precision = resolve_precision(cfg.trainer.precision, accelerator)
+            if peak is None:
+                peak = peak_gflop_s(precision, accelerator)
             batch = cfg.dataset.batch_size
+            timers = {"loop": lambda: time_plain_loop(cfg, args.warmup),
+                      "full": lambda: time_reslab(cfg, True, args.warmup),
+                      "bare": lambda: time_reslab(cfg, False, args.warmup)}
             # Each path timed `repeats` times, the order rotated so no path always runs first; medians.
-            paths = {"loop": lambda: time_plain_loop(cfg), "full": lambda: time_reslab(cfg, True),
-                     "bare": lambda: time_reslab(cfg, False)}
-            seconds = {name: [] for name in paths}
+            seconds = {name: [] for name in args.paths}
             for r in range(args.repeats):
-                names = list(paths)[r % 3:] + list(paths)[:r % 3]
-                for name in names:
-                    seconds[name].append(paths[name]())
-            loop, full, bare = (batch / statistics.median(seconds[n]) for n in ("loop", "full", "bare"))
+                k = r % len(args.paths)
+                for name in args.paths[k:] + args.paths[:k]:
+                    seconds[name].append(timers[name]())
+            rate = {name: batch / statistics.median(times) for name, times in seconds.items()}
             datamodule, system = build_job(cfg)
             macs = macs_per_image(system.net, tuple(datamodule.train[0].shape[1:]))
-            flops = 6 * macs * full  # forward 2 FLOPs per MAC, backward about twice the forward
-            row = {"model": model, "depth": depth, "batch": batch, "loop_img_s": loop, "reslab_img_s": full,
-                   "ratio": full / loop, "reslab_no_instruments_img_s": bare, "instrument_cost": 1 - full / bare,
-                   "macs_per_image": macs, "achieved_gflop_s": flops / 1e9,
-                   "precision": resolve_precision(cfg.trainer.precision, resolve_accelerator(cfg.trainer.accelerator))}
+            # forward 2 FLOPs per MAC, backward about twice the forward
+            flops = 6 * macs * rate.get("full", rate.get("bare", rate.get("loop")))
+            row = {"model": model, "depth": depth, "batch": batch, "precision": precision,
+                   "channels_last": cfg.trainer.channels_last, "compile": compile_mode(cfg.trainer.compile),
+                   "loop_img_s": rate.get("loop"), "reslab_img_s": rate.get("full"),
+                   "reslab_no_instruments_img_s": rate.get("bare"),
+                   "ratio": rate["full"] / rate["loop"] if {"full", "loop"} <= rate.keys() else None,
+                   "instrument_cost": 1 - rate["full"] / rate["bare"] if {"full", "bare"} <= rate.keys() else None,
+                   "seconds_per_step": {name: times for name, times in seconds.items()},
+                   "macs_per_image": macs, "achieved_gflop_s": flops / 1e9, "fraction_of_peak": flops / 1e9 / peak}
             rows.append(row)
-            print(f"{model:>9} {depth:>5} {loop:17.1f} {full:13.1f} {row['ratio']:6.3f} {bare:15.1f} "
-                  f"{100 * row['instrument_cost']:9.1f}% {flops / 1e9:8.1f}")
-    report = {"machine": machine(), "steps": args.steps, "repeats": args.repeats, "overrides": args.overrides,
-              "rows": rows}
+            print(f"{model:>9} {depth:>5} {_fmt(row['loop_img_s'], 17, '.1f')} {_fmt(row['reslab_img_s'], 13, '.1f')} "
+                  f"{_fmt(row['ratio'], 6, '.3f')} {_fmt(row['reslab_no_instruments_img_s'], 15, '.1f')} "
+                  f"{_fmt(row['instrument_cost'] and 100 * row['instrument_cost'], 9, '.1f')}{'%' if row['instrument_cost'] is not None else ' '} "
+                  f"{flops / 1e9:9.1f} {100 * row['fraction_of_peak']:6.1f}%", flush=True)
+    print(f"peak (best large matrix product, {rows[0]['precision'] if rows else '-'}): {peak:.1f} GFLOP/s")
+    report = {"machine": about, "peak_gflop_s": peak, "steps": args.steps, "warmup": args.warmup,
+              "repeats": args.repeats, "overrides": args.overrides, "rows": rows}
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
+
+
+def _fmt(value: float | None, width: int, spec: str) -> str:
+    return f"{value:{width}{spec}}" if value is not None else f"{'-':>{width}}"
 
 
 if __name__ == "__main__":

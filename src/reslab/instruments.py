@@ -129,7 +129,7 @@ class ResponseMonitor(_Series):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         dm = trainer.datamodule
-        x, _ = dm.val if len(dm.val[1]) else dm.train
+        x, _ = dm.resident("val") if len(dm.val[1]) else dm.resident("train")
         self._batch = x[: self.batch_size]
         self._bns = response_layers(pl_module.net)
         self.names = [conv for conv, _ in self._bns]
@@ -152,7 +152,9 @@ class ResponseMonitor(_Series):
         pl_module.eval()
         try:
             x = self._batch.to(pl_module.device)
-            pl_module(trainer.datamodule.normalize(x))  # no augmentation: the same images every time
+            # Eager even when the net is compiled: the hooks would otherwise cost two recompilations each time.
+            with torch.compiler.set_stance("force_eager"):
+                pl_module(trainer.datamodule.normalize(x))  # no augmentation: the same images every time
         finally:
             for h in hooks:
                 h.remove()

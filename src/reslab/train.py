@@ -25,6 +25,7 @@ from reslab.nets import build_net, count_parameters
 from reslab.paths import ensure_writable_dir
 from reslab.precision import resolve_accelerator, resolve_precision
 from reslab.resume import checkpoint_to_resume, run_facts, run_identity
+from reslab.speed import compile_mode, prepare_net
 from reslab.summary import RunSummary
 from reslab.system import Classifier
 
@@ -65,7 +66,8 @@ def build_datamodule(cfg: DictConfig) -> ImageDataModule:
                            eval_batch_size=d.eval_batch_size, val_fraction=d.val_fraction,
                            split_seed=d.split_seed, shuffle_seed=cfg.seed, crop_pad=d.crop_pad, hflip=d.hflip,
                            download=d.download, synthetic_train=d.synthetic_train,
-                           synthetic_test=d.synthetic_test, downsample=d.downsample)
+                           synthetic_test=d.synthetic_test, downsample=d.downsample,
+                           channels_last=cfg.trainer.channels_last)
 
 
 def build_system(cfg: DictConfig, net) -> Classifier:
@@ -81,7 +83,8 @@ def hparams(cfg: DictConfig, params: int, precision: str) -> dict:
     return {"model": cfg.model.name, "shortcut": cfg.model.shortcut, "depth": cfg.depth, "width": cfg.model.width,
             "params": params, "dataset": cfg.dataset.name, "seed": cfg.seed,
             "batch_size": cfg.dataset.batch_size, "lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay,
-            "max_steps": cfg.trainer.max_steps, "warmup_steps": cfg.optim.warmup.steps, "precision": precision}
+            "max_steps": cfg.trainer.max_steps, "warmup_steps": cfg.optim.warmup.steps, "precision": precision,
+            "channels_last": cfg.trainer.channels_last, "compile": str(compile_mode(cfg.trainer.compile))}
 
 
 def describe_environment() -> dict:
@@ -127,6 +130,7 @@ def build_job(cfg: DictConfig) -> tuple[ImageDataModule, Classifier]:
     datamodule = build_datamodule(cfg)
     info = datamodule.info
     net = build_net(cfg.depth, cfg.model.shortcut, info.in_channels, info.num_classes, cfg.model.width)
+    prepare_net(net, cfg.trainer.channels_last, cfg.trainer.compile)
     datamodule.setup("fit")
     return datamodule, build_system(cfg, net)
 
@@ -151,7 +155,7 @@ def train(cfg: DictConfig) -> dict:
     params = count_parameters(system.net)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     facts = {**run_facts(cfg), "image_size": datamodule.image_size, "params": params, "max_steps": t.max_steps, "precision": precision, "accelerator": accelerator,
-             "environment": describe_environment()}
+             "channels_last": t.channels_last, "compile": compile_mode(t.compile), "environment": describe_environment()}
     summary = RunSummary(out / "metrics.json", facts, train_window=cfg.callbacks.summary.train_window)
     guard = DivergenceGuard(cfg.callbacks.divergence.check_every_n_steps)
     trainer = build_trainer(cfg, out, accelerator, precision, [summary, guard, *instruments(cfg.callbacks, out)])

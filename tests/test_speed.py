@@ -1,0 +1,93 @@
+"""Channels-last layout, torch.compile and device-resident data change speed, never the computation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from reslab.data import ImageDataModule, StepShuffledBatches
+from reslab.errors import UserError
+from reslab.nets import build_net
+from reslab.speed import compile_mode, is_compiled, memory_format, prepare_net
+from reslab.train import build_job, train
+
+
+@pytest.mark.parametrize("value,mode", [(False, None), (None, None), ("false", None), (True, "default"),
+                                        ("reduce-overhead", "reduce-overhead"), ("max-autotune", "max-autotune")])
+def test_compile_mode_reads_the_config(value, mode):
+    assert compile_mode(value) == mode
+
+
+def test_unknown_compile_mode_is_refused_in_one_line():
+    with pytest.raises(UserError, match=r"unknown trainer.compile='fast'; choose false or one of: default, "):
+        compile_mode("fast")
+
+
+def _twin_nets(depth: int = 14, shortcut: str = "A"):
+    torch.manual_seed(0)
+    nchw = build_net(depth, shortcut, 3, 10, 8)
+    nhwc = build_net(depth, shortcut, 3, 10, 8)
+    nhwc.load_state_dict(nchw.state_dict())
+    return nchw, prepare_net(nhwc, channels_last=True)
+
+
+@pytest.mark.parametrize("shortcut", ["none", "A", "B"])
+def test_channels_last_computes_the_same_loss_and_gradients(shortcut):
+    nchw, nhwc = _twin_nets(shortcut=shortcut)
+    assert nhwc.stem.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    loss_a = F.cross_entropy(nchw(x), y)
+    loss_b = F.cross_entropy(nhwc(memory_format(x, True)), y)
+    loss_a.backward()
+    loss_b.backward()
+    assert torch.allclose(loss_a, loss_b, rtol=1e-5)
+    for (name, a), b in zip(nchw.named_parameters(), nhwc.parameters()):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-3, atol=1e-6), name
+
+
+def test_channels_last_leaves_parameter_names_and_counts_alone():
+    nchw, nhwc = _twin_nets()
+    assert list(nchw.state_dict()) == list(nhwc.state_dict())
+
+
+def test_the_data_module_hands_over_channels_last_batches(tiny_cfg):
+    for flag in (True, False):
+        datamodule, _ = build_job(tiny_cfg(f"trainer.channels_last={flag}"))
+        x = datamodule.normalize(datamodule.train[0][:4])
+        assert x.is_contiguous(memory_format=torch.channels_last) == flag
+        assert x.dtype == torch.float32
+
+
+def test_resident_splits_are_copied_once_and_batches_keep_their_order():
+    dm = ImageDataModule("synthetic", "unused", batch_size=32, synthetic_train=256, synthetic_test=64)
+    dm.setup("fit")
+    assert dm.resident("train", "cpu") is dm.resident("train", "cpu")
+    plain = [y for _, y in StepShuffledBatches(*dm.train, 32, seed=0, next_step=3)]
+    resident = [y for _, y in dm.train_batches("cpu", next_step=3)]
+    assert all(torch.equal(a, b) for a, b in zip(plain, resident)) and len(plain) == len(resident) == 4
+
+
+def test_a_run_with_channels_last_learns_like_one_without(tiny_cfg, tmp_path):
+    runs = [train(tiny_cfg("trainer.max_steps=40", "trainer.val_every_n_steps=40", f"trainer.channels_last={flag}",
+                           out=tmp_path / str(flag))) for flag in (True, False)]
+    assert runs[0]["channels_last"] is True and runs[1]["channels_last"] is False
+    assert abs(runs[0]["train_loss"] - runs[1]["train_loss"]) < 0.05  # same maths, different rounding order
+
+
+@pytest.mark.slow
+def test_a_compiled_run_trains_and_its_checkpoint_resumes_uncompiled(tiny_cfg, tmp_path):
+    # torch.compile on the CPU (inductor + a C++ compiler): slow to compile, so in the slow suite.
+    record = train(tiny_cfg("trainer.compile=default", out=tmp_path / "job"))
+    assert record["status"] == "finished" and record["compile"] == "default"
+    ckpt = torch.load(tmp_path / "job" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert all(key.startswith("net.") and "_orig_mod" not in key for key in ckpt["state_dict"])
+    more = train(tiny_cfg("trainer.max_steps=12", out=tmp_path / "job"))
+    assert more["status"] == "finished" and more["steps"] == 12 and more["compile"] is None
+
+
+def test_compiling_is_in_place_and_visible():
+    net = build_net(8, "A", 1, 10, 4)
+    assert not is_compiled(net)
+    prepare_net(net, channels_last=False, compile="default")  # compiles lazily: nothing runs here
+    assert is_compiled(net)
