@@ -80,9 +80,10 @@ def test_a_compiled_run_trains_and_its_checkpoint_resumes_uncompiled(tiny_cfg, t
     # torch.compile on the CPU (inductor + a C++ compiler): slow to compile, so in the slow suite.
     record = train(tiny_cfg("trainer.compile=default", out=tmp_path / "job"))
     assert record["status"] == "finished" and record["compile"] == "default"
-    ckpt = torch.load(tmp_path / "job" / "checkpoints" / "last.ckpt", weights_only=False)
+    path = tmp_path / "job" / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(path, weights_only=False)
     assert all(key.startswith("net.") and "_orig_mod" not in key for key in ckpt["state_dict"])
-    more = train(tiny_cfg("trainer.max_steps=12", out=tmp_path / "job"))
+    more = train(tiny_cfg("trainer.max_steps=12", f"resume={path}", out=tmp_path / "more"))
     assert more["status"] == "finished" and more["steps"] == 12 and more["compile"] is None
 
 
