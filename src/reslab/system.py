@@ -66,8 +66,8 @@ class Classifier(L.LightningModule):
         """Whether Lightning writes this training step's values to the logger: every ``log_every_n_steps``
         (counted as Lightning counts them, from inside the step) and the last step.
 
-        The other steps skip ``self.log``: Lightning would drop their values anyway, and each call costs about
-        1.4 ms of Python (measured with cProfile on the 2-core dev CPU), which on a GPU, where a compiled
+        The other steps skip ``self.log``: Lightning would drop their values anyway, and each call costs
+        a few milliseconds of Python (experiments/performance/profile_step.py), which on a GPU, where a compiled
         step takes a few milliseconds, was a large share of the step. On a GPU, logging a Python float also
         copies it to the device, which waits for all queued work.
         """
