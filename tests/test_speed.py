@@ -92,3 +92,40 @@ def test_compiling_is_in_place_and_visible():
     assert not is_compiled(net)
     prepare_net(net, channels_last=False, compile="default")  # compiles lazily: nothing runs here
     assert is_compiled(net)
+
+
+def test_the_fused_sgd_makes_the_papers_update(tiny_cfg):
+    """reslab's optimiser (fused kernel) against torch's default SGD kernel with the paper's settings."""
+    _, system = build_job(tiny_cfg())
+    reference = build_net(8, "A", 3, 10, 4)
+    reference.load_state_dict(system.net.state_dict())
+    ours = system.configure_optimizers()["optimizer"]
+    theirs = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    assert ours.param_groups[0]["fused"] is True
+    torch.manual_seed(1)
+    for _ in range(5):
+        for a, b in zip(system.net.parameters(), reference.parameters()):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        ours.step()
+        theirs.step()
+    for (name, a), b in zip(system.net.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_checkpoint_does_not_bring_back_the_optimiser_kernel_it_was_saved_with(tiny_cfg):
+    _, system = build_job(tiny_cfg())
+    saved = system.configure_optimizers()["optimizer"].state_dict()
+    saved["param_groups"][0].update(fused=None, foreach=True)  # as an older reslab saved it
+    checkpoint = {"optimizer_states": [saved]}
+    system.on_load_checkpoint(checkpoint)
+    restored = system.configure_optimizers()["optimizer"]
+    restored.load_state_dict(checkpoint["optimizer_states"][0])
+    assert restored.param_groups[0]["fused"] is True and restored.param_groups[0]["foreach"] is None
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_cudnn_benchmark_follows_the_config(tiny_cfg, tmp_path, flag):
+    from reslab.train import build_trainer
+    build_trainer(tiny_cfg(f"trainer.cudnn_benchmark={flag}"), tmp_path, "cpu", "32-true", [])
+    assert torch.backends.cudnn.benchmark is flag

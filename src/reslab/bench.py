@@ -76,13 +76,48 @@ class StepTimer(L.Callback):
         self.seconds = time.perf_counter() - self.start
 
 
+class StepProfiler(L.Callback):
+    """``torch.profiler`` over training steps ``warmup``..max_steps; writes where the time went to ``path``:
+    the time per step, the device's busy time per step and the most expensive operators on the host and
+    on the device. A diagnosis, run apart from the timings (the profiler slows the host side down)."""
+
+    def __init__(self, warmup: int, path: Path):
+        self.warmup, self.path = warmup, Path(path)
+        self.profile = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.warmup and self.profile is None:
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if torch.cuda.is_available():
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            _sync()
+            self.profile = torch.profiler.profile(activities=activities)
+            self.profile.__enter__()
+            self.start = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module):
+        _sync()
+        seconds = time.perf_counter() - self.start
+        self.profile.__exit__(None, None, None)
+        steps = trainer.global_step - self.warmup
+        table = self.profile.key_averages()
+        lines = [f"{1000 * seconds / steps:.3f} ms per step under the profiler, {steps} steps"]
+        if torch.cuda.is_available():
+            busy = sum(e.self_device_time_total for e in table) / 1000 / steps  # microseconds -> ms
+            lines.append(f"device busy {busy:.3f} ms per step (sum of the operators' own device time)")
+            lines.append(table.table(sort_by="self_device_time_total", row_limit=25))
+        lines.append(table.table(sort_by="self_cpu_time_total", row_limit=25))
+        self.path.write_text("\n".join(lines) + "\n")
+
+
 def _sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
 
 
-def time_reslab(cfg: DictConfig, with_instruments: bool, warmup: int) -> float:
-    """Seconds per step of reslab's training path (Lightning, default callbacks, TensorBoard logging)."""
+def time_reslab(cfg: DictConfig, with_instruments: bool, warmup: int, profile: Path | None = None) -> float:
+    """Seconds per step of reslab's training path (Lightning, default callbacks, TensorBoard logging);
+    with ``profile``, under ``torch.profiler``, its findings written there."""
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
     precision = resolve_precision(cfg.trainer.precision, accelerator)
     datamodule, system = build_job(cfg)
@@ -91,6 +126,8 @@ def time_reslab(cfg: DictConfig, with_instruments: bool, warmup: int) -> float:
         summary = RunSummary(Path(out) / "metrics.json", {}, cfg.callbacks.summary.train_window)
         guard = DivergenceGuard(cfg.callbacks.divergence.check_every_n_steps)
         callbacks = [timer, summary, guard, *(instruments(cfg.callbacks, Path(out)) if with_instruments else [])]
+        if profile is not None:
+            callbacks.append(StepProfiler(warmup, profile))
         trainer = build_trainer(cfg, Path(out), accelerator, precision, callbacks)
         trainer.fit(system, datamodule=datamodule)
     return timer.seconds / (cfg.trainer.max_steps - warmup)
@@ -102,6 +139,7 @@ def time_plain_loop(cfg: DictConfig, warmup: int) -> float:
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")
     bf16 = resolve_precision(cfg.trainer.precision, accelerator) == "bf16-mixed"
+    torch.backends.cudnn.benchmark = bool(cfg.trainer.cudnn_benchmark)  # as the Trainer sets it
     datamodule, system = build_job(cfg)
     net = system.net.to(device)
     compiled = is_compiled(net)
@@ -177,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS),
                         help="loop: plain PyTorch; full: reslab, default callbacks; bare: reslab, instruments off")
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="also run reslab's full path once under torch.profiler; write DIR/<model>-<depth>.txt")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. trainer.precision=32")
     args = parser.parse_args(argv)
     about = machine()
@@ -206,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
                 for name in args.paths[k:] + args.paths[:k]:
                     seconds[name].append(timers[name]())
             rate = {name: batch / statistics.median(times) for name, times in seconds.items()}
+            if args.profile is not None:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                time_reslab(cfg, True, args.warmup, profile=args.profile / f"{model}-{depth}.txt")
             datamodule, system = build_job(cfg)
             macs = macs_per_image(system.net, tuple(datamodule.train[0].shape[1:]))
             # forward 2 FLOPs per MAC, backward about twice the forward

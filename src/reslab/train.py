@@ -121,7 +121,7 @@ def build_trainer(cfg: DictConfig, out: Path, accelerator: str, precision: str,
         callbacks=[*callbacks, checkpoint], val_check_interval=min(t.val_every_n_steps, t.max_steps),
         check_val_every_n_epoch=None, log_every_n_steps=t.log_every_n_steps, num_sanity_val_steps=0,
         enable_progress_bar=t.progress_bar, enable_model_summary=False, limit_val_batches=t.limit_val_batches,
-        default_root_dir=str(out))
+        benchmark=t.cudnn_benchmark, default_root_dir=str(out))
 
 
 def build_job(cfg: DictConfig) -> tuple[ImageDataModule, Classifier]:

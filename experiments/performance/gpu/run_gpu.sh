@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The prepared GPU check behind experiments/performance/README.md, run on a lent GPU machine from the
 # repository root, with Fashion-MNIST's IDX files in $DATA/fashion_mnist and, where Hydra is missing, its
-# wheels installed first. `run_gpu.sh bench` runs parts 1-3 (about 5 minutes), `run_gpu.sh paper` part 4
-# (up to $PAPER_LIMIT seconds); each part has its own time limit and leaves its files in $OUT/<part>.tgz:
-#   1. bf16 vs fp32 (TF32 convs): residual-20 on Fashion-MNIST 28x28, 1500 steps, seeds 0 and 1 (in parallel)
-#   2. make bench, eager: depths 20/56/110, both arms, CIFAR-10-shaped data, bf16, channels-last
-#   3. make bench, compiled (torch.compile mode reduce-overhead = CUDA graphs): residual-56
-#   4. the paper's full schedule (experiment=paper: 64k steps, validation on 5k images every 2k, checkpoints,
-#      instruments) for residual-56 on CIFAR-10-shaped data, compiled, timed end to end
+# wheels installed first. `run_gpu.sh PART...` runs the parts named, in order, each under its own time limit,
+# and stops starting parts once $DEADLINE seconds (default 570) have passed since the script began; each part
+# leaves its files in $OUT/<part>.tgz:
+#   precision  bf16 vs fp32 (TF32 convs): residual-20 on Fashion-MNIST 28x28, 1500 steps, seeds 0 and 1
+#   compiled   make bench, torch.compile mode $MODE (reduce-overhead = CUDA graphs), residual-56, loop/full/bare,
+#              then the full path once more under torch.profiler (bench --profile)
+#   paper      the paper's full schedule (experiment=paper: 64k steps, validation on 5k images every 2k,
+#              checkpoints, instruments) for residual-56 on CIFAR-10-shaped data, compiled, timed end to end
+#              (up to $PAPER_LIMIT seconds)
+#   eager      make bench, eager: depths 20/56/110, both arms, CIFAR-10-shaped data, bf16, channels-last
 # CIFAR-10 itself cannot be fetched on that machine (no network); the synthetic set has CIFAR-10's shape and
 # sizes (50k/10k images of 3x32x32, pad-4 crop and flip), so the FLOPs, bytes and launches per step are the
 # same; its errors mean nothing about CIFAR. Each part prints a summary.
@@ -19,9 +22,11 @@ mkdir -p "$OUT" "$WORK"
 export PYTHONPATH="$PWD/src:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 CIFAR_SHAPED="dataset=synthetic dataset.synthetic_train=50000 dataset.synthetic_test=10000 dataset.crop_pad=4 dataset.hflip=true"
 MODE=${MODE:-reduce-overhead}
-PART=${1:-bench}
 PAPER_LIMIT=${PAPER_LIMIT:-500}
+DEADLINE=${DEADLINE:-570}
 set -o pipefail
+began=$(date +%s)
+left() { echo $(( DEADLINE - ($(date +%s) - began) )); }
 
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
@@ -29,12 +34,12 @@ set -o pipefail
 } 2>&1 | tee "$OUT/machine.txt"
 BENCH_DATA="$CIFAR_SHAPED dataset.synthetic_train=10000 dataset.synthetic_test=1000"  # speed only: fewer images to draw
 
-if [ "$PART" = bench ]; then
-echo "== 1. bf16 vs fp32"
+part_precision() {
+echo "== precision: bf16 vs fp32"
 mkdir -p "$WORK/precision"
 for prec in bf16 32; do
   for seed in 0 1; do
-    timeout 75 python3 run.py depth=20 model=residual dataset.downsample=1 data_dir="$DATA" seed=$seed \
+    timeout "$1" python3 run.py depth=20 model=residual dataset.downsample=1 data_dir="$DATA" seed=$seed \
       trainer.max_steps=1500 trainer.val_every_n_steps=500 trainer.precision=$prec \
       hydra.run.dir="$WORK/precision/residual-20_${prec}_seed$seed" > "$WORK/precision/${prec}_$seed.log" 2>&1 &
   done
@@ -49,25 +54,32 @@ for p in sorted(pathlib.Path(sys.argv[1]).glob("*/metrics.json")):
 EOF
 rm -rf "$WORK"/precision/*/checkpoints
 tar czf "$OUT/precision.tgz" -C "$WORK" precision
+}
 
-echo "== 2. bench, eager"
-mkdir -p "$WORK/bench"
-timeout 130 python3 -m reslab.bench --depths 20 56 110 --steps 40 --warmup 10 --repeats 2 \
-  --out "$WORK/bench/bench_gpu_eager.json" $BENCH_DATA 2>&1 | grep -v -i warn | tee "$WORK/bench/eager.log" | tail -9
+part_eager() {
+echo "== eager: bench, depths 20/56/110"
+mkdir -p "$WORK/eager"
+timeout "$1" python3 -m reslab.bench --depths 20 56 110 --steps 40 --warmup 10 --repeats 2 \
+  --out "$WORK/eager/bench_gpu_eager.json" $BENCH_DATA 2>&1 | grep -v -i warn | tee "$WORK/eager/eager.log" | tail -9
+tar czf "$OUT/eager.tgz" -C "$WORK" eager
+}
 
-echo "== 3. bench, compiled ($MODE)"
-timeout 120 python3 -m reslab.bench --depths 56 --models residual --paths loop full --steps 300 --warmup 30 \
-  --repeats 1 --out "$WORK/bench/bench_gpu_compiled.json" $BENCH_DATA trainer.compile=$MODE 2>&1 \
-  | grep -v -i warn | tee "$WORK/bench/compiled.log" | tail -5
+part_compiled() {
+echo "== compiled: bench, residual-56, $MODE, then under the profiler"
+mkdir -p "$WORK/compiled"
+timeout "$1" python3 -m reslab.bench --depths 56 --models residual --steps 300 --warmup 30 --repeats 1 \
+  --out "$WORK/compiled/bench_gpu_compiled.json" --profile "$WORK/compiled/profile" $BENCH_DATA \
+  trainer.compile=$MODE 2>&1 | grep -v -i warn | tee "$WORK/compiled/compiled.log" | tail -5
 echo "compiled bench exit ${PIPESTATUS[0]}"
-tar czf "$OUT/bench.tgz" -C "$WORK" bench
-fi
+head -2 "$WORK"/compiled/profile/*.txt 2>/dev/null
+tar czf "$OUT/compiled.tgz" -C "$WORK" compiled
+}
 
-if [ "$PART" = paper ]; then
-echo "== 4. paper schedule, residual-56, compile=$MODE"
+part_paper() {
+echo "== paper schedule, residual-56, compile=$MODE"
 mkdir -p "$WORK/paper"
 start=$(date +%s.%N)
-timeout "$PAPER_LIMIT" python3 run.py experiment=paper depth=56 model=residual $CIFAR_SHAPED trainer.compile=$MODE \
+timeout "$1" python3 run.py experiment=paper depth=56 model=residual $CIFAR_SHAPED trainer.compile=$MODE \
   hydra.run.dir="$WORK/paper/residual-56" > "$WORK/paper/run.log" 2>&1
 rc=$?
 end=$(date +%s.%N)
@@ -92,5 +104,14 @@ EOF
 tail -3 "$WORK/paper/run.log"
 rm -rf "$WORK"/paper/*/checkpoints
 tar czf "$OUT/paper.tgz" -C "$WORK" paper
-fi
+}
+
+declare -A LIMIT=([precision]=80 [compiled]=150 [paper]=$PAPER_LIMIT [eager]=130)
+for part in "$@"; do
+  limit=${LIMIT[$part]:?unknown part $part: choose precision, compiled, paper or eager}
+  remaining=$(left)
+  [ "$remaining" -lt 30 ] && { echo "== $part: skipped, ${remaining}s left of ${DEADLINE}s"; continue; }
+  [ "$limit" -gt "$remaining" ] && limit=$remaining
+  "part_$part" "$limit"
+done
 ls -la "$OUT"
