@@ -33,3 +33,14 @@ def test_multiply_adds_are_counted_layer_by_layer():
                 + 4 * 4 * 16 * 8 * 9 + 4 * 4 * 16 * 16 * 9 + 16 * 10)
     assert bench.macs_per_image(net, (1, 14, 14)) == expected
     assert net.training  # counting runs in eval mode and hands the net back in train mode
+
+
+def test_profile_writes_where_the_time_went(tmp_path):
+    overrides = [o for o in TINY if not o.startswith(("depth=", "trainer.max_steps", "trainer.val_every"))]
+    assert bench.main(["--depths", "8", "--models", "residual", "--steps", "4", "--warmup", "2", "--repeats", "1",
+                       "--paths", "bare", "--out", str(tmp_path / "b.json"), "--profile", str(tmp_path / "prof"),
+                       *overrides]) == 0
+    text = (tmp_path / "prof" / "residual-8.txt").read_text()
+    first = text.splitlines()[0]
+    assert first.endswith("ms per step under the profiler, 4 steps") and float(first.split()[0]) > 0
+    assert "aten::convolution" in text and "Self CPU time total" in text

@@ -103,8 +103,11 @@ class StepProfiler(L.Callback):
         table = self.profile.key_averages()
         lines = [f"{1000 * seconds / steps:.3f} ms per step under the profiler, {steps} steps"]
         if torch.cuda.is_available():
-            busy = sum(e.self_device_time_total for e in table) / 1000 / steps  # microseconds -> ms
-            lines.append(f"device busy {busy:.3f} ms per step (sum of the operators' own device time)")
+            # The kernels' own time, as the table's footer counts it: device events, not the host-side ranges
+            # (operators, user annotations such as Optimizer.step) that also carry device time.
+            kernels = [e for e in table if e.device_type == torch.autograd.DeviceType.CUDA and not e.is_user_annotation]
+            busy = sum(e.self_device_time_total for e in kernels) / 1000 / steps  # microseconds -> ms
+            lines.append(f"device busy {busy:.3f} ms per step (sum of the kernels' time)")
             lines.append(table.table(sort_by="self_device_time_total", row_limit=25))
         lines.append(table.table(sort_by="self_cpu_time_total", row_limit=25))
         self.path.write_text("\n".join(lines) + "\n")

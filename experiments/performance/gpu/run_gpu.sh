@@ -11,6 +11,8 @@
 #              checkpoints, instruments) for residual-56 on CIFAR-10-shaped data, compiled, timed end to end
 #              (up to $PAPER_LIMIT seconds)
 #   eager      make bench, eager: depths 20/56/110, both arms, CIFAR-10-shaped data, bf16, channels-last
+#   instruments  instrument_parts.py: the instruments' parts timed one by one, residual-56, compiled, at the
+#              default (CPU-sized) intervals and at the paper preset's
 # CIFAR-10 itself cannot be fetched on that machine (no network); the synthetic set has CIFAR-10's shape and
 # sizes (50k/10k images of 3x32x32, pad-4 crop and flip), so the FLOPs, bytes and launches per step are the
 # same; its errors mean nothing about CIFAR. Each part prints a summary.
@@ -75,6 +77,19 @@ head -2 "$WORK"/compiled/profile/*.txt 2>/dev/null
 tar czf "$OUT/compiled.tgz" -C "$WORK" compiled
 }
 
+part_instruments() {
+echo "== instruments: their parts timed, residual-56, compile=$MODE"
+mkdir -p "$WORK/instruments"
+PAPER_INTERVALS="callbacks.grad_norms.every_n_steps=100 callbacks.grad_norms.figure_every_n_steps=4000 callbacks.responses.every_n_steps=2000 callbacks.responses.figure_every_n_steps=8000"
+{
+  timeout "$(( $1 / 3 ))" python3 experiments/performance/instrument_parts.py --depths 56 --steps 300 $BENCH_DATA \
+    trainer.compile=$MODE
+  timeout "$(( $1 * 2 / 3 ))" python3 experiments/performance/instrument_parts.py --depths 56 --steps 4000 $BENCH_DATA \
+    trainer.compile=$MODE $PAPER_INTERVALS
+} 2>&1 | grep -v -i -e warn -e _pytree | tee "$WORK/instruments/instrument_parts.log" | grep residual
+tar czf "$OUT/instruments.tgz" -C "$WORK" instruments
+}
+
 part_paper() {
 echo "== paper schedule, residual-56, compile=$MODE"
 mkdir -p "$WORK/paper"
@@ -106,9 +121,9 @@ rm -rf "$WORK"/paper/*/checkpoints
 tar czf "$OUT/paper.tgz" -C "$WORK" paper
 }
 
-declare -A LIMIT=([precision]=80 [compiled]=150 [paper]=$PAPER_LIMIT [eager]=130)
+declare -A LIMIT=([precision]=80 [compiled]=150 [paper]=$PAPER_LIMIT [eager]=130 [instruments]=150)
 for part in "$@"; do
-  limit=${LIMIT[$part]:?unknown part $part: choose precision, compiled, paper or eager}
+  limit=${LIMIT[$part]:?unknown part $part: choose precision, compiled, paper, eager or instruments}
   remaining=$(left)
   [ "$remaining" -lt 30 ] && { echo "== $part: skipped, ${remaining}s left of ${DEADLINE}s"; continue; }
   [ "$limit" -gt "$remaining" ] && limit=$remaining
