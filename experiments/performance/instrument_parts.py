@@ -1,10 +1,10 @@
 """Where the instruments' cost goes: reslab's training path with the default callbacks, each instrument part
 wrapped in a wall-clock timer.
 
-    .venv/bin/python experiments/performance/instrument_parts.py [--depths 20 56] [--steps 150] [key=value ...]
+    .venv/bin/python experiments/performance/instrument_parts.py [--depths 20 56] [--steps 300] [key=value ...]
 
-Times ``--steps`` training steps (150 at the defaults hold every periodic measurement: 30 gradient-norm
-measurements, 3 response measurements and one round of the three TensorBoard figures) and prints, per part,
+Times ``--steps`` training steps (300 at the defaults hold every periodic measurement: 60 gradient-norm
+measurements, 6 response measurements and one round of the three TensorBoard figures) and prints, per part,
 the seconds spent and their share of the window:
 
     grad norms: measure   the norms' computation and copy to the host (GradNormMonitor, minus its logging)
@@ -80,7 +80,7 @@ def watch_the_window(clock: Clock) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depths", type=int, nargs="+", default=[20, 56])
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     clock = Clock()

@@ -6,7 +6,7 @@ Both paths train the same net on the same data (the config's dataset, batch 128,
 precision, memory layout, compilation, optimiser and schedule, in the same process, after ``--warmup``
 untimed steps (compilation and CUDA-graph capture happen there). reslab's path is timed with the default
 callbacks and logging on, and again with the instruments off, to give their overhead; the instruments fire
-every N steps, so the timed window must cover their periods (``--steps 150`` at the defaults) for that
+every N steps, so the timed window must cover their periods (``--steps 300`` at the defaults) for that
 overhead to include all of them. Each path is timed ``--repeats`` times in rotating order and the median is
 reported. The machine's peak is measured, not looked up: the best rate of a large matrix product in the
 training precision. Prints a table and writes JSON with the machine's description. Not a test: timings vary.

@@ -2,9 +2,9 @@
 
 ``trainer.channels_last`` (default true) stores weights and activations as NHWC. oneDNN on the CPU and cuDNN
 on the GPU run 3×3 convolutions faster that way: on the 2-core dev CPU the benchmark's plain loop ran 24–46%
-more images/s than in NCHW (experiments/performance/). Same maths, other rounding: see
-experiments/gradient_precision/ for what that does to a 110-layer plain net's gradients. The data module converts each input batch after normalising it, so
-every conv sees NHWC.
+more images/s than in NCHW (commit 58142dc against 6130b36, experiments/performance/). Same maths, other
+rounding: see experiments/gradient_precision/ for what that does to a 110-layer plain net's gradients. The
+data module converts each input batch after normalising it, so every conv sees NHWC.
 
 ``trainer.compile`` (default false) compiles the net with ``torch.compile`` in one of its modes;
 ``reduce-overhead`` adds CUDA graphs, which matter on a GPU because these small nets are launch-bound at
