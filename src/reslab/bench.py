@@ -79,7 +79,11 @@ class StepTimer(L.Callback):
 class StepProfiler(L.Callback):
     """``torch.profiler`` over training steps ``warmup``..max_steps; writes where the time went to ``path``:
     the time per step, the device's busy time per step and the most expensive operators on the host and
-    on the device. A diagnosis, run apart from the timings (the profiler slows the host side down)."""
+    on the device. A diagnosis, run apart from the timings (the profiler slows the host side down).
+
+    A callback rather than Lightning's ``PyTorchProfiler``: this one opens exactly at the benchmark's timed
+    window (after the warm-up steps, where compilation and CUDA-graph capture happen) and reports the
+    per-step figures the benchmark compares against; the tables themselves are torch.profiler's own."""
 
     def __init__(self, warmup: int, path: Path):
         self.warmup, self.path = warmup, Path(path)
