@@ -2,6 +2,9 @@
 
     python -m reslab.bench [--depths 20 56 110] [--steps 12] [--warmup 3] [--out bench.json] [key=value ...]
 
+Config overrides (``key=value``) go before ``--depths``/``--models``/``--paths`` or after ``--``: those options
+take several values and would read an override that follows them as one of theirs.
+
 Both paths train the same net on the same data (the config's dataset, batch 128, augmentation) with the same
 precision, memory layout, compilation, optimiser and schedule, in the same process, after ``--warmup``
 untimed steps (compilation and CUDA-graph capture happen there). reslab's path is timed with the default

@@ -17,6 +17,13 @@
 # sizes (50k/10k images of 3x32x32, pad-4 crop and flip), so the FLOPs, bytes and launches per step are the
 # same; its errors mean nothing about CIFAR. Each part prints a summary.
 set -u
+PAPER_LIMIT=${PAPER_LIMIT:-500}
+# Each part's own time limit in seconds; the names are checked before anything runs or spends device time.
+declare -A LIMIT=([precision]=80 [compiled]=150 [paper]=$PAPER_LIMIT [eager]=130 [instruments]=150)
+[ $# -gt 0 ] || { echo "run_gpu.sh: name the parts to run: precision, compiled, paper, eager, instruments" >&2; exit 2; }
+for part in "$@"; do
+  [ -n "${LIMIT[$part]:-}" ] || { echo "run_gpu.sh: unknown part '$part'; choose precision, compiled, paper, eager or instruments" >&2; exit 2; }
+done
 OUT=${OUT:-gpu_out}
 DATA=${DATA:-.data}
 WORK=/tmp/reslab_gpu
@@ -24,7 +31,6 @@ mkdir -p "$OUT" "$WORK"
 export PYTHONPATH="$PWD/src:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 CIFAR_SHAPED="dataset=synthetic dataset.synthetic_train=50000 dataset.synthetic_test=10000 dataset.crop_pad=4 dataset.hflip=true"
 MODE=${MODE:-reduce-overhead}
-PAPER_LIMIT=${PAPER_LIMIT:-500}
 DEADLINE=${DEADLINE:-570}
 set -o pipefail
 began=$(date +%s)
@@ -121,9 +127,8 @@ rm -rf "$WORK"/paper/*/checkpoints
 tar czf "$OUT/paper.tgz" -C "$WORK" paper
 }
 
-declare -A LIMIT=([precision]=80 [compiled]=150 [paper]=$PAPER_LIMIT [eager]=130 [instruments]=150)
 for part in "$@"; do
-  limit=${LIMIT[$part]:?unknown part $part: choose precision, compiled, paper, eager or instruments}
+  limit=${LIMIT[$part]}
   remaining=$(left)
   [ "$remaining" -lt 30 ] && { echo "== $part: skipped, ${remaining}s left of ${DEADLINE}s"; continue; }
   [ "$limit" -gt "$remaining" ] && limit=$remaining

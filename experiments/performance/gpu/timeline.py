@@ -22,6 +22,9 @@ def main() -> None:
     parser.add_argument("--csv")
     args = parser.parse_args()
     events = EventAccumulator(args.job_dir, size_guidance={"scalars": 0}).Reload()
+    if "train/loss" not in events.Tags()["scalars"]:
+        raise SystemExit(f"timeline.py: no train/loss events in {args.job_dir}; give a job directory with "
+                         f"its events.out.tfevents.* file")
     t0 = events.FirstEventTimestamp()
     rows = [(e.step, e.wall_time - t0, e.value) for e in events.Scalars("train/loss")]
     last_step, last_t, _ = rows[-1]
