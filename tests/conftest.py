@@ -1,4 +1,5 @@
-"""Shared fixtures: the real config, composed with Hydra and shrunk to a run of a few seconds."""
+"""Shared fixtures: the real config, composed with Hydra and shrunk by the `debug=tiny` preset to a run of a few
+seconds (synthetic data, depth 8, fp32 on the CPU)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from reslab.config import CONF_DIR as CONF  # noqa: F401  (re-exported for the tests)
-from reslab.config import compose_config
+from reslab.config import compose_config, conf_dir
+from reslab.record import RunRecord
+
+CONF = conf_dir()
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A tiny CPU run: synthetic data, depth 8, narrow, a few steps.
-TINY = ["dataset=synthetic", "dataset.synthetic_train=384", "dataset.synthetic_test=128", "dataset.batch_size=32",
-        "dataset.eval_batch_size=128", "depth=8", "model.width=4", "trainer.max_steps=8",
-        "trainer.val_every_n_steps=4", "trainer.log_every_n_steps=2",
-        "callbacks.checkpoint.every_n_steps=4", "callbacks.grad_norms.every_n_steps=2",
-        "callbacks.grad_norms.figure_every_n_steps=4", "callbacks.responses.every_n_steps=4",
-        "callbacks.responses.figure_every_n_steps=4", "callbacks.responses.batch_size=32"]
+# A tiny CPU run: conf/debug/tiny.yaml.
+TINY = ["debug=tiny"]
 
 
 @pytest.fixture
@@ -41,20 +39,19 @@ def run_env():
 @pytest.fixture(scope="session")
 def tiny_sweep(tmp_path_factory):
     """A real sweep folder made in-process: two seeds at depth 8, one at 14, and one failed job."""
-    from reslab.cli import record_failure
-    from reslab.train import train
+    from reslab.job import record_failure, train
 
     root = tmp_path_factory.mktemp("sweep")
     for model, depth, seed in [("plain", 8, 0), ("plain", 8, 1), ("residual", 8, 0), ("residual", 8, 1),
                                ("plain", 14, 0), ("residual", 14, 0)]:
         cfg = compose_config(TINY + [f"model={model}", f"depth={depth}", f"seed={seed}"])
-        cfg.output_dir = str(root / cfg.run_name)
+        cfg.output_dir = str(root / RunRecord.from_config(cfg).job_dir_name)
         train(cfg)
-    variant = compose_config(TINY + ["model=plain", "optim.lr=0.05"])  # as a sweep over optim.lr names it
-    variant.output_dir = str(root / f"{variant.run_name}_optim.lr=0.05")
+    variant = compose_config(TINY + ["model=plain", "optim.lr=0.05", "sweep_keys=[optim.lr]"])  # as -m names it
+    variant.output_dir = str(root / RunRecord.from_config(variant).job_dir_name)
     train(variant)
     failed = compose_config(TINY + ["model=residual", "depth=20"])
-    failed.output_dir = str(root / failed.run_name)
-    (root / failed.run_name).mkdir()
+    failed.output_dir = str(root / RunRecord.from_config(failed).job_dir_name)
+    Path(failed.output_dir).mkdir()
     record_failure(failed, "DataError: cifar10: archive is truncated", "Traceback ...\n")
     return root

@@ -2,7 +2,7 @@
 
 import torch
 
-from reslab.augment import normalize, random_crop, random_hflip
+from reslab.data.augment import normalize, random_crop, random_hflip
 
 
 def test_normalize_standardises_per_channel():

@@ -18,8 +18,8 @@ import pytest
 
 from conftest import CONF, ROOT, TINY, compose_config
 from reslab.errors import UserError
-from reslab.preflight import preflight
-from reslab.train import train
+from reslab.cli import preflight
+from reslab.job import train
 
 
 def write_mnist(folder: Path, truncate: bool = False, garbage: bool = False) -> None:
@@ -96,7 +96,7 @@ def test_bad_input_in_process(case, args, message, tmp_path):
 @pytest.mark.parametrize("case,args,message", PREFLIGHT_CASES, ids=[c[0] for c in PREFLIGHT_CASES])
 def test_bad_input_before_hydra(case, args, message, tmp_path):
     with pytest.raises(UserError) as err:
-        preflight(fill(args, tmp_path), CONF)
+        preflight(fill(args, tmp_path))
     assert message in str(err.value) and "\n" not in str(err.value)
 
 

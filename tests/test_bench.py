@@ -6,7 +6,7 @@ import json
 
 from conftest import TINY
 from reslab import bench
-from reslab.nets import build_net
+from reslab.models import build_net
 
 
 def test_the_benchmark_runs_across_epoch_ends_and_writes_its_json(tmp_path):

@@ -4,8 +4,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import CONF, compose_config
+from reslab.record import RunRecord
 
-GROUPS = {group.name: sorted(p.stem for p in group.glob("*.yaml")) for group in CONF.iterdir() if group.is_dir()}
+GROUPS = {group.name: sorted(p.stem for p in group.glob("*.yaml")) for group in CONF.iterdir() if group.is_dir() and group.name != "__pycache__"}
 CHOICES = [(group, option) for group, options in GROUPS.items() for option in options
            if group != "callbacks" or option == "default"]
 
@@ -19,7 +20,7 @@ def test_every_config_option_composes_and_resolves(group, option, tmp_path):
 def test_default_is_the_cpu_sweep_on_fashion_mnist(tmp_path):
     cfg = compose_config([], output_dir=tmp_path)
     assert cfg.dataset.name == "fashion_mnist" and cfg.model.shortcut == "A"
-    assert cfg.run_name == "residual-20_seed0"
+    assert RunRecord.from_config(cfg).name == "residual-20_seed0"
 
 
 def test_plain_differs_from_residual_only_in_name_and_shortcut(tmp_path):
@@ -35,7 +36,7 @@ def test_paper_experiment_is_the_cifar10_recipe(tmp_path):
     assert cfg.trainer.max_steps == 64000 and list(cfg.optim.milestones) == [0.5, 0.75]
     assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == (0.1, 0.9, 1e-4)
     assert cfg.optim.warmup.steps == 0  # warm-up is chosen in config, never by architecture
-    assert cfg.run_name == "plain-110_seed0"
+    assert RunRecord.from_config(cfg).name == "plain-110_seed0"
 
 
 def test_warmup_preset_is_the_paper_rule(tmp_path):

@@ -5,8 +5,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from reslab.instruments import response_layers
-from reslab.nets import build_net, weight_layers
-from reslab.train import train
+from reslab.models import build_net, weight_layers
+from reslab.job import train
 
 
 def test_instruments_record_arrays_and_tensorboard_tags(tiny_cfg, tmp_path):
@@ -39,18 +39,14 @@ def test_instruments_record_arrays_and_tensorboard_tags(tiny_cfg, tmp_path):
 
 def test_grad_norms_equal_a_direct_computation(tiny_cfg, tmp_path):
     """The step-0 norms are those of the first batch's loss gradient at the initial weights."""
-    import lightning as L
-
-    from reslab.train import build_datamodule
+    from reslab.job import build_job
 
     cfg = tiny_cfg("model=plain", "trainer.max_steps=1", out=tmp_path / "job")
     train(cfg)
     recorded = np.load(tmp_path / "job" / "grad_norms.npz")["values"][0]
 
-    L.seed_everything(cfg.seed)  # as train() does, then the same construction order
-    dm = build_datamodule(cfg)
-    net = build_net(cfg.depth, cfg.model.shortcut, 3, 10, cfg.model.width)
-    dm.setup("fit")
+    dm, system = build_job(cfg)  # seeded and built as train() builds them
+    net = system.net
     x, y = next(iter(dm.train_dataloader()))
     torch.nn.functional.cross_entropy(net(dm.normalize(x)), y).backward()
     direct = np.array([m.weight.grad.norm().item() for _, m in weight_layers(net)])

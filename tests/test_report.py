@@ -5,9 +5,9 @@ import csv
 import numpy as np
 import pytest
 
-from reslab import plots
-from reslab.report import FIGURES, main, report
-from reslab.sweep import load_sweep
+from reslab.results import figures as plots
+from reslab.results.report import FIGURES, main, report
+from reslab.results.runs import load_sweep
 
 
 def test_table_has_mean_and_std_over_seeds_and_lists_the_failed_job(tiny_sweep):

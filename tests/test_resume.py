@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-import reslab.train as train_module
 from conftest import ROOT, TINY
 from reslab.errors import UserError
-from reslab.train import train
+from reslab.job import train
 
 FINAL = ("train_loss", "train_error", "val_loss", "val_error", "test_loss", "test_error", "steps", "status")
 
@@ -52,15 +51,14 @@ def test_resume_in_process_matches_an_uninterrupted_run(tiny_cfg, tmp_path):
                  "dataset.hflip=true"]
     straight = train(tiny_cfg(*overrides, out=tmp_path / "straight"))
     stopped = tiny_cfg(*overrides, out=tmp_path / "resumed")
-    with pytest.MonkeyPatch.context() as mp:  # kill the run's training at step 7 with an exception
-        class CrashAtStep7(L.Callback):
-            def on_train_batch_start(self, trainer, *args):
-                if trainer.global_step == 7:
-                    raise Crash
-        real = train_module.instruments
-        mp.setattr(train_module, "instruments", lambda cb, out: [*real(cb, out), CrashAtStep7()])
-        with pytest.raises(Crash):
-            train(stopped)
+
+    class CrashAtStep7(L.Callback):  # kill the run's training at step 7 with an exception
+        def on_train_batch_start(self, trainer, *args):
+            if trainer.global_step == 7:
+                raise Crash
+
+    with pytest.raises(Crash):
+        train(stopped, callbacks=[CrashAtStep7()])
     assert json.loads((tmp_path / "resumed" / "metrics.json").read_text())["status"] != "finished"
     resumed = train(stopped)
     assert final(resumed) == final(straight)
@@ -105,16 +103,14 @@ def test_sigkill_then_rerun_resumes_to_the_same_final_metrics(tmp_path, run_env)
     assert_same_series(straight_dir, killed_dir)
 
 
-def test_injected_nan_is_recorded_as_diverged(tiny_cfg, tmp_path, monkeypatch):
+def test_injected_nan_is_recorded_as_diverged(tiny_cfg, tmp_path):
     class PoisonWeights(L.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             if trainer.global_step == 5:
                 with torch.no_grad():
                     pl_module.net.fc.weight.fill_(float("nan"))
 
-    real = train_module.instruments
-    monkeypatch.setattr(train_module, "instruments", lambda cb, out: [*real(cb, out), PoisonWeights()])
-    record = train(tiny_cfg("trainer.max_steps=40", out=tmp_path / "job"))
+    record = train(tiny_cfg("trainer.max_steps=40", out=tmp_path / "job"), callbacks=[PoisonWeights()])
     assert record["status"] == "diverged"
     assert record["diverged_at_step"] == 5
     assert record["last_finite_loss"] is not None and record["last_finite_loss"] > 0

@@ -1,12 +1,31 @@
-"""Where the config lives, and composing it outside `run.py` (tests, the benchmark, notebooks)."""
+"""The configuration: where it lives, composing it outside the command (tests, the bench, notebooks), and the
+resolvers that name a run's directories from its own config.
+
+``conf/`` at the top of the repository is installed as the package ``reslab.conf`` (a setuptools package-dir
+mapping), so an installed ``reslab`` command finds its configuration from any directory, editable or not.
+"""
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from reslab.record import RunRecord
+
+CONF_PACKAGE = "reslab.conf"
+CONFIG_PATH = f"pkg://{CONF_PACKAGE}"  # Hydra's name for configs shipped inside a package
+
+
+def conf_dir() -> Path:
+    """The folder the config groups are read from (the repository's conf/ in an editable install)."""
+    return Path(str(resources.files(CONF_PACKAGE)))
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group (``model`` -> ``plain``, ``residual``, ``residual_b``)."""
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
 
 
 def parse_overrides(argv: list[str]) -> list:
@@ -20,14 +39,35 @@ def parse_overrides(argv: list[str]) -> list:
         return []
 
 
+def swept_keys(argv: list[str]) -> list[str]:
+    """Keys that the command line sweeps (``depth=20,56``, ``seed=range(3)``, ...), in their order."""
+    return [o.key_or_group for o in parse_overrides(argv) if o.is_sweep_override()]
+
+
+def _job_dir_name(*, _root_: DictConfig) -> str:
+    return RunRecord.from_config(_root_).job_dir_name
+
+
+def _run_name(*, _root_: DictConfig) -> str:
+    return RunRecord.from_config(_root_).name
+
+
+def register_resolvers() -> None:
+    """``${reslab.job_dir:}`` and ``${reslab.run_name:}``, resolved in the job's own process from its config."""
+    OmegaConf.register_new_resolver("reslab.job_dir", _job_dir_name, replace=True)
+    OmegaConf.register_new_resolver("reslab.run_name", _run_name, replace=True)
+
+
+# Registered on import: a launcher's worker process resolves the job's directory after unpickling the task
+# function, whose module imports this one.
+register_resolvers()
+
+
 def compose_config(overrides: list[str], output_dir: str | Path | None = None) -> DictConfig:
-    """The job config that `python run.py <overrides>` would get, with ``output_dir`` set."""
-    from hydra import compose, initialize_config_dir
+    """The job config that ``reslab <overrides>`` would get, with ``output_dir`` set."""
+    from hydra import compose, initialize_config_module
 
-    from reslab.cli import register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_module(config_module=CONF_PACKAGE, version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     if output_dir is not None:
         with open_dict(cfg):

@@ -11,11 +11,11 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, TINY
-from reslab.cli import job_dir_name
-from reslab.nets import build_net, count_parameters
-from reslab.train import train
+from reslab.record import RunRecord
+from reslab.models import build_net, count_parameters
+from reslab.job import train
 
-METRIC_KEYS = {"run_name", "model", "shortcut", "depth", "params", "dataset", "seed", "steps", "train_loss",
+METRIC_KEYS = {"run_name", "job", "variant", "model", "shortcut", "depth", "params", "dataset", "seed", "steps", "train_loss",
                "train_error", "val_loss", "val_error", "test_loss", "test_error", "wall_time_s", "status"}
 
 
@@ -88,13 +88,17 @@ def test_a_finished_job_is_not_retrained(tiny_cfg, tmp_path):
     assert (tmp_path / "job" / "metrics.json").stat().st_mtime_ns == mtime
 
 
-def test_job_dir_name_adds_only_swept_keys(monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["run.py", "-m", "depth=20,56", "model=plain,residual", "optim.lr=0.1,0.05",
-                                      "trainer.max_steps=10"])
-    overrides = ["depth=20", "model=plain", "optim.lr=0.05", "trainer.max_steps=10"]
-    assert job_dir_name("plain-20_seed0", overrides) == "plain-20_seed0_optim.lr=0.05"
-    monkeypatch.setattr(sys, "argv", ["run.py", "-m", "depth=20,56", "model=plain,residual"])
-    assert job_dir_name("plain-20_seed0", ["depth=20", "model=plain"]) == "plain-20_seed0"
+def test_job_dir_name_adds_only_swept_keys(tmp_path):
+    from reslab.config import compose_config, swept_keys
+
+    argv = ["-m", "depth=20,56", "model=plain,residual", "optim.lr=0.1,0.05", "optim=sgd,sgd_warmup",
+            "trainer.max_steps=10"]
+    assert swept_keys(argv) == ["depth", "model", "optim.lr", "optim"]
+    job = ["depth=20", "model=plain", "optim.lr=0.05", "optim=sgd_warmup", "trainer.max_steps=10"]
+    cfg = compose_config([*job, "sweep_keys=[depth,model,optim.lr,optim]"], tmp_path)
+    record = RunRecord.from_config(cfg, choices={"model": "plain", "optim": "sgd_warmup"})
+    assert record.job_dir_name == "plain-20_seed0_optim.lr=0.05_optim=sgd_warmup"
+    assert RunRecord.from_config(compose_config(job, tmp_path)).job_dir_name == "plain-20_seed0"
 
 
 def test_sweep_subprocess_writes_one_readable_job_dir_per_combination(tmp_path, run_env):
@@ -138,7 +142,7 @@ def test_sweep_subprocess_writes_one_readable_job_dir_per_combination(tmp_path, 
 
 
 def test_precision_auto_reads_the_cpu_flags(tmp_path, monkeypatch):
-    from reslab import precision
+    from reslab.training import device as precision
     native, emulated = tmp_path / "native", tmp_path / "emulated"
     native.write_text("flags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile\n")
     emulated.write_text("flags\t\t: fpu sse avx2 avx512f avx512bw\n")
@@ -154,7 +158,7 @@ def test_precision_auto_reads_the_cpu_flags(tmp_path, monkeypatch):
 def test_paper_experiment_runs_end_to_end_on_cifar_format_files(tmp_path):
     """experiment=paper on small files in the official CIFAR-10 pickle format: 3×32×32 input, crop + flip."""
     from conftest import compose_config
-    from test_datasets import write_cifar10
+    from test_sources import write_cifar10
 
     write_cifar10(tmp_path / "data", per_batch=20)  # 100 train (90 after the 10% val split), 21 test images
     cfg = compose_config(["experiment=paper", f"data_dir={tmp_path / 'data'}", "depth=8", "model.width=4",
@@ -172,7 +176,7 @@ def test_paper_experiment_runs_end_to_end_on_cifar_format_files(tmp_path):
 def test_training_scalars_are_logged_only_on_the_steps_lightning_writes(tiny_cfg, tmp_path, monkeypatch):
     # reslab skips self.log on the steps Lightning would not write (each call costs ~1.7 ms of Python). It must
     # still write every value Lightning writes when every step logs: 10 steps, every 4, is not a multiple.
-    from reslab.system import Classifier
+    from reslab.training import Classifier
     overrides = ("trainer.max_steps=10", "trainer.log_every_n_steps=4", "trainer.val_every_n_steps=10")
 
     def written(out):

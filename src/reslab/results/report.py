@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reslab import plots
-from reslab.sweep import Run, load_sweep
+from reslab.results import figures as plots
+from reslab.results.runs import Run, load_sweep
 
 COLUMNS = ("model", "variant", "shortcut", "depth", "params", "runs", "train_error", "train_error_std", "val_error",
            "val_error_std", "test_error", "test_error_std", "steps", "status")

@@ -32,12 +32,10 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from reslab.config import compose_config
-from reslab.guard import DivergenceGuard
-from reslab.nets import weight_layers
-from reslab.precision import resolve_accelerator, resolve_precision
-from reslab.speed import compile_mode, is_compiled
-from reslab.summary import RunSummary
-from reslab.train import build_job, build_trainer, instruments
+from reslab.job import build_job, build_trainer, configured_callbacks
+from reslab.models import weight_layers
+from reslab.training import DivergenceGuard, RunSummary
+from reslab.training.device import compile_mode, is_compiled, resolve_accelerator, resolve_precision
 
 DEFAULT_WARMUP = 3
 
@@ -134,8 +132,10 @@ def time_reslab(cfg: DictConfig, with_instruments: bool, warmup: int, profile: P
     with tempfile.TemporaryDirectory() as out:
         timer = StepTimer(warmup)
         summary = RunSummary(Path(out) / "metrics.json", {}, cfg.callbacks.summary.train_window)
-        guard = DivergenceGuard(cfg.callbacks.divergence.check_every_n_steps)
-        callbacks = [timer, summary, guard, *(instruments(cfg.callbacks, Path(out)) if with_instruments else [])]
+        configured = configured_callbacks(cfg)
+        if not with_instruments:
+            configured = [c for c in configured if isinstance(c, DivergenceGuard)]
+        callbacks = [timer, summary, *configured]
         if profile is not None:
             callbacks.append(StepProfiler(warmup, profile))
         trainer = build_trainer(cfg, Path(out), accelerator, precision, callbacks)

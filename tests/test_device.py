@@ -8,9 +8,9 @@ import torch.nn.functional as F
 
 from reslab.data import ImageDataModule, StepShuffledBatches
 from reslab.errors import UserError
-from reslab.nets import build_net
-from reslab.speed import compile_mode, is_compiled, memory_format, prepare_net
-from reslab.train import build_job, train
+from reslab.models import build_net
+from reslab.training.device import compile_mode, is_compiled, memory_format, prepare_net
+from reslab.job import build_job, train
 
 
 @pytest.mark.parametrize("value,mode", [(False, None), (None, None), ("false", None), (True, "default"),
@@ -126,6 +126,6 @@ def test_a_checkpoint_does_not_bring_back_the_optimiser_kernel_it_was_saved_with
 
 @pytest.mark.parametrize("flag", [True, False])
 def test_cudnn_benchmark_follows_the_config(tiny_cfg, tmp_path, flag):
-    from reslab.train import build_trainer
+    from reslab.job import build_trainer
     build_trainer(tiny_cfg(f"trainer.cudnn_benchmark={flag}"), tmp_path, "cpu", "32-true", [])
     assert torch.backends.cudnn.benchmark is flag

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from reslab.data import ImageDataModule, StepShuffledBatches, shrink
+from reslab.data import ImageDataModule, StepShuffledBatches
+from reslab.data.datamodule import shrink
 from reslab.errors import UserError
 
 

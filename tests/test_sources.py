@@ -1,4 +1,4 @@
-"""reslab.datasets on small files written in the real formats (CIFAR pickles, gzipped IDX); no network."""
+"""reslab.data.sources on small files written in the real formats (CIFAR pickles, gzipped IDX); no network."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from reslab import datasets
-from reslab.datasets import DATASETS, dataset_info, load_arrays
+from reslab.data import sources as datasets
+from reslab.data.sources import DATASETS, dataset_info, load_arrays
 from reslab.errors import DataError, UserError
 
 IDX_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",

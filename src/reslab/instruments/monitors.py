@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from reslab.nets import weight_layers
+from reslab.models import weight_layers
 
 
 def save_series(path: Path, steps: list[int], names: list[str], rows: list[np.ndarray]) -> None:
@@ -106,7 +106,7 @@ class GradNormMonitor(_Series):
         writer.add_scalar("grad_norm_summary/max", norms.max(), step)
         writer.add_scalar("grad_norm_summary/min", norms.min(), step)
         if self._figure_due(step) and finite.size == norms.size:
-            from reslab import plots
+            from reslab.results import figures as plots
             writer.add_figure("figures/grad_norm_vs_layer", plots.layer_profile_figure(
                 self.names, norms, "gradient L2 norm", title=f"step {step}", log=True), step)
             writer.add_figure("figures/grad_norm_heatmap", plots.heatmap_figure(
@@ -167,7 +167,7 @@ class ResponseMonitor(_Series):
             for name, value in zip(self.names, values):
                 writer.add_scalar(f"response_std/{name}", value, step)
             if self._figure_due(step) or step == trainer.max_steps:
-                from reslab import plots
+                from reslab.results import figures as plots
                 writer.add_figure("figures/response_std_vs_layer", plots.layer_profile_figure(
                     self.names, values, "response std", title=f"step {step}"), step)
 

@@ -15,7 +15,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from reslab.sweep import Run, curve, mean_curve
+from reslab.results.runs import Run, curve, mean_curve
 
 COLUMN, PAGE = 3.3, 7.0  # figure widths in inches
 STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,

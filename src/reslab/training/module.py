@@ -6,19 +6,32 @@ The net is built outside and passed in (either arm); nothing here depends on whi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reslab.speed import is_compiled
+from reslab.training.device import is_compiled
 
 
 # The fused SGD kernel: one pass over all parameters instead of a loop of per-tensor ops, the same update to
-# rounding. ResNet-56's optimiser step took 1.9 ms instead of 7.3 ms on the 2-core dev CPU
-# (experiments/performance/optimizer_step.py); on a GPU it is a launch or two instead of dozens.
+# rounding (timings: experiments/performance/optimizer_step.py).
 SGD_KERNEL = {"fused": True, "foreach": None}
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """A low lr at the start (the paper's ResNet-110 rule: 0.01 until the training error is below 80%).
+
+    lr: the lr while warming up. steps: warm up for at most this many steps (0 = no warm-up).
+    until_error: end early once a batch's training error is below this; None = only ``steps`` counts.
+    """
+
+    lr: float = 0.01
+    steps: int = 0
+    until_error: float | None = None
 
 
 def step_decay(milestones: Sequence[int], gamma: float):
@@ -37,17 +50,14 @@ class Classifier(L.LightningModule):
         lr, momentum, weight_decay, nesterov: SGD settings (the paper: 0.1, 0.9, 1e-4, no).
         milestones: fractions of ``max_steps`` where the lr is multiplied by ``gamma``
             (the paper: 32k and 48k of 64k = 0.5, 0.75; gamma 0.1).
-        warmup_lr: lr used while warming up.
-        warmup_steps: warm up for at most this many steps (0 = no warm-up).
-        warmup_until_error: end the warm-up early once a batch's training error is below this
-            (the paper's ResNet-110 rule: 0.8); None = only ``warmup_steps`` counts.
-        identity: facts that a checkpoint must match to be resumed (see `reslab.resume`).
+        warmup: the optional warm-up (see `Warmup`).
+        identity: facts that a checkpoint must match to be resumed (see `reslab.record`).
     """
 
     def __init__(self, net: nn.Module, max_steps: int, lr: float = 0.1, momentum: float = 0.9,
                  weight_decay: float = 1e-4, nesterov: bool = False,
-                 milestones: Sequence[float] = (0.5, 0.75), gamma: float = 0.1, warmup_lr: float = 0.01,
-                 warmup_steps: int = 0, warmup_until_error: float | None = None, identity: dict | None = None):
+                 milestones: Sequence[float] = (0.5, 0.75), gamma: float = 0.1, warmup: Warmup | None = None,
+                 identity: dict | None = None):
         super().__init__()
         self.identity = identity or {}  # what the run is (model, depth, ...), stored in checkpoints
         self.net = net
@@ -55,8 +65,8 @@ class Classifier(L.LightningModule):
         self.weight_decay, self.nesterov = weight_decay, nesterov
         self.milestone_steps = [round(f * max_steps) for f in milestones]
         self.gamma = gamma
-        self.warmup_lr, self.warmup_steps, self.warmup_until_error = warmup_lr, warmup_steps, warmup_until_error
-        self.warming_up = warmup_steps > 0
+        self.warmup = warmup or Warmup()
+        self.warming_up = self.warmup.steps > 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -75,9 +85,8 @@ class Classifier(L.LightningModule):
         a test checks that both write the same steps.
 
         The other steps skip ``self.log``: Lightning would drop their values anyway, and each call costs
-        a few milliseconds of Python (experiments/performance/profile_step.py), which on a GPU, where a compiled
-        step takes a few milliseconds, was a large share of the step. On a GPU, logging a Python float also
-        copies it to the device, which waits for all queued work.
+        milliseconds of Python (experiments/performance/profile_step.py), a large share of a compiled GPU step.
+        On a GPU, logging a Python float also copies it to the device, which waits for all queued work.
         """
         every = self.trainer.log_every_n_steps
         step = self.global_step + 1
@@ -92,8 +101,8 @@ class Classifier(L.LightningModule):
         return {"loss": loss, "error": error.detach()}
 
     def _update_warmup(self, error: torch.Tensor) -> None:
-        done = self.global_step + 1 >= self.warmup_steps
-        if self.warmup_until_error is not None and error.item() < self.warmup_until_error:
+        done = self.global_step + 1 >= self.warmup.steps
+        if self.warmup.until_error is not None and error.item() < self.warmup.until_error:
             done = True
         self.warming_up = not done
 
@@ -110,7 +119,7 @@ class Classifier(L.LightningModule):
             # CUDA graphs (compile mode reduce-overhead) reuse their output memory: tell them a new step begins.
             torch.compiler.cudagraph_mark_step_begin()
         # The scheduler sets the lr after every step; while warming up, override it for this step.
-        lr = self.warmup_lr if self.warming_up else self.lr_schedulers().get_last_lr()[0]
+        lr = self.warmup.lr if self.warming_up else self.lr_schedulers().get_last_lr()[0]
         if self.warming_up:
             for group in self.optimizers().param_groups:
                 group["lr"] = lr

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from reslab.errors import UserError
-from reslab.nets import blocks_per_stage, build_net, count_parameters, weight_layers
+from reslab.models import blocks_per_stage, build_net, count_parameters, weight_layers
 
 # Table 6 of the paper: depth -> parameters (rounded), and the exact counts of the §4.2 net with 10 classes
 # (the same as akamaster/pytorch_resnet_cifar10's).

@@ -1,4 +1,4 @@
-"""Small filesystem helpers shared by the run and the command line."""
+"""Atomic file writes and writable-directory checks, shared by the job, the results and the command line."""
 
 from __future__ import annotations
 

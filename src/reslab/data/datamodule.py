@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, Sampler, SequentialSampler
 
-from reslab.augment import normalize, random_crop, random_hflip
-from reslab.datasets import Arrays, dataset_info, load_arrays
+from reslab.data.augment import normalize, random_crop, random_hflip
+from reslab.data.sources import Arrays, dataset_info, load_arrays
 from reslab.errors import UserError
-from reslab.speed import memory_format
+from reslab.training.device import memory_format
 
 
 class IndexedTensors(torch.utils.data.Dataset):
@@ -108,13 +108,15 @@ class ImageDataModule(L.LightningDataModule):
         synthetic_train, synthetic_test: sizes of the ``synthetic`` set.
         downsample: average-pool the images by this factor when loading (1 = native size). The CPU default
             uses 2 on Fashion-MNIST (14×14): about 3× fewer FLOPs per step, so 3× more steps per hour.
-        channels_last: hand batches to the net in NHWC layout (see `reslab.speed`).
+        channels_last: hand batches to the net in NHWC layout (see `reslab.training.device`).
+        limit_train_batches: keep only the first this many batches of training images (debug=overfit); None = all.
     """
 
     def __init__(self, name: str, data_dir: str, batch_size: int = 128, eval_batch_size: int = 500,
                  val_fraction: float = 0.1, split_seed: int = 0, shuffle_seed: int = 0, crop_pad: int = 0,
                  hflip: bool = False, download: bool = True, synthetic_train: int = 2048,
-                 synthetic_test: int = 512, downsample: int = 1, channels_last: bool = False):
+                 synthetic_test: int = 512, downsample: int = 1, channels_last: bool = False,
+                 limit_train_batches: int | None = None):
         super().__init__()
         self.info = dataset_info(name)
         if isinstance(downsample, bool) or not isinstance(downsample, int) or downsample < 1 \
@@ -133,6 +135,10 @@ class ImageDataModule(L.LightningDataModule):
         self.val_fraction, self.split_seed, self.shuffle_seed = val_fraction, split_seed, shuffle_seed
         self.crop_pad, self.hflip, self.channels_last = crop_pad, hflip, channels_last
         self.synthetic_sizes = (synthetic_train, synthetic_test)
+        if limit_train_batches is not None and (isinstance(limit_train_batches, bool) or limit_train_batches < 1):
+            raise UserError(f"dataset.limit_train_batches must be a positive number of batches or null, got "
+                            f"{limit_train_batches!r}")
+        self.limit_train_batches = limit_train_batches
         self.train = self.val = self.test = None
         self._generator: torch.Generator | None = None
         self._generator_state: torch.Tensor | None = None
@@ -148,6 +154,9 @@ class ImageDataModule(L.LightningDataModule):
         self.test = (arrays.test_x, arrays.test_y)
         if self.downsample > 1:
             self.train, self.val, self.test = (shrink(part, self.downsample) for part in (self.train, self.val, self.test))
+        if self.limit_train_batches is not None:
+            keep = self.limit_train_batches * self.batch_size
+            self.train = (self.train[0][:keep], self.train[1][:keep])
         if len(self.train[1]) < self.batch_size:
             raise UserError(f"{self.name}: {len(self.train[1])} training images is fewer than "
                             f"batch_size={self.batch_size}; lower dataset.batch_size")

@@ -1,0 +1,113 @@
+"""The ``reslab`` command (also ``python -m reslab`` and ``python run.py``).
+
+    reslab [-m] key=value ...              train one run, or with -m sweep every combination (Hydra)
+    reslab report SWEEP_DIR                the sweep's tables and figures
+    reslab bench [options] [key=value]     throughput of reslab's training path against a plain PyTorch loop
+
+A sub-command is the first word; anything else goes to Hydra (``reslab run ...`` says the same explicitly).
+`UserError` reaches the user as one line and exit status 2. In a multirun a failed job is recorded in its
+``metrics.json`` (``error.log`` keeps the traceback), the sweep goes on, and the command exits 1 at the end.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from reslab.config import CONFIG_PATH, group_options, parse_overrides, swept_keys
+from reslab.errors import UserError
+from reslab.files import ensure_writable_dir
+
+# Config groups checked before Hydra starts, with the word used in the error line.
+GROUP_NAMES = {"model": "model", "dataset": "dataset", "optim": "optimiser", "trainer": "trainer",
+               "experiment": "experiment", "debug": "debug preset"}
+HYDRA_INFO_FLAGS = ("-h", "--help", "--hydra-help", "--info", "-c", "--cfg", "--shell-completion", "-sc")
+
+
+def _report(argv: list[str]) -> int:
+    from reslab.results.report import main
+
+    return main(argv)
+
+
+def _bench(argv: list[str]) -> int:
+    from reslab.bench import main
+
+    return main(argv)
+
+
+# Each sub-command takes the rest of the command line and returns the exit status.
+COMMANDS: dict[str, Callable[[list[str]], int]] = {"report": _report, "bench": _bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of every way to start reslab; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
+    if argv and argv[0] == "run":
+        argv = argv[1:]
+    try:
+        preflight(argv)
+    except UserError as e:
+        print(f"reslab: error: {e}", file=sys.stderr)
+        return 2
+    return run_hydra(argv)
+
+
+def run_hydra(argv: list[str]) -> int:
+    """Hand the command line to Hydra; in a multirun, record the swept keys in every job's config."""
+    import hydra
+
+    from reslab.cli.hydra_app import JobRunner
+
+    if ("-m" in argv or "--multirun" in argv) and (keys := swept_keys(argv)) and not _sets(argv, "sweep_keys"):
+        argv = [*argv, f"sweep_keys=[{','.join(keys)}]"]
+    runner = JobRunner()
+    app = hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")(runner.run)
+    sys.argv = [sys.argv[0] if sys.argv else "reslab", *argv]  # hydra.main reads the command line from here
+    app()
+    return runner.exit_code
+
+
+def _sets(argv: list[str], key: str) -> bool:
+    return any(o.key_or_group == key for o in parse_overrides(argv))
+
+
+def preflight(argv: list[str]) -> None:
+    """Checks before Hydra starts, so common mistakes get one line instead of a Hydra traceback: an unknown
+    config option (``model=foo``) and an output directory that cannot be written (Hydra creates it before any
+    of reslab's code runs)."""
+    if any(a in HYDRA_INFO_FLAGS for a in argv):
+        return
+    check_groups(argv)
+    check_output_dir(argv)
+
+
+def check_groups(argv: list[str]) -> None:
+    for o in parse_overrides(argv):
+        group = o.key_or_group
+        if group not in GROUP_NAMES or o.is_delete():
+            continue
+        options = group_options(group)
+        values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
+        for value in values:
+            if str(value) not in options and value is not None:
+                raise UserError(f"unknown {GROUP_NAMES[group]} {value!r}; choose one of: {', '.join(options)}")
+
+
+def check_output_dir(argv: list[str]) -> None:
+    multirun = "-m" in argv or "--multirun" in argv
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    target = Path("multirun" if multirun else "outputs")
+    for o in parse_overrides(argv):
+        if o.key_or_group == key:
+            value = str(o.value())
+            # Interpolations (${now:...}) are resolved by Hydra later; check the literal folder above them.
+            target = Path(value) if "${" not in value else Path(value.split("${")[0] or ".").parent
+    try:
+        ensure_writable_dir(target)
+    except OSError as e:
+        raise UserError(f"cannot write the output directory {target} ({e.strerror}); "
+                        f"run from a writable folder or set {key}=<a writable path>") from None

@@ -1,0 +1,121 @@
+"""The Hydra side of the command: the task run for every job, and the sweep report around the jobs.
+
+`JobRunner.run` is what Hydra's launcher calls with each job's composed config, in whatever process the
+launcher gives it; it depends only on that config. `SweepReport` is a Hydra callback that keeps the sweep's
+report current as jobs end and writes it in full when the multirun ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from reslab.errors import UserError
+
+log = logging.getLogger("reslab")
+
+# Lightning's loggers print through handlers of their own (added on import) as well as through Hydra's: a job's
+# lines should appear once, through Hydra's handlers, which also write the job's log file.
+FRAMEWORK_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytorch_lightning")
+# Chatty at INFO: TensorBoard's event reader (one line per file it opens).
+QUIET_LOGGERS = ("tensorboard",)
+
+
+class _NoVendorTips(logging.Filter):
+    """Lightning advertises its cloud products in the log of every run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip: For seamless cloud" not in str(record.msg)
+
+
+def quiet_console() -> None:
+    """Every log line once, and no framework chatter, whichever process the job runs in."""
+    for name in FRAMEWORK_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoVendorTips) for f in logger.filters):
+            logger.addFilter(_NoVendorTips())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Lightning 2.6 calls a pytree API that torch 2.13 deprecates, once per fit: not the user's concern.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+class JobRunner:
+    """Runs each job; counts the failures of a sweep run in this process."""
+
+    def __init__(self):
+        self.failed: list[str] = []
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def run(self, cfg: DictConfig) -> dict | None:
+        from reslab.job import record_failure, train  # imported here so `reslab --help` stays fast
+
+        quiet_console()
+        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        try:
+            return train(cfg)
+        except UserError as e:
+            line = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if not multirun:
+                print(f"reslab: error: {line}", file=sys.stderr)
+                raise SystemExit(2) from None
+            where = record_failure(cfg, line, traceback.format_exc())
+        except Exception as e:  # a bug or a crash: keep the sweep going, keep the traceback
+            if not multirun:
+                raise
+            line = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            where = record_failure(cfg, line, traceback.format_exc())
+        job = Path(cfg.output_dir).name
+        self.failed.append(job)
+        print(f"reslab: job {job} failed: {line}" + (f" (traceback: {where})" if where else ""), file=sys.stderr)
+        return None
+
+
+class SweepReport(Callback):
+    """The report of a multirun: tables after every job, tables and figures when the multirun ends.
+
+    Hydra skips ``on_multirun_end`` when a job raises; reslab's jobs record their failures instead of raising,
+    and the tables are rewritten at every job end, so a sweep that dies midway still leaves a current summary.
+    """
+
+    def __init__(self, figures: bool = True):
+        self.figures = figures
+        self.sweep_dir: Path | None = None
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        hydra_cfg = getattr(job_return, "hydra_cfg", None)
+        if hydra_cfg is None or str(hydra_cfg.hydra.mode) != "RunMode.MULTIRUN":
+            return
+        # The job's resolved directory, not hydra.sweep.dir: reading that again re-resolves ${now:...} to the
+        # current time, a directory that does not exist.
+        self.sweep_dir = Path(hydra_cfg.hydra.runtime.output_dir).parent
+        self._report(self.sweep_dir, figures=False, quiet=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._report(self.sweep_dir or Path(config.hydra.sweep.dir), figures=self.figures, quiet=False)
+
+    @staticmethod
+    def _report(sweep_dir: Path, figures: bool, quiet: bool) -> None:
+        from reslab.results.report import report
+
+        try:
+            report(sweep_dir, figures=figures, quiet=quiet)
+        except Exception as e:  # a report problem must never take the sweep's results down with it
+            log.error("report for %s failed: %s: %s (rerun: reslab report %s)", sweep_dir, type(e).__name__, e,
+                      sweep_dir)

@@ -1,0 +1,90 @@
+"""Where and how a job computes: accelerator, precision, memory layout and compilation of the net.
+
+``precision: auto`` picks bf16 mixed precision where the hardware runs bf16 natively and fp32 elsewhere: bf16
+autocast on a CPU without bf16 units is emulated and far slower than fp32, so ``auto`` checks the CPU's flags
+instead of assuming (measurements: experiments/performance/).
+
+``trainer.channels_last`` stores weights and activations as NHWC, which oneDNN (CPU) and cuDNN (GPU) run faster;
+the data module converts each batch after normalising it, so every conv sees NHWC. ``trainer.compile`` compiles
+the net in place with ``torch.compile`` (``nn.Module.compile``), so parameter names, checkpoints and the
+instruments' layer names are those of the uncompiled net: a compiled run resumes uncompiled and vice versa.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from reslab.errors import UserError
+
+# Lightning's names for what each user-facing value means.
+PRECISIONS = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    try:
+        flags = cpuinfo.read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in CPU_BF16_FLAGS)
+
+
+def resolve_precision(precision: str | int, accelerator: str) -> str:
+    """Map the config's ``precision`` to a Lightning precision string for ``accelerator`` (cpu/gpu)."""
+    value = str(precision)
+    if value == "auto":
+        if accelerator == "gpu":
+            return "bf16-mixed" if torch.cuda.is_bf16_supported(including_emulation=False) else "32-true"
+        return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+    if value not in PRECISIONS:
+        raise UserError(f"unknown precision {value!r}; choose one of: auto, 32, bf16, 16 (trainer.precision=auto)")
+    if value == "16" and accelerator != "gpu":
+        raise UserError("precision=16 (fp16 mixed) needs a GPU; use trainer.precision=32 or auto on a CPU")
+    return PRECISIONS[value]
+
+
+def resolve_accelerator(accelerator: str) -> str:
+    """``auto`` -> ``gpu`` if CUDA is available, else ``cpu``; anything else must be cpu or gpu."""
+    if accelerator == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if accelerator not in ("cpu", "gpu"):
+        raise UserError(f"unknown accelerator {accelerator!r}; choose one of: auto, cpu, gpu")
+    if accelerator == "gpu" and not torch.cuda.is_available():
+        raise UserError("trainer.accelerator=gpu but no CUDA GPU is visible; use trainer.accelerator=auto or cpu")
+    return accelerator
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_mode(value: object) -> str | None:
+    """The config's ``trainer.compile`` as a ``torch.compile`` mode, or None for no compilation."""
+    if value is None or value is False or value in ("false", "off", "none"):
+        return None
+    if value is True:
+        return "default"
+    if value not in COMPILE_MODES:
+        raise UserError(f"unknown trainer.compile={value!r}; choose false or one of: {', '.join(COMPILE_MODES)}")
+    return str(value)
+
+
+def prepare_net(net: nn.Module, channels_last: bool, compile: object = False) -> nn.Module:
+    """Lay out ``net`` as channels-last and compile it, in place, as configured; returns it."""
+    mode = compile_mode(compile)
+    if channels_last:
+        net.to(memory_format=torch.channels_last)  # later .to(device) preserves the layout
+    if mode is not None:
+        net.compile(mode=mode)
+    return net
+
+
+def memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """A 4-d input batch in the layout the net was prepared for."""
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+
+
+def is_compiled(net: nn.Module) -> bool:
+    # nn.Module.compile() stores the compiled call here; torch has no public query for an in-place compile.
+    return getattr(net, "_compiled_call_impl", None) is not None
