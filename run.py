@@ -1,6 +1,6 @@
 """``python run.py [-m] key=value ...``: the same as the ``reslab`` command, from a checkout.
 
-    python run.py -m depth=20,56,110 model=plain,residual
+python run.py -m depth=20,56,110 model=plain,residual
 """
 
 import sys

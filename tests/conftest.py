@@ -22,8 +22,10 @@ TINY = ["debug=tiny"]
 @pytest.fixture
 def tiny_cfg(tmp_path):
     """A composed tiny config; call with extra overrides."""
+
     def make(*overrides: str, out: Path | None = None):
         return compose_config(TINY + list(overrides), output_dir=out or tmp_path / "job")
+
     return make
 
 
@@ -42,8 +44,14 @@ def tiny_sweep(tmp_path_factory):
     from reslab.job import record_failure, train
 
     root = tmp_path_factory.mktemp("sweep")
-    for model, depth, seed in [("plain", 8, 0), ("plain", 8, 1), ("residual", 8, 0), ("residual", 8, 1),
-                               ("plain", 14, 0), ("residual", 14, 0)]:
+    for model, depth, seed in [
+        ("plain", 8, 0),
+        ("plain", 8, 1),
+        ("residual", 8, 0),
+        ("residual", 8, 1),
+        ("plain", 14, 0),
+        ("residual", 14, 0),
+    ]:
         cfg = compose_config(TINY + [f"model={model}", f"depth={depth}", f"seed={seed}"])
         cfg.output_dir = str(root / RunRecord.from_config(cfg).job_dir_name)
         train(cfg)

@@ -22,8 +22,12 @@ def test_random_crop_is_a_shifted_window_of_the_zero_padded_image():
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     shifts = set()
     for i in range(len(x)):
-        matches = [(dy, dx) for dy in range(5) for dx in range(5)
-                   if torch.equal(out[i], padded[i, :, dy:dy + 8, dx:dx + 8])]
+        matches = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(out[i], padded[i, :, dy : dy + 8, dx : dx + 8])
+        ]
         assert matches, f"image {i} is not a window of its padded original"
         shifts.add(matches[0])
     assert len(shifts) > 10  # offsets differ between images

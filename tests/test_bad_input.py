@@ -15,10 +15,10 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, TINY, compose_config
 
-from conftest import CONF, ROOT, TINY, compose_config
-from reslab.errors import UserError
 from reslab.cli import preflight
+from reslab.errors import UserError
 from reslab.job import train
 
 
@@ -64,10 +64,8 @@ CASES = [
     ("max_steps 0", ["trainer.max_steps=0"], "trainer.max_steps must be positive"),
     ("data dir not writable", ["dataset=mnist", "data_dir={ro}/data"], "not writable"),
     ("data missing offline", ["dataset=mnist", "dataset.download=false", "data_dir={tmp}/data"], "not found"),
-    ("truncated data file", ["dataset=mnist", "dataset.download=false", "data_dir={tmp}/data"],
-     "truncated or corrupt"),
-    ("corrupt data file", ["dataset=mnist", "dataset.download=false", "data_dir={tmp}/data"],
-     "truncated or corrupt"),
+    ("truncated data file", ["dataset=mnist", "dataset.download=false", "data_dir={tmp}/data"], "truncated or corrupt"),
+    ("corrupt data file", ["dataset=mnist", "dataset.download=false", "data_dir={tmp}/data"], "truncated or corrupt"),
     ("wrong-checksum archive", ["dataset=cifar10", "dataset.download=false", "data_dir={tmp}/data"], "md5"),
 ]
 PREFLIGHT_CASES = [
@@ -113,8 +111,9 @@ def run(args: list[str], tmp: Path, env: dict) -> subprocess.CompletedProcess:
     argv = [*TINY, *fill(args, tmp)]
     if not any(a.startswith("hydra.") for a in argv):
         argv.append(f"hydra.sweep.dir={tmp}/sweep" if "-m" in argv else f"hydra.run.dir={tmp}/run")
-    return subprocess.run([sys.executable, "run.py", *argv], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "run.py", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def one_line(proc: subprocess.CompletedProcess) -> str:

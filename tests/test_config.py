@@ -1,14 +1,22 @@
 """Every config group composes, and the presets mean what they say."""
 
 import pytest
+from conftest import CONF, compose_config
 from omegaconf import OmegaConf
 
-from conftest import CONF, compose_config
 from reslab.record import RunRecord
 
-GROUPS = {group.name: sorted(p.stem for p in group.glob("*.yaml")) for group in CONF.iterdir() if group.is_dir() and group.name != "__pycache__"}
-CHOICES = [(group, option) for group, options in GROUPS.items() for option in options
-           if group != "callbacks" or option == "default"]
+GROUPS = {
+    group.name: sorted(p.stem for p in group.glob("*.yaml"))
+    for group in CONF.iterdir()
+    if group.is_dir() and group.name != "__pycache__"
+}
+CHOICES = [
+    (group, option)
+    for group, options in GROUPS.items()
+    for option in options
+    if group != "callbacks" or option == "default"
+]
 
 
 @pytest.mark.parametrize("group,option", CHOICES)
@@ -47,5 +55,6 @@ def test_warmup_preset_is_the_paper_rule(tmp_path):
 
 def test_unknown_keys_fail_loudly(tmp_path):
     from hydra.errors import ConfigCompositionException
+
     with pytest.raises(ConfigCompositionException):
         compose_config(["trainer.max_stpes=10"], tmp_path)

@@ -9,8 +9,13 @@ from reslab.errors import UserError
 
 
 def module(**kw) -> ImageDataModule:
-    args = {"name": "synthetic", "data_dir": "unused", "batch_size": 32, "synthetic_train": 400,
-            "synthetic_test": 50} | kw
+    args = {
+        "name": "synthetic",
+        "data_dir": "unused",
+        "batch_size": 32,
+        "synthetic_train": 400,
+        "synthetic_test": 50,
+    } | kw
     dm = ImageDataModule(**args)
     dm.setup("fit")
     return dm

@@ -8,13 +8,22 @@ import torch.nn.functional as F
 
 from reslab.data import ImageDataModule, StepShuffledBatches
 from reslab.errors import UserError
+from reslab.job import build_job, train
 from reslab.models import build_net
 from reslab.training.device import compile_mode, is_compiled, memory_format, prepare_net
-from reslab.job import build_job, train
 
 
-@pytest.mark.parametrize("value,mode", [(False, None), (None, None), ("false", None), (True, "default"),
-                                        ("reduce-overhead", "reduce-overhead"), ("max-autotune", "max-autotune")])
+@pytest.mark.parametrize(
+    "value,mode",
+    [
+        (False, None),
+        (None, None),
+        ("false", None),
+        (True, "default"),
+        ("reduce-overhead", "reduce-overhead"),
+        ("max-autotune", "max-autotune"),
+    ],
+)
 def test_compile_mode_reads_the_config(value, mode):
     assert compile_mode(value) == mode
 
@@ -69,8 +78,17 @@ def test_resident_splits_are_copied_once_and_batches_keep_their_order():
 
 
 def test_a_run_with_channels_last_learns_like_one_without(tiny_cfg, tmp_path):
-    runs = [train(tiny_cfg("trainer.max_steps=40", "trainer.val_every_n_steps=40", f"trainer.channels_last={flag}",
-                           out=tmp_path / str(flag))) for flag in (True, False)]
+    runs = [
+        train(
+            tiny_cfg(
+                "trainer.max_steps=40",
+                "trainer.val_every_n_steps=40",
+                f"trainer.channels_last={flag}",
+                out=tmp_path / str(flag),
+            )
+        )
+        for flag in (True, False)
+    ]
     assert runs[0]["channels_last"] is True and runs[1]["channels_last"] is False
     assert abs(runs[0]["train_loss"] - runs[1]["train_loss"]) < 0.05  # same maths, different rounding order
 
@@ -127,5 +145,6 @@ def test_a_checkpoint_does_not_bring_back_the_optimiser_kernel_it_was_saved_with
 @pytest.mark.parametrize("flag", [True, False])
 def test_cudnn_benchmark_follows_the_config(tiny_cfg, tmp_path, flag):
     from reslab.job import build_trainer
+
     build_trainer(tiny_cfg(f"trainer.cudnn_benchmark={flag}"), tmp_path, "cpu", "32-true", [])
     assert torch.backends.cudnn.benchmark is flag

@@ -5,8 +5,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from reslab.instruments import response_layers
-from reslab.models import build_net, weight_layers
 from reslab.job import train
+from reslab.models import build_net, weight_layers
 
 
 def test_instruments_record_arrays_and_tensorboard_tags(tiny_cfg, tmp_path):
@@ -31,8 +31,9 @@ def test_instruments_record_arrays_and_tensorboard_tags(tiny_cfg, tmp_path):
     assert {f"response_std/{n}" for n in names if n != "fc"} <= scalars
     assert {"grad_norm_summary/first_over_last", "grad_norm_summary/max", "grad_norm_summary/min"} <= scalars
     assert "grad_norm_summary/per_layer" in acc.Tags()["histograms"]
-    assert {"figures/grad_norm_vs_layer", "figures/grad_norm_heatmap",
-            "figures/response_std_vs_layer"} <= set(acc.Tags()["images"])
+    assert {"figures/grad_norm_vs_layer", "figures/grad_norm_heatmap", "figures/response_std_vs_layer"} <= set(
+        acc.Tags()["images"]
+    )
     logged = [e.value for e in acc.Scalars(f"grad_norm/{names[0]}")]
     assert np.allclose(logged, grads["values"][:, 0], rtol=1e-6)
 
@@ -56,8 +57,14 @@ def test_grad_norms_equal_a_direct_computation(tiny_cfg, tmp_path):
 def test_response_layers_pair_each_3x3_conv_with_its_bn():
     net = build_net(8, "B")
     pairs = response_layers(net)
-    assert [c for c, _ in pairs] == ["stem.conv", "stage1.block1.conv1", "stage1.block1.conv2",
-                                     "stage2.block1.conv1", "stage2.block1.conv2", "stage3.block1.conv1",
-                                     "stage3.block1.conv2"]
+    assert [c for c, _ in pairs] == [
+        "stem.conv",
+        "stage1.block1.conv1",
+        "stage1.block1.conv2",
+        "stage2.block1.conv1",
+        "stage2.block1.conv2",
+        "stage3.block1.conv1",
+        "stage3.block1.conv2",
+    ]
     assert all(isinstance(bn, torch.nn.BatchNorm2d) for _, bn in pairs)
     assert pairs[1][1] is net.stage1.block1.bn1

@@ -8,15 +8,33 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT, TINY
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, TINY
-from reslab.record import RunRecord
-from reslab.models import build_net, count_parameters
 from reslab.job import train
+from reslab.models import build_net, count_parameters
+from reslab.record import RunRecord
 
-METRIC_KEYS = {"run_name", "job", "variant", "model", "shortcut", "depth", "params", "dataset", "seed", "steps", "train_loss",
-               "train_error", "val_loss", "val_error", "test_loss", "test_error", "wall_time_s", "status"}
+METRIC_KEYS = {
+    "run_name",
+    "job",
+    "variant",
+    "model",
+    "shortcut",
+    "depth",
+    "params",
+    "dataset",
+    "seed",
+    "steps",
+    "train_loss",
+    "train_error",
+    "val_loss",
+    "val_error",
+    "test_loss",
+    "test_error",
+    "wall_time_s",
+    "status",
+}
 
 
 def test_train_returns_and_writes_final_metrics(tiny_cfg, tmp_path):
@@ -55,8 +73,14 @@ def test_warmup_holds_the_low_lr_then_returns(tiny_cfg, tmp_path):
 
 def test_warmup_ends_when_the_training_error_drops_below_the_threshold(tiny_cfg, tmp_path):
     # The paper's rule: lr 0.01 until training error < 80%; the step cap (30) is far away.
-    cfg = tiny_cfg("optim=sgd_warmup", "optim.warmup.steps=30", "trainer.max_steps=30",
-                   "trainer.val_every_n_steps=30", "trainer.log_every_n_steps=1", out=tmp_path / "job")
+    cfg = tiny_cfg(
+        "optim=sgd_warmup",
+        "optim.warmup.steps=30",
+        "trainer.max_steps=30",
+        "trainer.val_every_n_steps=30",
+        "trainer.log_every_n_steps=1",
+        out=tmp_path / "job",
+    )
     train(cfg)
     acc = EventAccumulator(str(tmp_path / "job")).Reload()
     lrs = [round(e.value, 6) for e in acc.Scalars("lr")]
@@ -75,8 +99,14 @@ def test_validation_runs_at_its_interval_and_once_at_the_end(tiny_cfg, tmp_path)
 
 
 def test_several_periodic_checkpoints_can_be_kept(tiny_cfg, tmp_path):
-    train(tiny_cfg("trainer.max_steps=12", "callbacks.checkpoint.every_n_steps=3", "callbacks.checkpoint.keep=2",
-                   out=tmp_path / "job"))
+    train(
+        tiny_cfg(
+            "trainer.max_steps=12",
+            "callbacks.checkpoint.every_n_steps=3",
+            "callbacks.checkpoint.keep=2",
+            out=tmp_path / "job",
+        )
+    )
     kept = sorted(p.name for p in (tmp_path / "job" / "checkpoints").glob("step*.ckpt"))
     assert kept == ["step12.ckpt", "step9.ckpt"]
 
@@ -91,8 +121,14 @@ def test_a_finished_job_is_not_retrained(tiny_cfg, tmp_path):
 def test_job_dir_name_adds_only_swept_keys(tmp_path):
     from reslab.config import compose_config, swept_keys
 
-    argv = ["-m", "depth=20,56", "model=plain,residual", "optim.lr=0.1,0.05", "optim=sgd,sgd_warmup",
-            "trainer.max_steps=10"]
+    argv = [
+        "-m",
+        "depth=20,56",
+        "model=plain,residual",
+        "optim.lr=0.1,0.05",
+        "optim=sgd,sgd_warmup",
+        "trainer.max_steps=10",
+    ]
     assert swept_keys(argv) == ["depth", "model", "optim.lr", "optim"]
     job = ["depth=20", "model=plain", "optim.lr=0.05", "optim=sgd_warmup", "trainer.max_steps=10"]
     cfg = compose_config([*job, "sweep_keys=[depth,model,optim.lr,optim]"], tmp_path)
@@ -103,8 +139,14 @@ def test_job_dir_name_adds_only_swept_keys(tmp_path):
 
 def test_sweep_subprocess_writes_one_readable_job_dir_per_combination(tmp_path, run_env):
     # A time-stamped sweep directory, like the default one (the report must find it after the jobs).
-    cmd = [sys.executable, "run.py", "-m", "model=plain,residual", *TINY,
-           f"hydra.sweep.dir={tmp_path}/sweeps/${{now:%H-%M-%S-%f}}"]
+    cmd = [
+        sys.executable,
+        "run.py",
+        "-m",
+        "model=plain,residual",
+        *TINY,
+        f"hydra.sweep.dir={tmp_path}/sweeps/${{now:%H-%M-%S-%f}}",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     [sweep] = list((tmp_path / "sweeps").iterdir())
@@ -133,8 +175,9 @@ def test_sweep_subprocess_writes_one_readable_job_dir_per_combination(tmp_path, 
     # Rerunning the sweep into its directory completes only what is missing.
     shutil.rmtree(sweep / "residual-8_seed0")
     kept = (sweep / "plain-8_seed0" / "metrics.json").stat().st_mtime_ns
-    rerun = subprocess.run([*cmd[:-1], f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=run_env, capture_output=True,
-                           text=True, timeout=240)
+    rerun = subprocess.run(
+        [*cmd[:-1], f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=240
+    )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert (sweep / "plain-8_seed0" / "metrics.json").stat().st_mtime_ns == kept
     assert json.loads((sweep / "residual-8_seed0" / "metrics.json").read_text())["status"] == "finished"
@@ -143,6 +186,7 @@ def test_sweep_subprocess_writes_one_readable_job_dir_per_combination(tmp_path, 
 
 def test_precision_auto_reads_the_cpu_flags(tmp_path, monkeypatch):
     from reslab.training import device as precision
+
     native, emulated = tmp_path / "native", tmp_path / "emulated"
     native.write_text("flags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile\n")
     emulated.write_text("flags\t\t: fpu sse avx2 avx512f avx512bw\n")
@@ -161,11 +205,22 @@ def test_paper_experiment_runs_end_to_end_on_cifar_format_files(tmp_path):
     from test_sources import write_cifar10
 
     write_cifar10(tmp_path / "data", per_batch=20)  # 100 train (90 after the 10% val split), 21 test images
-    cfg = compose_config(["experiment=paper", f"data_dir={tmp_path / 'data'}", "depth=8", "model.width=4",
-                          "dataset.batch_size=16", "trainer.max_steps=8", "trainer.val_every_n_steps=4",
-                          "trainer.log_every_n_steps=1", "callbacks.checkpoint.every_n_steps=3",
-                          "callbacks.grad_norms.every_n_steps=2", "callbacks.responses.every_n_steps=3"],
-                         output_dir=tmp_path / "job")
+    cfg = compose_config(
+        [
+            "experiment=paper",
+            f"data_dir={tmp_path / 'data'}",
+            "depth=8",
+            "model.width=4",
+            "dataset.batch_size=16",
+            "trainer.max_steps=8",
+            "trainer.val_every_n_steps=4",
+            "trainer.log_every_n_steps=1",
+            "callbacks.checkpoint.every_n_steps=3",
+            "callbacks.grad_norms.every_n_steps=2",
+            "callbacks.responses.every_n_steps=3",
+        ],
+        output_dir=tmp_path / "job",
+    )
     record = train(cfg)
     assert record["status"] == "finished" and record["dataset"] == "cifar10" and record["image_size"] == 32
     assert record["params"] == count_parameters(build_net(8, "A", in_channels=3, num_classes=10, width=4))
@@ -177,6 +232,7 @@ def test_training_scalars_are_logged_only_on_the_steps_lightning_writes(tiny_cfg
     # reslab skips self.log on the steps Lightning would not write (each call costs ~1.7 ms of Python). It must
     # still write every value Lightning writes when every step logs: 10 steps, every 4, is not a multiple.
     from reslab.training import Classifier
+
     overrides = ("trainer.max_steps=10", "trainer.log_every_n_steps=4", "trainer.val_every_n_steps=10")
 
     def written(out):
@@ -185,8 +241,11 @@ def test_training_scalars_are_logged_only_on_the_steps_lightning_writes(tiny_cfg
 
     calls = []
     original = Classifier.log_dict
-    monkeypatch.setattr(Classifier, "log_dict", lambda self, metrics, **kw: (
-        calls.append(sorted(metrics)), original(self, metrics, **kw))[1])
+    monkeypatch.setattr(
+        Classifier,
+        "log_dict",
+        lambda self, metrics, **kw: (calls.append(sorted(metrics)), original(self, metrics, **kw))[1],
+    )
     train(tiny_cfg(*overrides, out=tmp_path / "reslab"))
     ours, our_calls = written(tmp_path / "reslab"), calls.count(["train/error", "train/loss"])
     monkeypatch.setattr(Classifier, "_is_logging_step", lambda self: True)  # self.log on every step

@@ -23,8 +23,7 @@ def test_parameter_counts_match_table6(depth):
 def test_plain_and_option_a_have_identical_parameters(depth):
     plain, residual = build_net(depth, "none"), build_net(depth, "A")
     assert count_parameters(plain) == count_parameters(residual)
-    assert [(n, p.shape) for n, p in plain.named_parameters()] == \
-           [(n, p.shape) for n, p in residual.named_parameters()]
+    assert [(n, p.shape) for n, p in plain.named_parameters()] == [(n, p.shape) for n, p in residual.named_parameters()]
 
 
 def test_option_b_adds_two_projections():
@@ -67,8 +66,9 @@ def test_option_a_shortcut_is_subsampled_identity_with_zero_channels():
 
 def test_module_names_are_stable_and_in_depth_order():
     names = [name for name, _ in weight_layers(build_net(20, "A"))]
-    expected = ["stem.conv"] + [f"stage{s}.block{b}.conv{c}" for s in (1, 2, 3) for b in (1, 2, 3)
-                                for c in (1, 2)] + ["fc"]
+    expected = (
+        ["stem.conv"] + [f"stage{s}.block{b}.conv{c}" for s in (1, 2, 3) for b in (1, 2, 3) for c in (1, 2)] + ["fc"]
+    )
     assert names == expected
     assert len(names) == 20  # 6n+2 weighted layers
 
@@ -78,9 +78,17 @@ def test_valid_depths(depth, n):
     assert blocks_per_stage(depth) == n
 
 
-@pytest.mark.parametrize("depth,nearest", [(7, "depth is 8"), (0, "depth is 8"), (-8, "depth is 8"),
-                                           (21, "depths are 20 or 26"), (57, "depths are 56 or 62"),
-                                           (2, "depth is 8")])
+@pytest.mark.parametrize(
+    "depth,nearest",
+    [
+        (7, "depth is 8"),
+        (0, "depth is 8"),
+        (-8, "depth is 8"),
+        (21, "depths are 20 or 26"),
+        (57, "depths are 56 or 62"),
+        (2, "depth is 8"),
+    ],
+)
 def test_invalid_depth_names_nearest_valid_depths(depth, nearest):
     with pytest.raises(UserError) as err:
         build_net(depth)

@@ -1,9 +1,8 @@
 """The notebook runs top to bottom on a tiny sweep and is committed without outputs."""
 
 import nbformat
-from nbclient import NotebookClient
-
 from conftest import ROOT
+from nbclient import NotebookClient
 
 NOTEBOOK = ROOT / "notebooks" / "degradation.ipynb"
 
@@ -17,8 +16,9 @@ def test_notebook_executes_on_a_tiny_sweep(tiny_sweep, monkeypatch):
     monkeypatch.setenv("RESLAB_SWEEP", str(tiny_sweep))
     monkeypatch.setenv("PYTHONPATH", str(ROOT / "src"))
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
-                   ).execute()
+    NotebookClient(
+        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    ).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]

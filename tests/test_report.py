@@ -13,8 +13,14 @@ from reslab.results.runs import load_sweep
 def test_table_has_mean_and_std_over_seeds_and_lists_the_failed_job(tiny_sweep):
     rows = report(tiny_sweep, figures=False, quiet=True)
     by_key = {(r["arm"], r["depth"]): r for r in rows}
-    assert set(by_key) == {("plain", 8), ("residual", 8), ("plain", 14), ("residual", 14), ("residual", 20),
-                           ("plain (optim.lr=0.05)", 8)}
+    assert set(by_key) == {
+        ("plain", 8),
+        ("residual", 8),
+        ("plain", 14),
+        ("residual", 14),
+        ("residual", 20),
+        ("plain (optim.lr=0.05)", 8),
+    }
     runs = {(r.arm, r.depth, r.seed): r.record for r in load_sweep(tiny_sweep)}
     two = [runs[("plain", 8, s)]["test_error"] for s in (0, 1)]
     assert by_key[("plain", 8)]["test_error"] == pytest.approx(np.mean(two))

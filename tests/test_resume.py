@@ -13,8 +13,8 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT, TINY
+
 from reslab.errors import UserError
 from reslab.job import train
 
@@ -47,8 +47,12 @@ def test_same_config_and_seed_give_identical_metrics(tiny_cfg, tmp_path):
 
 def test_resume_in_process_matches_an_uninterrupted_run(tiny_cfg, tmp_path):
     """Stop at step 7 (checkpoint every 3, so the last one is step 6), continue to 16: same as straight 16."""
-    overrides = ["trainer.max_steps=16", "callbacks.checkpoint.every_n_steps=3", "dataset.crop_pad=2",
-                 "dataset.hflip=true"]
+    overrides = [
+        "trainer.max_steps=16",
+        "callbacks.checkpoint.every_n_steps=3",
+        "dataset.crop_pad=2",
+        "dataset.hflip=true",
+    ]
     straight = train(tiny_cfg(*overrides, out=tmp_path / "straight"))
     stopped = tiny_cfg(*overrides, out=tmp_path / "resumed")
 
@@ -75,16 +79,28 @@ def _wait_for(predicate, timeout: float) -> bool:
 
 
 def test_sigkill_then_rerun_resumes_to_the_same_final_metrics(tmp_path, run_env):
-    overrides = [*TINY, "trainer.max_steps=40", "callbacks.checkpoint.every_n_steps=5", "dataset.crop_pad=2",
-                 "dataset.hflip=true", "callbacks.grad_norms.figure_every_n_steps=0",
-                 "callbacks.responses.figure_every_n_steps=0"]  # no figure rendering: a faster test
+    overrides = [
+        *TINY,
+        "trainer.max_steps=40",
+        "callbacks.checkpoint.every_n_steps=5",
+        "dataset.crop_pad=2",
+        "dataset.hflip=true",
+        "callbacks.grad_norms.figure_every_n_steps=0",
+        "callbacks.responses.figure_every_n_steps=0",
+    ]  # no figure rendering: a faster test
     straight_dir, killed_dir = tmp_path / "straight", tmp_path / "killed"
     cmd = [sys.executable, "run.py", *overrides]
-    subprocess.run([*cmd, f"hydra.run.dir={straight_dir}"], cwd=ROOT, env=run_env, check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [*cmd, f"hydra.run.dir={straight_dir}"], cwd=ROOT, env=run_env, check=True, capture_output=True, timeout=300
+    )
 
-    proc = subprocess.Popen([*cmd, f"hydra.run.dir={killed_dir}"], cwd=ROOT, env=run_env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*cmd, f"hydra.run.dir={killed_dir}"],
+        cwd=ROOT,
+        env=run_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     # Kill once training is under way (last.ckpt exists), at whatever step it has reached.
     started = _wait_for(lambda: (killed_dir / "checkpoints" / "last.ckpt").exists(), timeout=240)
     os.kill(proc.pid, signal.SIGKILL)
@@ -93,8 +109,9 @@ def test_sigkill_then_rerun_resumes_to_the_same_final_metrics(tmp_path, run_env)
     interrupted = json.loads((killed_dir / "metrics.json").read_text())
     assert interrupted["status"] == "running"  # it really died mid-run
 
-    rerun = subprocess.run([*cmd, f"hydra.run.dir={killed_dir}"], cwd=ROOT, env=run_env, capture_output=True,
-                           text=True, timeout=300)
+    rerun = subprocess.run(
+        [*cmd, f"hydra.run.dir={killed_dir}"], cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=300
+    )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "resuming from" in rerun.stderr + rerun.stdout
     a = json.loads((straight_dir / "metrics.json").read_text())
@@ -134,13 +151,26 @@ def test_a_checkpoint_of_another_experiment_is_refused(tiny_cfg, tmp_path):
 def test_one_failing_job_does_not_stop_the_sweep(tmp_path, run_env):
     sweep = tmp_path / "sweep"
     # dataset=mnist has no files here and downloads are off: that job fails, the others run.
-    cmd = [sys.executable, "run.py", "-m", *TINY, "model=plain", "dataset=synthetic,mnist,synthetic",
-           "dataset.download=false", f"data_dir={tmp_path / 'nodata'}", "seed=0", f"hydra.sweep.dir={sweep}"]
+    cmd = [
+        sys.executable,
+        "run.py",
+        "-m",
+        *TINY,
+        "model=plain",
+        "dataset=synthetic,mnist,synthetic",
+        "dataset.download=false",
+        f"data_dir={tmp_path / 'nodata'}",
+        "seed=0",
+        f"hydra.sweep.dir={sweep}",
+    ]
     cmd = [c for c in cmd if c != "dataset=synthetic"]
     proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
-    statuses = {p.name: json.loads((p / "metrics.json").read_text())["status"]
-                for p in sweep.iterdir() if (p / "metrics.json").exists()}
+    statuses = {
+        p.name: json.loads((p / "metrics.json").read_text())["status"]
+        for p in sweep.iterdir()
+        if (p / "metrics.json").exists()
+    }
     assert statuses == {"plain-8_seed0_dataset=synthetic": "finished", "plain-8_seed0_dataset=mnist": "failed"}
     failed = json.loads((sweep / "plain-8_seed0_dataset=mnist" / "metrics.json").read_text())
     assert "mnist" in failed["error"] and (sweep / "plain-8_seed0_dataset=mnist" / "error.log").exists()

@@ -21,15 +21,21 @@ from reslab.data import sources as datasets
 from reslab.data.sources import DATASETS, dataset_info, load_arrays
 from reslab.errors import DataError, UserError
 
-IDX_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+IDX_NAMES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """Any download attempt fails fast, as it would offline; tests that serve bytes override this."""
+
     def refuse(url, *args, **kwargs):
         raise urllib.error.URLError("network disabled in tests")
+
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
 
 
@@ -52,9 +58,14 @@ def data_error(fn, *args, **kwargs) -> str:
 
 # --- writers for the real formats ----------------------------------------------------------------------
 
+
 def cifar_batch(rng: np.random.Generator, n: int, label_key: bytes, num_classes: int) -> dict:
-    return {b"batch_label": b"testing batch", label_key: rng.integers(0, num_classes, n).tolist(),
-            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"filenames": [b"x.png"] * n}
+    return {
+        b"batch_label": b"testing batch",
+        label_key: rng.integers(0, num_classes, n).tolist(),
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"filenames": [b"x.png"] * n,
+    }
 
 
 def write_pickle(path: Path, obj) -> None:
@@ -83,10 +94,12 @@ def idx_bytes(array: np.ndarray, magic: int | None = None, count: int | None = N
 
 def write_idx(folder: Path, n_train: int = 5, n_test: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    arrays = {IDX_NAMES[0]: rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-              IDX_NAMES[1]: rng.integers(0, 10, n_train, dtype=np.uint8),
-              IDX_NAMES[2]: rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-              IDX_NAMES[3]: rng.integers(0, 10, n_test, dtype=np.uint8)}
+    arrays = {
+        IDX_NAMES[0]: rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        IDX_NAMES[1]: rng.integers(0, 10, n_train, dtype=np.uint8),
+        IDX_NAMES[2]: rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        IDX_NAMES[3]: rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
     folder.mkdir(parents=True, exist_ok=True)
     for name, array in arrays.items():
         (folder / name).write_bytes(gzip.compress(idx_bytes(array)))
@@ -94,6 +107,7 @@ def write_idx(folder: Path, n_train: int = 5, n_test: int = 3, seed: int = 0) ->
 
 
 # --- registry ------------------------------------------------------------------------------------------
+
 
 def test_unknown_dataset_lists_choices():
     message = data_error(dataset_info, "foo")
@@ -109,6 +123,7 @@ def test_registry_is_consistent():
 
 
 # --- CIFAR ---------------------------------------------------------------------------------------------
+
 
 def test_cifar10_round_trip(tmp_path):
     train, test = write_cifar10(tmp_path)
@@ -213,6 +228,7 @@ def test_cifar_pickle_cannot_run_code(tmp_path):
 
 # --- IDX -----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
 def test_idx_round_trip(tmp_path, name):
     arrays = write_idx(tmp_path / name)
@@ -271,7 +287,10 @@ def test_idx_label_out_of_range(tmp_path):
 
 def test_mnist_missing_without_download(tmp_path):
     message = data_error(load_arrays, "mnist", tmp_path / "data", download=False)
-    assert f"{IDX_NAMES[0]} not found in {tmp_path / 'data' / 'mnist'}" in message and "set dataset.download=true" in message
+    assert (
+        f"{IDX_NAMES[0]} not found in {tmp_path / 'data' / 'mnist'}" in message
+        and "set dataset.download=true" in message
+    )
 
 
 def test_fashion_missing_names_debian_package(tmp_path, no_system_dirs):
@@ -291,6 +310,7 @@ def test_fashion_falls_back_to_system_dir(tmp_path, monkeypatch):
 def serve(monkeypatch, files: dict[str, bytes]):
     def urlopen(url, *args, **kwargs):
         return io.BytesIO(files[url.rsplit("/", 1)[1]])
+
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
 
 
@@ -316,7 +336,9 @@ def test_unwritable_data_dir(tmp_path):
     assert message.startswith(f"data_dir {data_dir} is not writable") and "set data_dir=" in message
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="dataset-fashion-mnist not installed")
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="dataset-fashion-mnist not installed"
+)
 def test_real_debian_fashion_mnist(tmp_path):
     a = load_arrays("fashion_mnist", tmp_path, download=False)
     assert a.train_x.shape == (60000, 1, 28, 28) and a.test_x.shape == (10000, 1, 28, 28)
@@ -326,6 +348,7 @@ def test_real_debian_fashion_mnist(tmp_path):
 
 
 # --- synthetic -----------------------------------------------------------------------------------------
+
 
 def test_synthetic_shapes_and_determinism(tmp_path):
     a = load_arrays("synthetic", tmp_path / "unused", seed=1, synthetic_train=64, synthetic_test=32)

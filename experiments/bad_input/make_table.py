@@ -16,7 +16,7 @@ from conftest import TINY  # noqa: E402
 from test_bad_input import CASES, PREFLIGHT_CASES, run, setup_files  # noqa: E402
 
 from reslab.config import compose_config  # noqa: E402
-from reslab.train import train  # noqa: E402
+from reslab.job import train  # noqa: E402
 
 
 def main() -> None:
@@ -37,11 +37,15 @@ def main() -> None:
         ckpt = Path(tmp) / "plain" / "checkpoints" / "last.ckpt"
         proc = run(["depth=14", "model=plain", f"resume={ckpt}"], Path(tmp), env)
         line = proc.stderr.strip().splitlines()[-1].replace(tmp, "<tmp>")
-        rows.append(f"| checkpoint of another depth | `depth=14 model=plain resume=<plain-8's last.ckpt>` | "
-                    f"{proc.returncode} | `{line}` |")
-    text = ("Every bad-input case of `tests/test_bad_input.py`, run as a real `python run.py` process on the "
-            "tiny synthetic test settings (`TINY` in `tests/conftest.py`) plus the input shown; made with\n\n"
-            "    .venv/bin/python experiments/bad_input/make_table.py\n\n" + "\n".join(rows) + "\n")
+        rows.append(
+            f"| checkpoint of another depth | `depth=14 model=plain resume=<plain-8's last.ckpt>` | "
+            f"{proc.returncode} | `{line}` |"
+        )
+    text = (
+        "Every bad-input case of `tests/test_bad_input.py`, run as a real `python run.py` process on the "
+        "tiny synthetic test settings (`TINY` in `tests/conftest.py`) plus the input shown; made with\n\n"
+        "    .venv/bin/python experiments/bad_input/make_table.py\n\n" + "\n".join(rows) + "\n"
+    )
     (Path(__file__).parent / "README.md").write_text("# Bad input: what reslab prints\n\n" + text)
 
 

@@ -16,13 +16,14 @@ import torch
 import torch.nn.functional as F
 
 from reslab.config import compose_config
-from reslab.nets import weight_layers
-from reslab.train import build_job
+from reslab.models import weight_layers
+from reslab.job import build_job
 
 
 def grad_norms(depth: int, model: str, channels_last: bool, dtype: torch.dtype) -> torch.Tensor:
-    cfg = compose_config([f"model={model}", f"depth={depth}", f"trainer.channels_last={channels_last}"],
-                         output_dir="unused")
+    cfg = compose_config(
+        [f"model={model}", f"depth={depth}", f"trainer.channels_last={channels_last}"], output_dir="unused"
+    )
     datamodule, system = build_job(cfg)
     net = system.net.to(dtype)
     x, y = next(iter(datamodule.train_batches("cpu")))
@@ -36,13 +37,17 @@ def main() -> None:
     parser.add_argument("--model", default="plain")
     args = parser.parse_args()
     reference = grad_norms(args.depth, args.model, False, torch.float64)
-    print(f"{args.model}-{args.depth} at initialisation, first batch; float64 first conv {reference[0]:.4g}, "
-          f"classifier {reference[-1]:.4g}")
+    print(
+        f"{args.model}-{args.depth} at initialisation, first batch; float64 first conv {reference[0]:.4g}, "
+        f"classifier {reference[-1]:.4g}"
+    )
     for name, channels_last in (("float32 NCHW", False), ("float32 channels-last", True)):
         norms = grad_norms(args.depth, args.model, channels_last, torch.float32)
         error = (norms - reference).abs() / reference
-        print(f"{name:22} first conv {norms[0]:.4g} (error {100 * error[0]:.1f}%), "
-              f"median error {100 * error.median():.1f}%, max {100 * error.max():.1f}%")
+        print(
+            f"{name:22} first conv {norms[0]:.4g} (error {100 * error[0]:.1f}%), "
+            f"median error {100 * error.median():.1f}%, max {100 * error.max():.1f}%"
+        )
 
 
 if __name__ == "__main__":

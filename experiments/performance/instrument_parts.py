@@ -58,6 +58,7 @@ class Clock:
                     self.seconds[part] += spent - inner
                 if self._stack:
                     self._stack[-1][1] += spent
+
         setattr(owner, attribute, timed)
 
 
@@ -74,6 +75,7 @@ def watch_the_window(clock: Clock) -> None:
     def on_train_end(timer, *args):
         clock.active = False
         end(timer, *args)
+
     StepTimer.on_train_batch_start, StepTimer.on_train_end = on_train_batch_start, on_train_end
 
 
@@ -93,17 +95,28 @@ def main() -> None:
     clock.wrap(SummaryWriter, "add_figure", "figures")
     print(f"{'model':>9} {'depth':>5} {'ms/step':>8}  part: seconds in the window (share)")
     for depth in args.depths:
-        cfg = compose_config(["model=residual", f"depth={depth}", f"trainer.max_steps={args.steps + WARMUP}",
-                              "trainer.val_every_n_steps=1000000", "trainer.limit_val_batches=0",
-                              "callbacks.checkpoint.every_n_steps=1000000", *args.overrides],
-                             output_dir=tempfile.mkdtemp())
+        cfg = compose_config(
+            [
+                "model=residual",
+                f"depth={depth}",
+                f"trainer.max_steps={args.steps + WARMUP}",
+                "trainer.val_every_n_steps=1000000",
+                "trainer.limit_val_batches=0",
+                "callbacks.checkpoint.every_n_steps=1000000",
+                *args.overrides,
+            ],
+            output_dir=tempfile.mkdtemp(),
+        )
         clock.seconds.clear()
         per_step = time_reslab(cfg, with_instruments=True, warmup=WARMUP)
         window = per_step * args.steps
         parts = dict(clock.seconds)
         shares = ", ".join(f"{k}: {v:.2f} s ({100 * v / window:.1f}%)" for k, v in sorted(parts.items()))
-        print(f"{'residual':>9} {depth:>5} {1000 * per_step:8.1f}  {shares}; "
-              f"all: {100 * sum(parts.values()) / window:.1f}%", flush=True)
+        print(
+            f"{'residual':>9} {depth:>5} {1000 * per_step:8.1f}  {shares}; "
+            f"all: {100 * sum(parts.values()) / window:.1f}%",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from reslab.nets import build_net
+from reslab.models import build_net
 
 STEPS, WARMUP = 200, 5
 
@@ -42,15 +42,18 @@ def time_steps(depth: int, fused: bool | None, device: str) -> tuple[float, list
 
 def main() -> None:
     device = sys.argv[1] if len(sys.argv) > 1 else "cpu"
-    print(f"device {device} ({torch.cuda.get_device_name() if device == 'cuda' else 'CPU'}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {STEPS} steps after {WARMUP} warm-up")
+    print(
+        f"device {device} ({torch.cuda.get_device_name() if device == 'cuda' else 'CPU'}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {STEPS} steps after {WARMUP} warm-up"
+    )
     print(f"{'depth':>5} {'params':>9} {'default ms':>10} {'fused ms':>9} {'speed-up':>8} {'max |diff|':>10}")
     for depth in (20, 56, 110):
         default, p_default = time_steps(depth, None, device)
         fused, p_fused = time_steps(depth, True, device)
         diff = max((a - b).abs().max().item() for a, b in zip(p_default, p_fused))
         params = sum(p.numel() for p in p_default)
-        print(f"{depth:>5} {params:>9,} {1000 * default:>10.2f} {1000 * fused:>9.2f} {default / fused:>7.1f}x {diff:>10.2e}")
+        speedup = default / fused
+        print(f"{depth:>5} {params:>9,} {1000 * default:>10.2f} {1000 * fused:>9.2f} {speedup:>7.1f}x {diff:>10.2e}")
 
 
 if __name__ == "__main__":

@@ -21,18 +21,33 @@ STEPS, WARMUP = 300, 10
 
 
 def main() -> None:
-    cfg = compose_config(["model=residual", "depth=8", "model.width=4", "dataset=synthetic", "dataset.batch_size=8",
-                          "dataset.synthetic_train=4000", f"trainer.max_steps={STEPS + WARMUP}",
-                          "trainer.log_every_n_steps=1", "trainer.val_every_n_steps=1000000",
-                          "trainer.limit_val_batches=0", "callbacks.checkpoint.every_n_steps=1000000",
-                          *sys.argv[1:]], output_dir=tempfile.mkdtemp())
+    cfg = compose_config(
+        [
+            "model=residual",
+            "depth=8",
+            "model.width=4",
+            "dataset=synthetic",
+            "dataset.batch_size=8",
+            "dataset.synthetic_train=4000",
+            f"trainer.max_steps={STEPS + WARMUP}",
+            "trainer.log_every_n_steps=1",
+            "trainer.val_every_n_steps=1000000",
+            "trainer.limit_val_batches=0",
+            "callbacks.checkpoint.every_n_steps=1000000",
+            *sys.argv[1:],
+        ],
+        output_dir=tempfile.mkdtemp(),
+    )
     profile = cProfile.Profile()
     profile.enable()
     seconds = time_reslab(cfg, with_instruments=False, warmup=WARMUP)
     profile.disable()
     stats = pstats.Stats(profile)
-    log = [(calls, total) for (path, _, name), (_, calls, _, total, _) in stats.stats.items()
-           if name == "log" and path.endswith("lightning/pytorch/core/module.py")]
+    log = [
+        (calls, total)
+        for (path, _, name), (_, calls, _, total, _) in stats.stats.items()
+        if name == "log" and path.endswith("lightning/pytorch/core/module.py")
+    ]
     print(f"{1000 * seconds:.2f} ms per step (under cProfile)")
     for calls, total in log:
         print(f"LightningModule.log: {calls} calls, {1000 * total / calls:.2f} ms per call")

@@ -51,14 +51,16 @@ def build_job(cfg: DictConfig, record: RunRecord | None = None) -> tuple[ImageDa
     """Seeded data and system of a job; the data is read now, so missing or corrupt files fail early."""
     record = record or RunRecord.from_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = instantiate(cfg.dataset, data_dir=cfg.data_dir, shuffle_seed=cfg.seed,
-                             channels_last=cfg.trainer.channels_last)
+    datamodule = instantiate(
+        cfg.dataset, data_dir=cfg.data_dir, shuffle_seed=cfg.seed, channels_last=cfg.trainer.channels_last
+    )
     info = datamodule.info
     net = build_net(cfg.depth, cfg.model.shortcut, info.in_channels, info.num_classes, cfg.model.width)
     prepare_net(net, cfg.trainer.channels_last, cfg.trainer.compile)
     datamodule.setup("fit")
-    system = instantiate(cfg.optim, net=net, max_steps=cfg.trainer.max_steps, identity=record.identity,
-                         _convert_="all")  # plain containers: checkpoints hold no OmegaConf objects
+    system = instantiate(
+        cfg.optim, net=net, max_steps=cfg.trainer.max_steps, identity=record.identity, _convert_="all"
+    )  # plain containers: checkpoints hold no OmegaConf objects
     return datamodule, system
 
 
@@ -67,14 +69,22 @@ def configured_callbacks(cfg: DictConfig) -> list[L.Callback]:
     return [instantiate(node) for node in cfg.callbacks.values() if node is not None and "_target_" in node]
 
 
-def build_trainer(cfg: DictConfig, out: Path, accelerator: str, precision: str,
-                  callbacks: Sequence[L.Callback]) -> L.Trainer:
+def build_trainer(
+    cfg: DictConfig, out: Path, accelerator: str, precision: str, callbacks: Sequence[L.Callback]
+) -> L.Trainer:
     """The Lightning Trainer of a job: TensorBoard in the job directory, checkpoints, step-based validation."""
     t, ck = cfg.trainer, cfg.callbacks.checkpoint
     # monitor="step": keep the newest `keep` periodic checkpoints (Lightning needs a monitor for keep > 1).
-    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="step{step}", auto_insert_metric_name=False,
-                                 every_n_train_steps=ck.every_n_steps, save_last=True, save_top_k=ck.keep,
-                                 monitor="step", mode="max")
+    checkpoint = ModelCheckpoint(
+        dirpath=out / "checkpoints",
+        filename="step{step}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=ck.every_n_steps,
+        save_last=True,
+        save_top_k=ck.keep,
+        monitor="step",
+        mode="max",
+    )
     logger = TensorBoardLogger(save_dir=str(out), name="", version="", default_hp_metric=False)
     bar = ProgressLog.wants_bar(t.progress)
     progress = [] if bar or t.progress == "none" else [ProgressLog(t.progress_every)]
@@ -82,11 +92,23 @@ def build_trainer(cfg: DictConfig, out: Path, accelerator: str, precision: str,
         raise UserError(f"unknown trainer.profiler={t.profiler!r}; choose null or simple")
     profiler = SimpleProfiler(dirpath=out, filename="profile") if t.profiler == "simple" else None
     return L.Trainer(
-        max_steps=t.max_steps, profiler=profiler, accelerator=accelerator, devices=1, precision=precision, logger=logger,
-        callbacks=[*callbacks, *progress, checkpoint], val_check_interval=min(t.val_every_n_steps, t.max_steps),
-        check_val_every_n_epoch=None, log_every_n_steps=t.log_every_n_steps, num_sanity_val_steps=0,
-        enable_progress_bar=bar, enable_model_summary=False, limit_val_batches=t.limit_val_batches,
-        benchmark=t.cudnn_benchmark, default_root_dir=str(out))
+        max_steps=t.max_steps,
+        profiler=profiler,
+        accelerator=accelerator,
+        devices=1,
+        precision=precision,
+        logger=logger,
+        callbacks=[*callbacks, *progress, checkpoint],
+        val_check_interval=min(t.val_every_n_steps, t.max_steps),
+        check_val_every_n_epoch=None,
+        log_every_n_steps=t.log_every_n_steps,
+        num_sanity_val_steps=0,
+        enable_progress_bar=bar,
+        enable_model_summary=False,
+        limit_val_batches=t.limit_val_batches,
+        benchmark=t.cudnn_benchmark,
+        default_root_dir=str(out),
+    )
 
 
 def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
@@ -110,9 +132,15 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     datamodule, system = build_job(cfg, record)
     params = count_parameters(system.net)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    facts = record.facts(image_size=datamodule.image_size, params=params, max_steps=t.max_steps,
-                         precision=precision, accelerator=accelerator, channels_last=t.channels_last,
-                         compile=compile_mode(t.compile))
+    facts = record.facts(
+        image_size=datamodule.image_size,
+        params=params,
+        max_steps=t.max_steps,
+        precision=precision,
+        accelerator=accelerator,
+        channels_last=t.channels_last,
+        compile=compile_mode(t.compile),
+    )
     summary = RunSummary(out / "metrics.json", facts, train_window=cfg.callbacks.summary.train_window)
     extra = configured_callbacks(cfg)
     guard = next((c for c in extra if isinstance(c, DivergenceGuard)), None)
@@ -122,21 +150,34 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
         log.info("%s: resuming from %s", record.name, resume_from)
     trainer.fit(system, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     if guard is not None and guard.diverged_at_step is not None:
-        log.warning("%s diverged at step %d (last finite loss %s)", record.name, guard.diverged_at_step,
-                    guard.last_finite_loss)
-        return summary.write("diverged", trainer, diverged_at_step=guard.diverged_at_step,
-                             last_finite_loss=guard.last_finite_loss,
-                             error=f"loss became non-finite at step {guard.diverged_at_step}")
+        log.warning(
+            "%s diverged at step %d (last finite loss %s)", record.name, guard.diverged_at_step, guard.last_finite_loss
+        )
+        return summary.write(
+            "diverged",
+            trainer,
+            diverged_at_step=guard.diverged_at_step,
+            last_finite_loss=guard.last_finite_loss,
+            error=f"loss became non-finite at step {guard.diverged_at_step}",
+        )
     if summary.last_val_step != trainer.global_step and t.limit_val_batches != 0:
         trainer.validate(system, datamodule=datamodule, verbose=False)  # the final validation
     trainer.test(system, datamodule=datamodule, verbose=False)
     result = summary.write("finished", trainer)
-    final = {f"final/{k}": result[k] if result[k] is not None else float("nan")
-             for k in ("train_error", "val_error", "test_error")}
+    final = {
+        f"final/{k}": result[k] if result[k] is not None else float("nan")
+        for k in ("train_error", "val_error", "test_error")
+    }
     trainer.logger.log_hyperparams(record.hparams(params=params, precision=precision), final)
     trainer.logger.finalize("success")
-    log.info("%s: train error %.4f, test error %.4f, %d steps, %.0f s", record.name, result["train_error"],
-             result["test_error"], result["steps"], result["wall_time_s"])
+    log.info(
+        "%s: train error %.4f, test error %.4f, %d steps, %.0f s",
+        record.name,
+        result["train_error"],
+        result["test_error"],
+        result["steps"],
+        result["wall_time_s"],
+    )
     return result
 
 
@@ -145,8 +186,12 @@ def record_failure(cfg: DictConfig, error_line: str, tb: str) -> Path | None:
     try:
         out = Path(cfg.output_dir)
         (out / "error.log").write_text(tb)
-        record = {**RunRecord.from_config(cfg).facts(), "status": "failed", "error": error_line,
-                  "traceback": str(out / "error.log")}
+        record = {
+            **RunRecord.from_config(cfg).facts(),
+            "status": "failed",
+            "error": error_line,
+            "traceback": str(out / "error.log"),
+        }
         metrics = out / "metrics.json"
         if metrics.exists():  # keep what the run had measured before it failed
             record = {**json.loads(metrics.read_text()), **record}
@@ -160,8 +205,10 @@ def check_output_dir(out: Path) -> None:
     try:
         ensure_writable_dir(out)
     except OSError as e:
-        raise UserError(f"output directory {out} is not writable ({e.strerror}); "
-                        f"point hydra.run.dir / hydra.sweep.dir at a writable path") from None
+        raise UserError(
+            f"output directory {out} is not writable ({e.strerror}); "
+            f"point hydra.run.dir / hydra.sweep.dir at a writable path"
+        ) from None
 
 
 def finished_record(out: Path) -> dict | None:
@@ -190,8 +237,9 @@ def checkpoint_to_resume(cfg: DictConfig, out: Path, identity: dict) -> Path | N
     if cfg.resume:
         path = Path(cfg.resume)
         if not path.is_file():
-            raise UserError(f"resume={cfg.resume}: no such checkpoint file; pass a .ckpt path, e.g. "
-                            f"<job dir>/checkpoints/last.ckpt")
+            raise UserError(
+                f"resume={cfg.resume}: no such checkpoint file; pass a .ckpt path, e.g. <job dir>/checkpoints/last.ckpt"
+            )
     else:
         path = out / "checkpoints" / "last.ckpt"
         if not path.exists():
@@ -205,9 +253,13 @@ def check_compatible(path: Path, identity: dict) -> None:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         saved = checkpoint["reslab_identity"]
     except Exception as e:
-        raise UserError(f"checkpoint {path} cannot be read ({type(e).__name__}); it is corrupt or not a reslab "
-                        f"checkpoint: delete it to start over, or pass another with resume=<path>") from None
+        raise UserError(
+            f"checkpoint {path} cannot be read ({type(e).__name__}); it is corrupt or not a reslab "
+            f"checkpoint: delete it to start over, or pass another with resume=<path>"
+        ) from None
     differ = [f"{k}={saved.get(k)!r} (this run: {identity[k]!r})" for k in identity if saved.get(k) != identity[k]]
     if differ:
-        raise UserError(f"checkpoint {path} is from a different experiment: {', '.join(differ)}; "
-                        f"use another output directory or resume= path")
+        raise UserError(
+            f"checkpoint {path} is from a different experiment: {', '.join(differ)}; "
+            f"use another output directory or resume= path"
+        )

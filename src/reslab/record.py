@@ -49,11 +49,25 @@ class RunRecord:
         swept += [k for k in (params or {}) if k not in swept]  # a sweeper's own search space
         variant = tuple(f"{k}={_value(cfg, k, choices or {})}" for k in swept if k.lstrip("+~") not in NAME_KEYS)
         t, o, d = cfg.trainer, cfg.optim, cfg.dataset
-        settings = {"batch_size": d.batch_size, "lr": o.lr, "weight_decay": o.weight_decay,
-                    "max_steps": t.max_steps, "warmup_steps": o.warmup.steps, "channels_last": t.channels_last,
-                    "compile": str(t.compile)}
-        return cls(model=cfg.model.name, shortcut=cfg.model.shortcut, depth=cfg.depth, width=cfg.model.width,
-                   dataset=d.name, seed=cfg.seed, variant=variant, settings=settings)
+        settings = {
+            "batch_size": d.batch_size,
+            "lr": o.lr,
+            "weight_decay": o.weight_decay,
+            "max_steps": t.max_steps,
+            "warmup_steps": o.warmup.steps,
+            "channels_last": t.channels_last,
+            "compile": str(t.compile),
+        }
+        return cls(
+            model=cfg.model.name,
+            shortcut=cfg.model.shortcut,
+            depth=cfg.depth,
+            width=cfg.model.width,
+            dataset=d.name,
+            seed=cfg.seed,
+            variant=variant,
+            settings=settings,
+        )
 
     @property
     def name(self) -> str:
@@ -75,23 +89,42 @@ class RunRecord:
         image size, precision, ...) and the machine it ran on."""
         fields = asdict(self)
         fields.pop("settings")
-        return {"run_name": self.name, "job": self.job_dir_name, **fields, "variant": "_".join(self.variant),
-                **measured, "environment": machine()}
+        return {
+            "run_name": self.name,
+            "job": self.job_dir_name,
+            **fields,
+            "variant": "_".join(self.variant),
+            **measured,
+            "environment": machine(),
+        }
 
     def hparams(self, **measured) -> dict:
         """TensorBoard's HParams view: one flat dict of scalars and strings."""
-        return {"model": self.model, "shortcut": self.shortcut, "depth": self.depth, "width": self.width,
-                "dataset": self.dataset, "seed": self.seed, "variant": "_".join(self.variant) or "-",
-                **self.settings, **measured}
+        return {
+            "model": self.model,
+            "shortcut": self.shortcut,
+            "depth": self.depth,
+            "width": self.width,
+            "dataset": self.dataset,
+            "seed": self.seed,
+            "variant": "_".join(self.variant) or "-",
+            **self.settings,
+            **measured,
+        }
 
 
 def machine() -> dict:
     """Where a run or a benchmark happened, for honest numbers."""
     import torch
 
-    return {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-            "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
 
 
 def cpu_model() -> str:

@@ -23,8 +23,10 @@ def main() -> None:
     args = parser.parse_args()
     events = EventAccumulator(args.job_dir, size_guidance={"scalars": 0}).Reload()
     if "train/loss" not in events.Tags()["scalars"]:
-        raise SystemExit(f"timeline.py: no train/loss events in {args.job_dir}; give a job directory with "
-                         f"its events.out.tfevents.* file")
+        raise SystemExit(
+            f"timeline.py: no train/loss events in {args.job_dir}; give a job directory with "
+            f"its events.out.tfevents.* file"
+        )
     t0 = events.FirstEventTimestamp()
     rows = [(e.step, e.wall_time - t0, e.value) for e in events.Scalars("train/loss")]
     last_step, last_t, _ = rows[-1]
@@ -34,8 +36,10 @@ def main() -> None:
     print(f"overall {last_step / last_t:.1f} steps/s -> 64,000 steps in {64000 / (last_step / last_t) / 60:.1f} min")
     if len(steady) > 1:
         rate = (steady[-1][0] - steady[0][0]) / (steady[-1][1] - steady[0][1])
-        print(f"from step {steady[0][0]}: {rate:.1f} steps/s; median {1000 * statistics.median(per_step):.1f} ms "
-              f"per step between logged steps")
+        print(
+            f"from step {steady[0][0]}: {rate:.1f} steps/s; median {1000 * statistics.median(per_step):.1f} ms "
+            f"per step between logged steps"
+        )
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             writer = csv.writer(f)

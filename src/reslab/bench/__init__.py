@@ -51,6 +51,7 @@ def macs_per_image(net: torch.nn.Module, shape: tuple[int, ...]) -> int:
             total += output[0].numel() * k
         else:
             total += module.weight.numel()
+
     hooks = [m.register_forward_hook(hook) for _, m in weight_layers(net)]
     device = next(net.parameters()).device
     with torch.no_grad(), torch.compiler.set_stance("force_eager"):
@@ -202,14 +203,28 @@ def peak_gflop_s(precision: str, accelerator: str) -> float:
         _sync()
         times.append((time.perf_counter() - start) / per_timing)
     best = min(times)
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n**3 / best / 1e9
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"cpu": cpu, "cores": torch.get_num_threads(), "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
+    return {
+        "cpu": cpu,
+        "cores": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
 
 
 PATHS = ("loop", "full", "bare")  # the plain loop; reslab with its default callbacks; reslab without instruments
@@ -222,33 +237,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=12, help="timed steps per timing")
     parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed steps before them")
     parser.add_argument("--repeats", type=int, default=3, help="timings per path; the median is reported")
-    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS),
-                        help="loop: plain PyTorch; full: reslab, default callbacks; bare: reslab, instruments off")
+    parser.add_argument(
+        "--paths",
+        nargs="+",
+        choices=PATHS,
+        default=list(PATHS),
+        help="loop: plain PyTorch; full: reslab, default callbacks; bare: reslab, instruments off",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
-    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
-                        help="also run reslab's full path once under torch.profiler; write DIR/<model>-<depth>.txt")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also run reslab's full path once under torch.profiler; write DIR/<model>-<depth>.txt",
+    )
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. trainer.precision=32")
     args = parser.parse_args(argv)
     about = machine()
     print(f"machine: {about}")
     rows, peak = [], None
-    print(f"{'model':>9} {'depth':>5} {'plain loop img/s':>17} {'reslab img/s':>13} {'ratio':>6} "
-          f"{'no-instr img/s':>15} {'instr cost':>10} {'GFLOP/s':>9} {'of peak':>7}")
+    print(
+        f"{'model':>9} {'depth':>5} {'plain loop img/s':>17} {'reslab img/s':>13} {'ratio':>6} "
+        f"{'no-instr img/s':>15} {'instr cost':>10} {'GFLOP/s':>9} {'of peak':>7}"
+    )
     for depth in args.depths:
         for model in args.models:
-            cfg = compose_config([f"model={model}", f"depth={depth}",
-                                  f"trainer.max_steps={args.steps + args.warmup}",
-                                  "trainer.val_every_n_steps=1000000", "trainer.limit_val_batches=0",
-                                  "callbacks.checkpoint.every_n_steps=1000000", *args.overrides],
-                                 output_dir=tempfile.mkdtemp())
+            cfg = compose_config(
+                [
+                    f"model={model}",
+                    f"depth={depth}",
+                    f"trainer.max_steps={args.steps + args.warmup}",
+                    "trainer.val_every_n_steps=1000000",
+                    "trainer.limit_val_batches=0",
+                    "callbacks.checkpoint.every_n_steps=1000000",
+                    *args.overrides,
+                ],
+                output_dir=tempfile.mkdtemp(),
+            )
             accelerator = resolve_accelerator(cfg.trainer.accelerator)
             precision = resolve_precision(cfg.trainer.precision, accelerator)
             if peak is None:
                 peak = peak_gflop_s(precision, accelerator)
             batch = cfg.dataset.batch_size
-            timers = {"loop": lambda: time_plain_loop(cfg, args.warmup),
-                      "full": lambda: time_reslab(cfg, True, args.warmup),
-                      "bare": lambda: time_reslab(cfg, False, args.warmup)}
+            timers = {
+                "loop": lambda: time_plain_loop(cfg, args.warmup),
+                "full": lambda: time_reslab(cfg, True, args.warmup),
+                "bare": lambda: time_reslab(cfg, False, args.warmup),
+            }
             # Each path timed `repeats` times, the order rotated so no path always runs first; medians.
             seconds = {name: [] for name in args.paths}
             for r in range(args.repeats):
@@ -263,22 +299,41 @@ def main(argv: list[str] | None = None) -> int:
             macs = macs_per_image(system.net, tuple(datamodule.train[0].shape[1:]))
             # forward 2 FLOPs per MAC, backward about twice the forward
             flops = 6 * macs * rate.get("full", rate.get("bare", rate.get("loop")))
-            row = {"model": model, "depth": depth, "batch": batch, "precision": precision,
-                   "channels_last": cfg.trainer.channels_last, "compile": compile_mode(cfg.trainer.compile),
-                   "loop_img_s": rate.get("loop"), "reslab_img_s": rate.get("full"),
-                   "reslab_no_instruments_img_s": rate.get("bare"),
-                   "ratio": rate["full"] / rate["loop"] if {"full", "loop"} <= rate.keys() else None,
-                   "instrument_cost": 1 - rate["full"] / rate["bare"] if {"full", "bare"} <= rate.keys() else None,
-                   "seconds_per_step": {name: times for name, times in seconds.items()},
-                   "macs_per_image": macs, "achieved_gflop_s": flops / 1e9, "fraction_of_peak": flops / 1e9 / peak}
+            row = {
+                "model": model,
+                "depth": depth,
+                "batch": batch,
+                "precision": precision,
+                "channels_last": cfg.trainer.channels_last,
+                "compile": compile_mode(cfg.trainer.compile),
+                "loop_img_s": rate.get("loop"),
+                "reslab_img_s": rate.get("full"),
+                "reslab_no_instruments_img_s": rate.get("bare"),
+                "ratio": rate["full"] / rate["loop"] if {"full", "loop"} <= rate.keys() else None,
+                "instrument_cost": 1 - rate["full"] / rate["bare"] if {"full", "bare"} <= rate.keys() else None,
+                "seconds_per_step": {name: times for name, times in seconds.items()},
+                "macs_per_image": macs,
+                "achieved_gflop_s": flops / 1e9,
+                "fraction_of_peak": flops / 1e9 / peak,
+            }
             rows.append(row)
-            print(f"{model:>9} {depth:>5} {_fmt(row['loop_img_s'], 17, '.1f')} {_fmt(row['reslab_img_s'], 13, '.1f')} "
-                  f"{_fmt(row['ratio'], 6, '.3f')} {_fmt(row['reslab_no_instruments_img_s'], 15, '.1f')} "
-                  f"{_fmt(row['instrument_cost'] and 100 * row['instrument_cost'], 9, '.1f')}{'%' if row['instrument_cost'] is not None else ' '} "
-                  f"{flops / 1e9:9.1f} {100 * row['fraction_of_peak']:6.1f}%", flush=True)
+            print(
+                f"{model:>9} {depth:>5} {_fmt(row['loop_img_s'], 17, '.1f')} {_fmt(row['reslab_img_s'], 13, '.1f')} "
+                f"{_fmt(row['ratio'], 6, '.3f')} {_fmt(row['reslab_no_instruments_img_s'], 15, '.1f')} "
+                f"{_fmt(row['instrument_cost'] and 100 * row['instrument_cost'], 9, '.1f')}{'%' if row['instrument_cost'] is not None else ' '} "
+                f"{flops / 1e9:9.1f} {100 * row['fraction_of_peak']:6.1f}%",
+                flush=True,
+            )
     print(f"peak (best large matrix product, {rows[0]['precision'] if rows else '-'}): {peak:.1f} GFLOP/s")
-    report = {"machine": about, "peak_gflop_s": peak, "steps": args.steps, "warmup": args.warmup,
-              "repeats": args.repeats, "overrides": args.overrides, "rows": rows}
+    report = {
+        "machine": about,
+        "peak_gflop_s": peak,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "overrides": args.overrides,
+        "rows": rows,
+    }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0

@@ -20,8 +20,14 @@ from reslab.errors import UserError
 from reslab.files import ensure_writable_dir
 
 # Config groups checked before Hydra starts, with the word used in the error line.
-GROUP_NAMES = {"model": "model", "dataset": "dataset", "optim": "optimiser", "trainer": "trainer",
-               "experiment": "experiment", "debug": "debug preset"}
+GROUP_NAMES = {
+    "model": "model",
+    "dataset": "dataset",
+    "optim": "optimiser",
+    "trainer": "trainer",
+    "experiment": "experiment",
+    "debug": "debug preset",
+}
 HYDRA_INFO_FLAGS = ("-h", "--help", "--hydra-help", "--info", "-c", "--cfg", "--shell-completion", "-sc")
 
 
@@ -109,5 +115,7 @@ def check_output_dir(argv: list[str]) -> None:
     try:
         ensure_writable_dir(target)
     except OSError as e:
-        raise UserError(f"cannot write the output directory {target} ({e.strerror}); "
-                        f"run from a writable folder or set {key}=<a writable path>") from None
+        raise UserError(
+            f"cannot write the output directory {target} ({e.strerror}); "
+            f"run from a writable folder or set {key}=<a writable path>"
+        ) from None

@@ -117,5 +117,6 @@ class SweepReport(Callback):
         try:
             report(sweep_dir, figures=figures, quiet=quiet)
         except Exception as e:  # a report problem must never take the sweep's results down with it
-            log.error("report for %s failed: %s: %s (rerun: reslab report %s)", sweep_dir, type(e).__name__, e,
-                      sweep_dir)
+            log.error(
+                "report for %s failed: %s: %s (rerun: reslab report %s)", sweep_dir, type(e).__name__, e, sweep_dir
+            )

@@ -107,10 +107,17 @@ class GradNormMonitor(_Series):
         writer.add_scalar("grad_norm_summary/min", norms.min(), step)
         if self._figure_due(step) and finite.size == norms.size:
             from reslab.results import figures as plots
-            writer.add_figure("figures/grad_norm_vs_layer", plots.layer_profile_figure(
-                self.names, norms, "gradient L2 norm", title=f"step {step}", log=True), step)
-            writer.add_figure("figures/grad_norm_heatmap", plots.heatmap_figure(
-                self.names, np.asarray(self.steps), np.stack(self.rows), "gradient L2 norm"), step)
+
+            writer.add_figure(
+                "figures/grad_norm_vs_layer",
+                plots.layer_profile_figure(self.names, norms, "gradient L2 norm", title=f"step {step}", log=True),
+                step,
+            )
+            writer.add_figure(
+                "figures/grad_norm_heatmap",
+                plots.heatmap_figure(self.names, np.asarray(self.steps), np.stack(self.rows), "gradient L2 norm"),
+                step,
+            )
 
 
 class ResponseMonitor(_Series):
@@ -168,8 +175,12 @@ class ResponseMonitor(_Series):
                 writer.add_scalar(f"response_std/{name}", value, step)
             if self._figure_due(step) or step == trainer.max_steps:
                 from reslab.results import figures as plots
-                writer.add_figure("figures/response_std_vs_layer", plots.layer_profile_figure(
-                    self.names, values, "response std", title=f"step {step}"), step)
+
+                writer.add_figure(
+                    "figures/response_std_vs_layer",
+                    plots.layer_profile_figure(self.names, values, "response std", title=f"step {step}"),
+                    step,
+                )
 
 
 def response_layers(net: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:

@@ -105,8 +105,7 @@ class Stem(nn.Module):
 class CifarNet(nn.Module):
     """The §4.2 net; ``shortcut`` selects the arm. Input (B, C, H, W) -> logits (B, num_classes)."""
 
-    def __init__(self, depth: int, shortcut: str = "A", in_channels: int = 3, num_classes: int = 10,
-                 width: int = 16):
+    def __init__(self, depth: int, shortcut: str = "A", in_channels: int = 3, num_classes: int = 10, width: int = 16):
         super().__init__()
         if shortcut not in SHORTCUTS:
             raise UserError(f"unknown shortcut {shortcut!r}; choose one of: none (plain), A, B")
@@ -143,8 +142,9 @@ class CifarNet(nn.Module):
         return self.fc(x)
 
 
-def build_net(depth: int, shortcut: str = "A", in_channels: int = 3, num_classes: int = 10,
-              width: int = 16) -> CifarNet:
+def build_net(
+    depth: int, shortcut: str = "A", in_channels: int = 3, num_classes: int = 10, width: int = 16
+) -> CifarNet:
     """Build either arm; see the module docstring for the table of depths and parameter counts."""
     return CifarNet(depth, shortcut, in_channels, num_classes, width)
 

@@ -18,8 +18,17 @@ from matplotlib.lines import Line2D
 from reslab.results.runs import Run, curve, mean_curve
 
 COLUMN, PAGE = 3.3, 7.0  # figure widths in inches
-STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
-         "ytick.labelsize": 7, "lines.linewidth": 1.2, "axes.spines.top": False, "axes.spines.right": False}
+STYLE = {
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "lines.linewidth": 1.2,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
 # One colour per depth everywhere (tab10), fixed for the usual depths so sweeps compare too.
 _STANDARD_DEPTHS = (8, 14, 20, 32, 44, 56, 110, 164, 1202)
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf")
@@ -34,16 +43,20 @@ def depth_color(depth: int) -> str:
 
 def new_figure(width: float, height: float) -> Figure:
     import matplotlib
+
     with matplotlib.rc_context(STYLE):
         return Figure(figsize=(width, height), layout="constrained")
 
 
 def _styled(fn):
     """Run a plotting function with the paper style in effect (rc params are read at artist creation)."""
+
     def wrapper(*args, **kwargs):
         import matplotlib
+
         with matplotlib.rc_context(STYLE):
             return fn(*args, **kwargs)
+
     wrapper.__doc__, wrapper.__name__ = fn.__doc__, fn.__name__
     return wrapper
 
@@ -97,17 +110,26 @@ def error_curves(runs: Sequence[Run], smooth_points: int = 9) -> Figure:
                 ax.plot(steps, 100 * val, "-", color=color, marker="o" if len(steps) < 8 else None, ms=2.5)
             tests = [r.record.get("test_error") for r in members if r.record.get("test_error") is not None]
             if tests:
-                ax.plot([max(r.steps for r in members)], [100 * np.mean(tests)], "o", color=color, ms=4,
-                        mec="black", mew=0.5)
+                ax.plot(
+                    [max(r.steps for r in members)],
+                    [100 * np.mean(tests)],
+                    "o",
+                    color=color,
+                    ms=4,
+                    mec="black",
+                    mew=0.5,
+                )
         ax.set_title(f"{arm} nets")
         ax.set_xlabel("iterations")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("error (%)")
     depths = sorted({d for (_, d) in groups})
     handles = [Line2D([], [], color=depth_color(d), label=f"{d} layers") for d in depths]
-    handles += [Line2D([], [], ls="--", color="gray", label="train (smoothed)"),
-                Line2D([], [], ls="-", color="gray", label="validation"),
-                Line2D([], [], ls="", marker="o", color="gray", mec="black", mew=0.5, label="test (final)")]
+    handles += [
+        Line2D([], [], ls="--", color="gray", label="train (smoothed)"),
+        Line2D([], [], ls="-", color="gray", label="validation"),
+        Line2D([], [], ls="", marker="o", color="gray", mec="black", mew=0.5, label="test (final)"),
+    ]
     fig.legend(handles=handles, loc="outside right upper", frameon=False)
     return fig
 
@@ -127,8 +149,17 @@ def error_vs_depth(rows: Sequence[dict]) -> Figure:
             pts = [(r["depth"], r[key], r.get(key + "_std") or 0.0) for r in mine if r.get(key) is not None]
             if pts:
                 d, m, s = map(np.asarray, zip(*pts))
-                ax.errorbar(d, 100 * m, yerr=100 * s, ls=ls, marker=markers[i % 7], ms=3.5, capsize=2,
-                            color=colors[i % 7], label=f"{arm}, {key.split('_')[0]}")
+                ax.errorbar(
+                    d,
+                    100 * m,
+                    yerr=100 * s,
+                    ls=ls,
+                    marker=markers[i % 7],
+                    ms=3.5,
+                    capsize=2,
+                    color=colors[i % 7],
+                    label=f"{arm}, {key.split('_')[0]}",
+                )
     depths = sorted({r["depth"] for r in rows})
     ax.set_xscale("log")
     ax.set_xticks(depths, [str(d) for d in depths])
@@ -188,8 +219,11 @@ def grad_norm_heatmaps(runs: Sequence[Run]) -> Figure:
     """Gradient L2 norm per layer (rows, input side at the top) and step (columns), one panel per run
     (rows = arms, columns = depths, first seed), on one shared log colour scale."""
     arms = arms_of(runs)
-    groups = {k: v[0] for k, v in by_arm_and_depth(runs).items() if v[0].grad_norms is not None
-              and len(v[0].grad_norms["steps"])}
+    groups = {
+        k: v[0]
+        for k, v in by_arm_and_depth(runs).items()
+        if v[0].grad_norms is not None and len(v[0].grad_norms["steps"])
+    }
     depths = sorted({d for (_, d) in groups})
     fig = new_figure(PAGE, 1.8 * len(arms) + 0.4)
     axes = fig.subplots(len(arms), max(1, len(depths)), squeeze=False)
@@ -198,8 +232,14 @@ def grad_norm_heatmaps(runs: Sequence[Run]) -> Figure:
     for (arm, depth), run in groups.items():
         ax = axes[arms.index(arm), depths.index(depth)]
         steps, values = run.grad_norms["steps"], run.grad_norms["values"]
-        image = ax.imshow(np.clip(values.T, norm.vmin, norm.vmax), aspect="auto", norm=norm, cmap="magma",
-                          interpolation="nearest", extent=(steps[0], steps[-1], values.shape[1] + 0.5, 0.5))
+        image = ax.imshow(
+            np.clip(values.T, norm.vmin, norm.vmax),
+            aspect="auto",
+            norm=norm,
+            cmap="magma",
+            interpolation="nearest",
+            extent=(steps[0], steps[-1], values.shape[1] + 0.5, 0.5),
+        )
         ax.set_title(f"{arm}-{depth}")
         ax.set_xlabel("iterations")
         ax.set_ylabel("layer index")
@@ -243,8 +283,9 @@ def response_std(runs: Sequence[Run]) -> Figure:
 
 
 @_styled
-def layer_profile_figure(names: Sequence[str], values: np.ndarray, ylabel: str, title: str = "",
-                         log: bool = False) -> Figure:
+def layer_profile_figure(
+    names: Sequence[str], values: np.ndarray, ylabel: str, title: str = "", log: bool = False
+) -> Figure:
     """One run's per-layer values against layer index (for TensorBoard's image tab)."""
     fig = new_figure(COLUMN + 1, 2.2)
     ax = fig.subplots()
@@ -265,13 +306,28 @@ def heatmap_figure(names: Sequence[str], steps: np.ndarray, values: np.ndarray, 
     ax = fig.subplots()
     norm = _log_norm([values])
     last = steps[-1] if steps[-1] > steps[0] else steps[0] + 1
-    image = ax.imshow(values.T, aspect="auto", norm=norm, cmap="magma", interpolation="nearest",
-                      extent=(steps[0], last, len(names) + 0.5, 0.5))
+    image = ax.imshow(
+        values.T,
+        aspect="auto",
+        norm=norm,
+        cmap="magma",
+        interpolation="nearest",
+        extent=(steps[0], last, len(names) + 0.5, 0.5),
+    )
     ax.set_xlabel("iterations")
     ax.set_ylabel("layer index")
     fig.colorbar(image, ax=ax, label=label)
     return fig
 
 
-__all__ = ["error_curves", "error_vs_depth", "grad_norm_profiles", "grad_norm_heatmaps", "response_std",
-           "layer_profile_figure", "heatmap_figure", "depth_color", "curve"]
+__all__ = [
+    "error_curves",
+    "error_vs_depth",
+    "grad_norm_profiles",
+    "grad_norm_heatmaps",
+    "response_std",
+    "layer_profile_figure",
+    "heatmap_figure",
+    "depth_color",
+    "curve",
+]

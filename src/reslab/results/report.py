@@ -20,8 +20,22 @@ import numpy as np
 from reslab.results import figures as plots
 from reslab.results.runs import Run, load_sweep
 
-COLUMNS = ("model", "variant", "shortcut", "depth", "params", "runs", "train_error", "train_error_std", "val_error",
-           "val_error_std", "test_error", "test_error_std", "steps", "status")
+COLUMNS = (
+    "model",
+    "variant",
+    "shortcut",
+    "depth",
+    "params",
+    "runs",
+    "train_error",
+    "train_error_std",
+    "val_error",
+    "val_error_std",
+    "test_error",
+    "test_error_std",
+    "steps",
+    "status",
+)
 FIGURES = {
     "error_curves": lambda runs, rows: plots.error_curves(runs),
     "error_vs_depth": lambda runs, rows: plots.error_vs_depth(rows),
@@ -47,11 +61,17 @@ def summarize(runs: list[Run]) -> list[dict]:
     rows = []
     for (arm, depth), members in sorted(groups.items(), key=lambda kv: (kv[0][1], plots.arm_order(kv[0][0]))):
         done = [r for r in members if r.status == "finished"]
-        row = {"arm": arm, "model": members[0].model, "variant": members[0].variant,
-               "shortcut": members[0].record.get("shortcut"), "depth": depth,
-               "params": members[0].record.get("params"), "runs": len(members),
-               "steps": max((r.steps for r in members), default=0),
-               "status": ", ".join(f"{n} {s}" for s, n in sorted(Counter(r.status for r in members).items()))}
+        row = {
+            "arm": arm,
+            "model": members[0].model,
+            "variant": members[0].variant,
+            "shortcut": members[0].record.get("shortcut"),
+            "depth": depth,
+            "params": members[0].record.get("params"),
+            "runs": len(members),
+            "steps": max((r.steps for r in members), default=0),
+            "status": ", ".join(f"{n} {s}" for s, n in sorted(Counter(r.status for r in members).items())),
+        }
         for key in ("train_error", "val_error", "test_error"):
             row[key], row[key + "_std"] = _mean_std([r.record.get(key) for r in done])
         rows.append(row)
@@ -65,13 +85,17 @@ def _pct(mean: float | None, std: float | None) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| model | depth | params | train error (%) | val error (%) | test error (%) | runs | steps | status |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | depth | params | train error (%) | val error (%) | test error (%) | runs | steps | status |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         params = f"{r['params'] / 1e6:.2f}M" if r["params"] else "–"
-        lines.append(f"| {r['arm']} | {r['depth']} | {params} | {_pct(r['train_error'], r['train_error_std'])} | "
-                     f"{_pct(r['val_error'], r['val_error_std'])} | {_pct(r['test_error'], r['test_error_std'])} | "
-                     f"{r['runs']} | {r['steps']} | {r['status']} |")
+        lines.append(
+            f"| {r['arm']} | {r['depth']} | {params} | {_pct(r['train_error'], r['train_error_std'])} | "
+            f"{_pct(r['val_error'], r['val_error_std'])} | {_pct(r['test_error'], r['test_error_std'])} | "
+            f"{r['runs']} | {r['steps']} | {r['status']} |"
+        )
     return "\n".join(lines)
 
 
@@ -82,8 +106,10 @@ def problems_table(runs: list[Run]) -> str:
         return ""
     lines = ["| job | status | step | error | traceback |", "|---|---|---|---|---|"]
     for r in bad:
-        lines.append(f"| {r.path.name} | {r.status} | {r.steps} | {r.record.get('error', '')} | "
-                     f"{r.record.get('traceback', '')} |")
+        lines.append(
+            f"| {r.path.name} | {r.status} | {r.steps} | {r.record.get('error', '')} | "
+            f"{r.record.get('traceback', '')} |"
+        )
     return "\n".join(lines)
 
 
@@ -92,9 +118,11 @@ def write_tables(sweep_dir: Path, runs: list[Run], rows: list[dict]) -> str:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows({k: ("" if r[k] is None else r[k]) for k in COLUMNS} for r in rows)
-    text = (f"# Sweep {sweep_dir.name}\n\nError (%) at the end of training; mean ± std over seeds where there "
-            f"are several. Train error: mean over the last training batches (see metrics.json).\n\n"
-            f"{markdown_table(rows)}\n")
+    text = (
+        f"# Sweep {sweep_dir.name}\n\nError (%) at the end of training; mean ± std over seeds where there "
+        f"are several. Train error: mean over the last training batches (see metrics.json).\n\n"
+        f"{markdown_table(rows)}\n"
+    )
     if problems := problems_table(runs):
         text += f"\n## Jobs that did not finish\n\n{problems}\n"
     (sweep_dir / "summary.md").write_text(text)
@@ -123,8 +151,10 @@ def report(sweep_dir: str | Path, figures: bool = True, quiet: bool = False) -> 
     written = write_figures(sweep_dir, runs, rows) if figures and runs else []
     if not quiet:
         print(text)
-        print(f"report: {sweep_dir / 'summary.md'}, {sweep_dir / 'summary.csv'}"
-              + (f", {len(written)} figure files in {sweep_dir / 'figures'}" if written else ""))
+        print(
+            f"report: {sweep_dir / 'summary.md'}, {sweep_dir / 'summary.csv'}"
+            + (f", {len(written)} figure files in {sweep_dir / 'figures'}" if written else "")
+        )
     return rows
 
 
@@ -134,12 +164,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-figures", action="store_true", help="write only the tables")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
-        print(f"reslab: error: {args.sweep_dir} is not a directory; pass a sweep directory such as "
-              f"multirun/<date>/<time>", file=sys.stderr)
+        print(
+            f"reslab: error: {args.sweep_dir} is not a directory; pass a sweep directory such as "
+            f"multirun/<date>/<time>",
+            file=sys.stderr,
+        )
         return 2
     if not load_sweep(args.sweep_dir):
-        print(f"reslab: error: no jobs (no metrics.json) under {args.sweep_dir}; is it a sweep directory?",
-              file=sys.stderr)
+        print(
+            f"reslab: error: no jobs (no metrics.json) under {args.sweep_dir}; is it a sweep directory?",
+            file=sys.stderr,
+        )
         return 2
     report(args.sweep_dir, figures=not args.no_figures)
     return 0

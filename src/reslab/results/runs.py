@@ -61,8 +61,10 @@ def read_curves(job_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     if not any(job_dir.glob("events.out.tfevents.*")):
         return {}
     # Keep every scalar (the default keeps a sample of 10k); skip the bulky images and histograms.
-    acc = EventAccumulator(str(job_dir), size_guidance={"scalars": 0, "images": 1, "histograms": 1,
-                                                        "tensors": 1, "compressedHistograms": 1}).Reload()
+    acc = EventAccumulator(
+        str(job_dir),
+        size_guidance={"scalars": 0, "images": 1, "histograms": 1, "tensors": 1, "compressedHistograms": 1},
+    ).Reload()
     tags = set(acc.Tags().get("scalars", []))
     curves = {}
     for tag in CURVE_TAGS:
@@ -86,8 +88,13 @@ def load_run(job_dir: Path) -> Run:
         record = json.loads((job_dir / "metrics.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         record = {"status": "unreadable", "error": f"metrics.json: {e}"}
-    return Run(job_dir, record, read_curves(job_dir), read_series(job_dir / "grad_norms.npz"),
-               read_series(job_dir / "responses.npz"))
+    return Run(
+        job_dir,
+        record,
+        read_curves(job_dir),
+        read_series(job_dir / "grad_norms.npz"),
+        read_series(job_dir / "responses.npz"),
+    )
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:

@@ -53,10 +53,15 @@ class RunSummary(L.Callback):
         self.last_val_step: int | None = None  # global step of the latest validation
 
     def write(self, status: str, trainer: L.Trainer | None = None, **extra: Any) -> dict:
-        record = {**self.facts, "status": status,
-                  "steps": trainer.global_step if trainer is not None else 0,
-                  **self.train_metrics(), **self.eval_metrics,
-                  "wall_time_s": round(self._wall_before + time.perf_counter() - self._start, 2), **extra}
+        record = {
+            **self.facts,
+            "status": status,
+            "steps": trainer.global_step if trainer is not None else 0,
+            **self.train_metrics(),
+            **self.eval_metrics,
+            "wall_time_s": round(self._wall_before + time.perf_counter() - self._start, 2),
+            **extra,
+        }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.path, record)
         self.record = record
@@ -65,8 +70,10 @@ class RunSummary(L.Callback):
     def train_metrics(self) -> dict:
         if not self._losses:
             return {"train_loss": None, "train_error": None}
-        return {"train_loss": _number(torch.stack(list(self._losses)).mean()),
-                "train_error": _number(torch.stack(list(self._errors)).mean())}
+        return {
+            "train_loss": _number(torch.stack(list(self._losses)).mean()),
+            "train_error": _number(torch.stack(list(self._errors)).mean()),
+        }
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.write("running", trainer)
@@ -92,9 +99,13 @@ class RunSummary(L.Callback):
         self.write("failed", trainer, error=f"{type(exception).__name__}: {exception}".splitlines()[0])
 
     def state_dict(self) -> dict:
-        return {"losses": list(self._losses), "errors": list(self._errors), "eval_metrics": self.eval_metrics,
-                "last_val_step": self.last_val_step,
-                "wall_time_s": self._wall_before + time.perf_counter() - self._start}
+        return {
+            "losses": list(self._losses),
+            "errors": list(self._errors),
+            "eval_metrics": self.eval_metrics,
+            "last_val_step": self.last_val_step,
+            "wall_time_s": self._wall_before + time.perf_counter() - self._start,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self._losses.extend(state["losses"])
@@ -179,4 +190,12 @@ class ProgressLog(L.Callback):
         minutes, seconds = divmod(int(left), 60) if math.isfinite(left) else (0, 0)
         log.info(
             "step %d/%d (%d%%)  loss %.4f  error %.4f  %.1f steps/s  ETA %d:%02d",
-            step, total, 100 * step // total, loss, error, rate, minutes, seconds)
+            step,
+            total,
+            100 * step // total,
+            loss,
+            error,
+            rate,
+            minutes,
+            seconds,
+        )

@@ -56,6 +56,7 @@ def resolve_accelerator(accelerator: str) -> str:
         raise UserError("trainer.accelerator=gpu but no CUDA GPU is visible; use trainer.accelerator=auto or cpu")
     return accelerator
 
+
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 

@@ -15,7 +15,6 @@ from torch import nn
 
 from reslab.training.device import is_compiled
 
-
 # The fused SGD kernel: one pass over all parameters instead of a loop of per-tensor ops, the same update to
 # rounding (timings: experiments/performance/optimizer_step.py).
 SGD_KERNEL = {"fused": True, "foreach": None}
@@ -36,8 +35,10 @@ class Warmup:
 
 def step_decay(milestones: Sequence[int], gamma: float):
     """lr multiplier after ``step`` optimiser steps: ``gamma`` per milestone passed (the paper: 32k, 48k)."""
+
     def factor(step: int) -> float:
         return gamma ** sum(step >= m for m in milestones)
+
     return factor
 
 
@@ -54,10 +55,19 @@ class Classifier(L.LightningModule):
         identity: facts that a checkpoint must match to be resumed (see `reslab.record`).
     """
 
-    def __init__(self, net: nn.Module, max_steps: int, lr: float = 0.1, momentum: float = 0.9,
-                 weight_decay: float = 1e-4, nesterov: bool = False,
-                 milestones: Sequence[float] = (0.5, 0.75), gamma: float = 0.1, warmup: Warmup | None = None,
-                 identity: dict | None = None):
+    def __init__(
+        self,
+        net: nn.Module,
+        max_steps: int,
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        nesterov: bool = False,
+        milestones: Sequence[float] = (0.5, 0.75),
+        gamma: float = 0.1,
+        warmup: Warmup | None = None,
+        identity: dict | None = None,
+    ):
         super().__init__()
         self.identity = identity or {}  # what the run is (model, depth, ...), stored in checkpoints
         self.net = net
@@ -127,8 +137,14 @@ class Classifier(L.LightningModule):
             self.log("lr", lr, on_step=True, on_epoch=False)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.SGD(self.net.parameters(), lr=self.lr, momentum=self.momentum,
-                                    weight_decay=self.weight_decay, nesterov=self.nesterov, **SGD_KERNEL)
+        optimizer = torch.optim.SGD(
+            self.net.parameters(),
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            nesterov=self.nesterov,
+            **SGD_KERNEL,
+        )
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, step_decay(self.milestone_steps, self.gamma))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
