@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from reslab.data import sources as datasets
+from reslab.data import cifar, idx
 from reslab.data.sources import DATASETS, dataset_info, load_arrays
 from reslab.errors import DataError, UserError
 
@@ -43,7 +43,9 @@ def no_network(monkeypatch):
 def no_system_dirs(monkeypatch, tmp_path):
     """Hide /usr/share/datasets/fashion-mnist so 'missing file' tests do not find Debian's copy."""
     gone = tmp_path / "no-system-dir"
-    monkeypatch.setitem(datasets._IDX, "fashion_mnist", replace(datasets._IDX["fashion_mnist"], system_dirs=(gone,)))
+    monkeypatch.setitem(
+        idx.IDX_SOURCES, "fashion_mnist", replace(idx.IDX_SOURCES["fashion_mnist"], system_dirs=(gone,))
+    )
     return gone
 
 
@@ -175,7 +177,7 @@ def test_cifar_archive_is_extracted(tmp_path, monkeypatch):
     train, _ = write_cifar10(tmp_path / "src")
     (tmp_path / "data").mkdir()
     md5 = make_archive(tmp_path / "src", tmp_path / "data" / "cifar-10-python.tar.gz")
-    monkeypatch.setitem(datasets._CIFAR, "cifar10", replace(datasets._CIFAR["cifar10"], md5=md5))
+    monkeypatch.setitem(cifar.CIFAR_SOURCES, "cifar10", replace(cifar.CIFAR_SOURCES["cifar10"], md5=md5))
     a = load_arrays("cifar10", tmp_path / "data", download=False)
     assert (tmp_path / "data" / "cifar-10-batches-py" / "test_batch").is_file()
     assert np.array_equal(a.train_x[:3].numpy().reshape(3, -1), train[0][b"data"])
@@ -302,7 +304,9 @@ def test_fashion_missing_names_debian_package(tmp_path, no_system_dirs):
 def test_fashion_falls_back_to_system_dir(tmp_path, monkeypatch):
     system = tmp_path / "debian"
     arrays = write_idx(system, seed=3)
-    monkeypatch.setitem(datasets._IDX, "fashion_mnist", replace(datasets._IDX["fashion_mnist"], system_dirs=(system,)))
+    monkeypatch.setitem(
+        idx.IDX_SOURCES, "fashion_mnist", replace(idx.IDX_SOURCES["fashion_mnist"], system_dirs=(system,))
+    )
     a = load_arrays("fashion_mnist", tmp_path / "data", download=False)
     assert np.array_equal(a.train_x[:, 0].numpy(), arrays[IDX_NAMES[0]])
 
@@ -323,7 +327,7 @@ def test_idx_download_checks_md5(tmp_path, monkeypatch):
     assert not any((tmp_path / "data" / "mnist").iterdir())  # nothing unverified is left behind
 
     md5s = tuple(hashlib.md5(files[n]).hexdigest() for n in IDX_NAMES)
-    monkeypatch.setitem(datasets._IDX, "mnist", replace(datasets._IDX["mnist"], md5s=md5s))
+    monkeypatch.setitem(idx.IDX_SOURCES, "mnist", replace(idx.IDX_SOURCES["mnist"], md5s=md5s))
     a = load_arrays("mnist", tmp_path / "data")
     assert sorted(p.name for p in (tmp_path / "data" / "mnist").iterdir()) == sorted(IDX_NAMES)
     assert a.train_x.shape == (5, 1, 28, 28)

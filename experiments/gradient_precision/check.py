@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from reslab.config import compose_config
-from reslab.models import weight_layers
 from reslab.job import build_job
+from reslab.models import weight_layers
 
 
 def grad_norms(depth: int, model: str, channels_last: bool, dtype: torch.dtype) -> torch.Tensor:

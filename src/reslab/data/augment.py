@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 
-def normalize(x: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
-              ) -> torch.Tensor:
+def normalize(
+    x: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
+) -> torch.Tensor:
     """uint8 (B, C, H, W) in 0..255 -> float32, per-channel standardised. ``mean``/``std``: one value per
     channel, or tensors already on ``x``'s device shaped (1, C, 1, 1) (callers in a loop pass those)."""
     mean_t = torch.as_tensor(mean, device=x.device, dtype=torch.float32).view(1, -1, 1, 1)

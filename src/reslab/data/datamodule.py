@@ -60,7 +60,7 @@ class StepShuffledBatches:
         perm = torch.randperm(len(self.y), generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
         perm = perm.to(self.y.device)
         for k in range(start, self.per_epoch):
-            idx = perm[k * self.batch_size:(k + 1) * self.batch_size]
+            idx = perm[k * self.batch_size : (k + 1) * self.batch_size]
             self.next_step += 1
             yield self.x[idx], self.y[idx]
 
@@ -79,8 +79,7 @@ def split_train_val(arrays: Arrays, val_fraction: float, seed: int) -> tuple[tup
     n_val = round(n * val_fraction)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
-    return ((arrays.train_x[train_idx], arrays.train_y[train_idx]),
-            (arrays.train_x[val_idx], arrays.train_y[val_idx]))
+    return ((arrays.train_x[train_idx], arrays.train_y[train_idx]), (arrays.train_x[val_idx], arrays.train_y[val_idx]))
 
 
 def shrink(part: tuple[torch.Tensor, torch.Tensor], factor: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,22 +111,43 @@ class ImageDataModule(L.LightningDataModule):
         limit_train_batches: keep only the first this many batches of training images (debug=overfit); None = all.
     """
 
-    def __init__(self, name: str, data_dir: str, batch_size: int = 128, eval_batch_size: int = 500,
-                 val_fraction: float = 0.1, split_seed: int = 0, shuffle_seed: int = 0, crop_pad: int = 0,
-                 hflip: bool = False, download: bool = True, synthetic_train: int = 2048,
-                 synthetic_test: int = 512, downsample: int = 1, channels_last: bool = False,
-                 limit_train_batches: int | None = None):
+    def __init__(
+        self,
+        name: str,
+        data_dir: str,
+        batch_size: int = 128,
+        eval_batch_size: int = 500,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        shuffle_seed: int = 0,
+        crop_pad: int = 0,
+        hflip: bool = False,
+        download: bool = True,
+        synthetic_train: int = 2048,
+        synthetic_test: int = 512,
+        downsample: int = 1,
+        channels_last: bool = False,
+        limit_train_batches: int | None = None,
+    ):
         super().__init__()
         self.info = dataset_info(name)
-        if isinstance(downsample, bool) or not isinstance(downsample, int) or downsample < 1 \
-                or self.info.image_size % downsample:
-            raise UserError(f"dataset.downsample must be a whole factor of {name}'s {self.info.image_size}-pixel "
-                            f"images, got {downsample!r}; use 1 for the native size")
+        if (
+            isinstance(downsample, bool)
+            or not isinstance(downsample, int)
+            or downsample < 1
+            or self.info.image_size % downsample
+        ):
+            raise UserError(
+                f"dataset.downsample must be a whole factor of {name}'s {self.info.image_size}-pixel "
+                f"images, got {downsample!r}; use 1 for the native size"
+            )
         self.downsample = downsample
         self.image_size = self.info.image_size // downsample
         if batch_size <= 0 or eval_batch_size <= 0:
-            raise UserError(f"batch sizes must be positive, got batch_size={batch_size}, "
-                            f"eval_batch_size={eval_batch_size}; set dataset.batch_size=128")
+            raise UserError(
+                f"batch sizes must be positive, got batch_size={batch_size}, "
+                f"eval_batch_size={eval_batch_size}; set dataset.batch_size=128"
+            )
         if not 0.0 <= val_fraction < 1.0:
             raise UserError(f"dataset.val_fraction must be in [0, 1), got {val_fraction}")
         self.name, self.data_dir, self.download = name, data_dir, download
@@ -136,8 +156,9 @@ class ImageDataModule(L.LightningDataModule):
         self.crop_pad, self.hflip, self.channels_last = crop_pad, hflip, channels_last
         self.synthetic_sizes = (synthetic_train, synthetic_test)
         if limit_train_batches is not None and (isinstance(limit_train_batches, bool) or limit_train_batches < 1):
-            raise UserError(f"dataset.limit_train_batches must be a positive number of batches or null, got "
-                            f"{limit_train_batches!r}")
+            raise UserError(
+                f"dataset.limit_train_batches must be a positive number of batches or null, got {limit_train_batches!r}"
+            )
         self.limit_train_batches = limit_train_batches
         self.train = self.val = self.test = None
         self._generator: torch.Generator | None = None
@@ -148,23 +169,34 @@ class ImageDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train is not None:
             return
-        arrays = load_arrays(self.name, self.data_dir, download=self.download, seed=self.split_seed,
-                             synthetic_train=self.synthetic_sizes[0], synthetic_test=self.synthetic_sizes[1])
+        arrays = load_arrays(
+            self.name,
+            self.data_dir,
+            download=self.download,
+            seed=self.split_seed,
+            synthetic_train=self.synthetic_sizes[0],
+            synthetic_test=self.synthetic_sizes[1],
+        )
         self.train, self.val = split_train_val(arrays, self.val_fraction, self.split_seed)
         self.test = (arrays.test_x, arrays.test_y)
         if self.downsample > 1:
-            self.train, self.val, self.test = (shrink(part, self.downsample) for part in (self.train, self.val, self.test))
+            self.train, self.val, self.test = (
+                shrink(part, self.downsample) for part in (self.train, self.val, self.test)
+            )
         if self.limit_train_batches is not None:
             keep = self.limit_train_batches * self.batch_size
             self.train = (self.train[0][:keep], self.train[1][:keep])
         if len(self.train[1]) < self.batch_size:
-            raise UserError(f"{self.name}: {len(self.train[1])} training images is fewer than "
-                            f"batch_size={self.batch_size}; lower dataset.batch_size")
+            raise UserError(
+                f"{self.name}: {len(self.train[1])} training images is fewer than "
+                f"batch_size={self.batch_size}; lower dataset.batch_size"
+            )
 
     def _loader(self, tensors: tuple, sampler: Sampler, batch_size: int, drop_last: bool) -> DataLoader:
         # batch_size=None: the BatchSampler yields index lists and the dataset returns whole batches.
-        return DataLoader(IndexedTensors(*tensors), batch_size=None,
-                          sampler=BatchSampler(sampler, batch_size, drop_last=drop_last))
+        return DataLoader(
+            IndexedTensors(*tensors), batch_size=None, sampler=BatchSampler(sampler, batch_size, drop_last=drop_last)
+        )
 
     def resident(self, split: str, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The split's (images, labels) on ``device`` (default: the trainer's), copied there once."""
@@ -178,20 +210,23 @@ class ImageDataModule(L.LightningDataModule):
 
     def train_batches(self, device: torch.device | str | None = None, next_step: int = 0) -> StepShuffledBatches:
         """The training batches from step ``next_step`` on, indexed on ``device``."""
-        return StepShuffledBatches(*self.resident("train", device), self.batch_size, self.shuffle_seed,
-                                   next_step=next_step)
+        return StepShuffledBatches(
+            *self.resident("train", device), self.batch_size, self.shuffle_seed, next_step=next_step
+        )
 
     def train_dataloader(self) -> StepShuffledBatches:
         step = self.trainer.global_step if self.trainer is not None else 0
         return self.train_batches(next_step=step)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.resident("val"), SequentialSampler(range(len(self.val[1]))), self.eval_batch_size,
-                            False)
+        return self._loader(
+            self.resident("val"), SequentialSampler(range(len(self.val[1]))), self.eval_batch_size, False
+        )
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.resident("test"), SequentialSampler(range(len(self.test[1]))),
-                            self.eval_batch_size, False)
+        return self._loader(
+            self.resident("test"), SequentialSampler(range(len(self.test[1]))), self.eval_batch_size, False
+        )
 
     def on_after_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
         """Augment (training only) and normalise on the device the batch now lives on."""
@@ -223,7 +258,8 @@ class ImageDataModule(L.LightningDataModule):
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images -> the standardised float input the net sees, in the net's memory layout."""
         if x.device not in self._stats:
-            self._stats[x.device] = tuple(torch.tensor(v, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-                                          for v in (self.info.mean, self.info.std))
+            self._stats[x.device] = tuple(
+                torch.tensor(v, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+                for v in (self.info.mean, self.info.std)
+            )
         return memory_format(normalize(x, *self._stats[x.device]), self.channels_last)
-

@@ -1,13 +1,11 @@
 """Pure plotting functions: data in, a matplotlib Figure out. Used by the report, TensorBoard and notebooks.
 
 Figures are sized for a paper (3.3 in column, 7 in page width) at 8 pt, and every depth has one colour in
-every figure. No pyplot: figures are built with the object-oriented API, so nothing depends on a backend
-or on global state.
+every figure (`reslab.results.figure_style`).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,80 +13,21 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from reslab.results.figure_style import (
+    COLUMN,
+    PAGE,
+    arm_order,
+    arms_of,
+    by_arm_and_depth,
+    depth_color,
+    new_figure,
+    smooth,
+    styled,
+)
 from reslab.results.runs import Run, curve, mean_curve
 
-COLUMN, PAGE = 3.3, 7.0  # figure widths in inches
-STYLE = {
-    "font.size": 8,
-    "axes.titlesize": 8,
-    "axes.labelsize": 8,
-    "legend.fontsize": 7,
-    "xtick.labelsize": 7,
-    "ytick.labelsize": 7,
-    "lines.linewidth": 1.2,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-}
-# One colour per depth everywhere (tab10), fixed for the usual depths so sweeps compare too.
-_STANDARD_DEPTHS = (8, 14, 20, 32, 44, 56, 110, 164, 1202)
-_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf")
-ARM_ORDER = ("plain", "residual", "residual_b")
 
-
-def depth_color(depth: int) -> str:
-    if depth in _STANDARD_DEPTHS:
-        return _PALETTE[_STANDARD_DEPTHS.index(depth)]
-    return _PALETTE[hash(depth) % len(_PALETTE)]
-
-
-def new_figure(width: float, height: float) -> Figure:
-    import matplotlib
-
-    with matplotlib.rc_context(STYLE):
-        return Figure(figsize=(width, height), layout="constrained")
-
-
-def _styled(fn):
-    """Run a plotting function with the paper style in effect (rc params are read at artist creation)."""
-
-    def wrapper(*args, **kwargs):
-        import matplotlib
-
-        with matplotlib.rc_context(STYLE):
-            return fn(*args, **kwargs)
-
-    wrapper.__doc__, wrapper.__name__ = fn.__doc__, fn.__name__
-    return wrapper
-
-
-def arm_order(arm: str) -> tuple:
-    """plain, residual, residual_b first (each followed by its variants), then anything else."""
-    base = arm.split(" (")[0]
-    return (ARM_ORDER.index(base) if base in ARM_ORDER else len(ARM_ORDER), arm)
-
-
-def arms_of(runs: Sequence[Run]) -> list[str]:
-    return sorted({r.arm for r in runs}, key=arm_order)
-
-
-def by_arm_and_depth(runs: Sequence[Run]) -> dict[tuple[str, int], list[Run]]:
-    """Runs that differ only in seed, grouped by (arm, depth)."""
-    groups: dict[tuple[str, int], list[Run]] = defaultdict(list)
-    for r in runs:
-        groups[(r.arm, r.depth)].append(r)
-    return dict(sorted(groups.items(), key=lambda kv: kv[0][1]))
-
-
-def smooth(values: np.ndarray, window: int) -> np.ndarray:
-    """Moving average (edges use the available points): the per-batch training error is noisy."""
-    window = min(window, len(values))
-    if window <= 1:
-        return values
-    kernel = np.ones(window)
-    return np.convolve(values, kernel, "same") / np.convolve(np.ones_like(values), kernel, "same")
-
-
-@_styled
+@styled
 def error_curves(runs: Sequence[Run], smooth_points: int = 9) -> Figure:
     """He et al. Fig. 6 (Fig. 1 is its 20-vs-56 case): training error (dashed, smoothed) and validation
     error (solid) against iterations, one panel per arm, one colour per depth; mean over seeds.
@@ -134,7 +73,7 @@ def error_curves(runs: Sequence[Run], smooth_points: int = 9) -> Figure:
     return fig
 
 
-@_styled
+@styled
 def error_vs_depth(rows: Sequence[dict]) -> Figure:
     """The degradation plot: final training (dashed) and test (solid) error against depth, per arm,
     mean ± std over seeds. ``rows`` are the report's table rows."""
@@ -183,7 +122,7 @@ def _layer_axis(ax, n_layers: int) -> None:
     ax.set_xlim(0.5, n_layers + 0.5)
 
 
-@_styled
+@styled
 def grad_norm_profiles(runs: Sequence[Run], fractions: Sequence[float] = (0.0, 0.5, 1.0)) -> Figure:
     """Per-layer gradient L2 norm against layer index (log scale): rows = arms, columns = points of
     training (fractions of the recorded steps), one line per depth (first seed)."""
@@ -214,7 +153,7 @@ def grad_norm_profiles(runs: Sequence[Run], fractions: Sequence[float] = (0.0, 0
     return fig
 
 
-@_styled
+@styled
 def grad_norm_heatmaps(runs: Sequence[Run]) -> Figure:
     """Gradient L2 norm per layer (rows, input side at the top) and step (columns), one panel per run
     (rows = arms, columns = depths, first seed), on one shared log colour scale."""
@@ -251,7 +190,7 @@ def grad_norm_heatmaps(runs: Sequence[Run]) -> Figure:
     return fig
 
 
-@_styled
+@styled
 def response_std(runs: Sequence[Run]) -> Figure:
     """He et al. Fig. 7: std of each 3×3 layer's response (after BN, before addition/ReLU) at the end of
     training, by layer index (left) and sorted by magnitude (right); colour = depth, dashed = plain."""
@@ -282,7 +221,7 @@ def response_std(runs: Sequence[Run]) -> Figure:
     return fig
 
 
-@_styled
+@styled
 def layer_profile_figure(
     names: Sequence[str], values: np.ndarray, ylabel: str, title: str = "", log: bool = False
 ) -> Figure:
@@ -299,7 +238,7 @@ def layer_profile_figure(
     return fig
 
 
-@_styled
+@styled
 def heatmap_figure(names: Sequence[str], steps: np.ndarray, values: np.ndarray, label: str) -> Figure:
     """One run's layer × step heat map on a log colour scale (for TensorBoard's image tab)."""
     fig = new_figure(COLUMN + 1, 2.4)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from reslab.results import figures as plots
+from reslab.results.figure_style import arm_order
 from reslab.results.runs import Run, load_sweep
 
 COLUMNS = (
@@ -59,7 +60,7 @@ def summarize(runs: list[Run]) -> list[dict]:
     for run in runs:
         groups.setdefault((run.arm, run.depth), []).append(run)
     rows = []
-    for (arm, depth), members in sorted(groups.items(), key=lambda kv: (kv[0][1], plots.arm_order(kv[0][0]))):
+    for (arm, depth), members in sorted(groups.items(), key=lambda kv: (kv[0][1], arm_order(kv[0][0]))):
         done = [r for r in members if r.status == "finished"]
         row = {
             "arm": arm,
