@@ -15,11 +15,12 @@ STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH_SPEC) $(TORCH_PIP_ARGS)
 
 BENCH_ARGS ?=
 
-.PHONY: help venv install data demo sweep bench test test-all clean
+.PHONY: help venv install data demo sweep bench lint test test-all clean
 
 help:
 	@echo "make demo      environment, data, the default sweep ($(SWEEP)), report"
 	@echo "make test      environment and the fast test suite"
+	@echo "make lint      ruff check and ruff format --check (as CI runs them)"
 	@echo "make test-all  the whole suite, slow tests included"
 	@echo "make bench     throughput of reslab vs a plain PyTorch loop (writes bench.json)"
 
@@ -46,12 +47,16 @@ data:
 	fi
 
 sweep: install data
-	$(BIN)/python run.py -m $(SWEEP) data_dir=$(DATA_DIR)
+	$(BIN)/reslab -m $(SWEEP) data_dir=$(DATA_DIR)
 
 demo: sweep
 
 bench: install data
-	$(BIN)/python -m reslab.bench $(BENCH_ARGS)
+	$(BIN)/reslab bench $(BENCH_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -39,7 +39,8 @@ def test_instruments_record_arrays_and_tensorboard_tags(tiny_cfg, tmp_path):
 
 
 def test_grad_norms_equal_a_direct_computation(tiny_cfg, tmp_path):
-    """The step-0 norms are those of the first batch's loss gradient at the initial weights."""
+    """The step-0 norms are those of the first batch's loss gradient at the initial weights (fp32: debug=tiny
+    pins the precision, so this means the same on a CPU where `auto` would pick bf16)."""
     from reslab.job import build_job
 
     cfg = tiny_cfg("model=plain", "trainer.max_steps=1", out=tmp_path / "job")
@@ -52,6 +53,23 @@ def test_grad_norms_equal_a_direct_computation(tiny_cfg, tmp_path):
     torch.nn.functional.cross_entropy(net(dm.normalize(x)), y).backward()
     direct = np.array([m.weight.grad.norm().item() for _, m in weight_layers(net)])
     assert np.allclose(recorded, direct, rtol=1e-4)
+
+
+def test_bf16_grad_norms_are_close_to_fp32_ones(tiny_cfg, tmp_path):
+    """In bf16 autocast (native or emulated) the step-0 norms agree with an fp32 computation to a few percent:
+    bf16 keeps 8 bits of mantissa. They also differ from it, so the run really was in bf16."""
+    from reslab.job import build_job
+
+    cfg = tiny_cfg("model=plain", "trainer.max_steps=1", "trainer.precision=bf16", out=tmp_path / "job")
+    record = train(cfg)
+    assert record["precision"] == "bf16-mixed"
+    recorded = np.load(tmp_path / "job" / "grad_norms.npz")["values"][0]
+    dm, system = build_job(cfg)
+    x, y = next(iter(dm.train_dataloader()))
+    torch.nn.functional.cross_entropy(system.net(dm.normalize(x)), y).backward()
+    direct = np.array([m.weight.grad.norm().item() for _, m in weight_layers(system.net)])
+    assert np.allclose(recorded, direct, rtol=0.1)
+    assert not np.allclose(recorded, direct, rtol=1e-4)
 
 
 def test_response_layers_pair_each_3x3_conv_with_its_bn():

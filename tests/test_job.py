@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from reslab.job import train
 from reslab.models import build_net, count_parameters
 from reslab.record import RunRecord
+from reslab.training import Classifier
 
 METRIC_KEYS = {
     "run_name",
@@ -228,28 +229,36 @@ def test_paper_experiment_runs_end_to_end_on_cifar_format_files(tmp_path):
     assert lrs == [0.1] * 4 + [0.01] * 2 + [0.001] * 2  # ÷10 at 50% and 75% of the budget
 
 
-def test_training_scalars_are_logged_only_on_the_steps_lightning_writes(tiny_cfg, tmp_path, monkeypatch):
-    # reslab skips self.log on the steps Lightning would not write (each call costs ~1.7 ms of Python). It must
-    # still write every value Lightning writes when every step logs: 10 steps, every 4, is not a multiple.
-    from reslab.training import Classifier
+class CountingClassifier(Classifier):
+    """reslab's module, counting its calls to ``log_dict`` (chosen through the config's ``optim._target_``)."""
 
+    calls: list = []
+
+    def log_dict(self, metrics, **kwargs):
+        CountingClassifier.calls.append(sorted(metrics))
+        return super().log_dict(metrics, **kwargs)
+
+
+class LogEveryStep(Classifier):
+    """reslab's module with ``self.log`` on every training step, as Lightning's examples do."""
+
+    def _is_logging_step(self) -> bool:
+        return True
+
+
+def test_training_scalars_are_logged_only_on_the_steps_lightning_writes(tiny_cfg, tmp_path):
+    # reslab skips self.log on the steps Lightning would not write (each call costs milliseconds of Python). It
+    # must still write every value Lightning writes when every step logs: 10 steps, every 4, is not a multiple.
     overrides = ("trainer.max_steps=10", "trainer.log_every_n_steps=4", "trainer.val_every_n_steps=10")
 
     def written(out):
         acc = EventAccumulator(str(out)).Reload()
         return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in ("train/loss", "train/error", "lr")}
 
-    calls = []
-    original = Classifier.log_dict
-    monkeypatch.setattr(
-        Classifier,
-        "log_dict",
-        lambda self, metrics, **kw: (calls.append(sorted(metrics)), original(self, metrics, **kw))[1],
-    )
-    train(tiny_cfg(*overrides, out=tmp_path / "reslab"))
-    ours, our_calls = written(tmp_path / "reslab"), calls.count(["train/error", "train/loss"])
-    monkeypatch.setattr(Classifier, "_is_logging_step", lambda self: True)  # self.log on every step
-    train(tiny_cfg(*overrides, out=tmp_path / "every_step"))
+    CountingClassifier.calls = []
+    train(tiny_cfg(*overrides, "optim._target_=test_job.CountingClassifier", out=tmp_path / "reslab"))
+    ours, our_calls = written(tmp_path / "reslab"), CountingClassifier.calls.count(["train/error", "train/loss"])
+    train(tiny_cfg(*overrides, "optim._target_=test_job.LogEveryStep", out=tmp_path / "every_step"))
     assert ours == written(tmp_path / "every_step")
     assert [step for step, _ in ours["lr"]] == [3, 7]  # batches 4 and 8; TensorBoard counts from 0
     assert our_calls == 2  # no call whose values Lightning drops
