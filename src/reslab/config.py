@@ -12,6 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from reslab import schema  # noqa: F401  (registers the typed schema that conf/config.yaml names)
 from reslab.record import RunRecord
 
 CONF_PACKAGE = "reslab.conf"

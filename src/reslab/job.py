@@ -28,6 +28,7 @@ from reslab.errors import UserError
 from reslab.files import ensure_writable_dir, write_json_atomic
 from reslab.models import build_net, count_parameters
 from reslab.record import RunRecord
+from reslab.schema import check_ranges
 from reslab.training import Classifier, DivergenceGuard, ProgressLog, RunSummary
 from reslab.training.device import compile_mode, prepare_net, resolve_accelerator, resolve_precision
 
@@ -114,10 +115,9 @@ def build_trainer(
 def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     """Train one job as configured, with ``callbacks`` added to the configured ones; return the final metrics
     record written to ``metrics.json``."""
+    check_ranges(cfg)
     record = RunRecord.from_config(cfg)
     t = cfg.trainer
-    if t.max_steps <= 0:
-        raise UserError(f"trainer.max_steps must be positive, got {t.max_steps}")
     accelerator = resolve_accelerator(t.accelerator)
     precision = resolve_precision(t.precision, accelerator)
     out = Path(cfg.output_dir)

@@ -89,6 +89,7 @@ def preflight(argv: list[str]) -> None:
         return
     check_groups(argv)
     check_output_dir(argv)
+    check_composes(argv)
 
 
 def check_groups(argv: list[str]) -> None:
@@ -119,3 +120,46 @@ def check_output_dir(argv: list[str]) -> None:
             f"cannot write the output directory {target} ({e.strerror}); "
             f"run from a writable folder or set {key}=<a writable path>"
         ) from None
+
+
+def check_composes(argv: list[str]) -> None:
+    """Compose every value of every swept key (with the other keys at their first value) against the typed
+    schema, and check the ranges, so a wrong type, an unknown key or a value out of range gets one line before
+    any job starts."""
+    from hydra.errors import ConfigCompositionException
+
+    from reslab.config import compose_config
+    from reslab.schema import check_ranges
+
+    overrides = [o for o in parse_overrides(argv) if not o.key_or_group.startswith("hydra")]
+
+    def as_arg(o, value) -> str:
+        return f"{o.get_key_element()}={o.get_value_element_as_str() if value is None else value}"
+
+    first = {
+        o.key_or_group: (next(iter(o.sweep_string_iterator())) if o.is_sweep_override() else None) for o in overrides
+    }
+    base = [as_arg(o, first[o.key_or_group]) for o in overrides]
+    trials = [base] + [
+        [*base[:i], as_arg(o, v), *base[i + 1 :]]
+        for i, o in enumerate(overrides)
+        if o.is_sweep_override()
+        for v in list(o.sweep_string_iterator())[1:]
+    ]
+    for args in trials:
+        try:
+            check_ranges(compose_config(args, output_dir="."))
+        except ConfigCompositionException as e:
+            raise UserError(composition_error(e)) from None
+
+
+def composition_error(e: Exception) -> str:
+    """Hydra's composition error and its cause on one line, with how to fix it."""
+    cause = e.__cause__
+    detail = str(cause).splitlines()[0] if cause is not None and str(cause) else ""
+    what = str(e).splitlines()[0].rstrip(".")
+    return (
+        f"{what}: {detail}; see the key's type and options with: reslab --cfg job"
+        if detail
+        else f"{what}; see the keys with: reslab --cfg job"
+    )
