@@ -43,7 +43,7 @@ def main() -> None:
         )
     text = (
         "Every bad-input case of `tests/test_bad_input.py`, run as a real `python run.py` process on the "
-        "tiny synthetic test settings (`TINY` in `tests/conftest.py`) plus the input shown; made with\n\n"
+        "`debug=tiny` preset plus the input shown; made with\n\n"
         "    .venv/bin/python experiments/bad_input/make_table.py\n\n" + "\n".join(rows) + "\n"
     )
     (Path(__file__).parent / "README.md").write_text("# Bad input: what reslab prints\n\n" + text)
