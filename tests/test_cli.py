@@ -103,7 +103,8 @@ def test_progress_log_reports_each_interval_once(tiny_cfg, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="reslab"):
         train(tiny_cfg("trainer.progress=log", "trainer.progress_every=50", out=tmp_path / "job"))
     lines = [r.getMessage() for r in caplog.records if "steps/s" in r.getMessage()]
-    assert [line.split(" ")[1] for line in lines] == ["4/8", "8/8"]
+    assert [line.split(" ")[:2] for line in lines] == [["residual-8_seed0:", "step"]] * 2
+    assert [line.split(" ")[2] for line in lines] == ["4/8", "8/8"]
     with pytest.raises(Exception, match="unknown trainer.progress='loud'"):
         ProgressLog.wants_bar("loud")
 

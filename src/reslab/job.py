@@ -71,7 +71,7 @@ def configured_callbacks(cfg: DictConfig) -> list[L.Callback]:
 
 
 def build_trainer(
-    cfg: DictConfig, out: Path, accelerator: str, precision: str, callbacks: Sequence[L.Callback]
+    cfg: DictConfig, out: Path, accelerator: str, precision: str, callbacks: Sequence[L.Callback], name: str = ""
 ) -> L.Trainer:
     """The Lightning Trainer of a job: TensorBoard in the job directory, checkpoints, step-based validation."""
     t, ck = cfg.trainer, cfg.callbacks.checkpoint
@@ -88,7 +88,7 @@ def build_trainer(
     )
     logger = TensorBoardLogger(save_dir=str(out), name="", version="", default_hp_metric=False)
     bar = ProgressLog.wants_bar(t.progress)
-    progress = [] if bar or t.progress == "none" else [ProgressLog(t.progress_every)]
+    progress = [] if bar or t.progress == "none" else [ProgressLog(t.progress_every, name)]
     if t.profiler not in (None, "simple"):
         raise UserError(f"unknown trainer.profiler={t.profiler!r}; choose null or simple")
     profiler = SimpleProfiler(dirpath=out, filename="profile") if t.profiler == "simple" else None
@@ -144,7 +144,7 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     summary = RunSummary(out / "metrics.json", facts, train_window=cfg.callbacks.summary.train_window)
     extra = configured_callbacks(cfg)
     guard = next((c for c in extra if isinstance(c, DivergenceGuard)), None)
-    trainer = build_trainer(cfg, out, accelerator, precision, [summary, *extra, *callbacks])
+    trainer = build_trainer(cfg, out, accelerator, precision, [summary, *extra, *callbacks], record.name)
 
     if resume_from is not None:
         log.info("%s: resuming from %s", record.name, resume_from)

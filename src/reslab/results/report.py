@@ -1,6 +1,6 @@
 """The sweep report: a Table-6-like table and the figures, written into the sweep directory.
 
-    python -m reslab.report multirun/2026-11-26/08-30-00-123456
+    reslab report multirun/2026-11-26/08-30-00-123456
 
 Reads every job (finished, running, failed or diverged) and writes ``summary.csv``, ``summary.md`` and
 the figures as PNG and PDF; prints the table and where the files are. Also run by a Hydra callback at the
@@ -160,7 +160,7 @@ def report(sweep_dir: str | Path, figures: bool = True, quiet: bool = False) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reslab.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="reslab report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="a multirun directory (or any folder of job directories)")
     parser.add_argument("--no-figures", action="store_true", help="write only the tables")
     args = parser.parse_args(argv)

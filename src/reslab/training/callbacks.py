@@ -158,8 +158,9 @@ class ProgressLog(L.Callback):
     so it costs one host sync every few percent of the run.
     """
 
-    def __init__(self, every_percent: float = 5.0):
+    def __init__(self, every_percent: float = 5.0, name: str = ""):
         self.every_percent = every_percent
+        self.prefix = f"{name}: " if name else ""
         self._next = 0
         self._start: tuple[float, int] | None = None
 
@@ -189,7 +190,8 @@ class ProgressLog(L.Callback):
         loss, error = float(outputs["loss"]), float(outputs["error"])
         minutes, seconds = divmod(int(left), 60) if math.isfinite(left) else (0, 0)
         log.info(
-            "step %d/%d (%d%%)  loss %.4f  error %.4f  %.1f steps/s  ETA %d:%02d",
+            "%sstep %d/%d (%d%%)  loss %.4f  error %.4f  %.1f steps/s  ETA %d:%02d",
+            self.prefix,
             step,
             total,
             100 * step // total,
