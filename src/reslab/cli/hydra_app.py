@@ -114,6 +114,7 @@ class SweepReport(Callback):
     def _report(sweep_dir: Path, figures: bool, quiet: bool) -> None:
         from reslab.results.report import report
 
+        quiet_console()  # the report may run in a process where no job did (launchers with workers)
         try:
             report(sweep_dir, figures=figures, quiet=quiet)
         except Exception as e:  # a report problem must never take the sweep's results down with it
