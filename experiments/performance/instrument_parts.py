@@ -12,7 +12,7 @@ the seconds spent and their share of the window:
     responses: measure    the eager forward pass with hooks on the fixed batch (ResponseMonitor.measure, minus
                           its logging)
     figures               building and rendering the three matplotlib figures into TensorBoard
-                          (plots.*_figure and SummaryWriter.add_figure)
+                          (reslab.results.figures.*_figure and SummaryWriter.add_figure)
 
 The parts are nested calls, so each is reported net of the parts inside it.
 """
@@ -27,10 +27,10 @@ from collections import defaultdict
 
 from torch.utils.tensorboard import SummaryWriter
 
-from reslab import plots
-from reslab.bench import StepTimer, time_reslab
+from reslab.bench.timing import StepTimer, time_reslab
 from reslab.config import compose_config
 from reslab.instruments import GradNormMonitor, ResponseMonitor
+from reslab.results import figures
 
 WARMUP = 3
 
@@ -91,7 +91,7 @@ def main() -> None:
     clock.wrap(ResponseMonitor, "measure", "responses: measure")
     watch_the_window(clock)
     for name in ("layer_profile_figure", "heatmap_figure"):
-        clock.wrap(plots, name, "figures")
+        clock.wrap(figures, name, "figures")
     clock.wrap(SummaryWriter, "add_figure", "figures")
     print(f"{'model':>9} {'depth':>5} {'ms/step':>8}  part: seconds in the window (share)")
     for depth in args.depths:

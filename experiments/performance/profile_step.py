@@ -14,7 +14,7 @@ import pstats
 import sys
 import tempfile
 
-from reslab.bench import time_reslab
+from reslab.bench.timing import time_reslab
 from reslab.config import compose_config
 
 STEPS, WARMUP = 300, 10

@@ -67,17 +67,18 @@ tar czf "$OUT/precision.tgz" -C "$WORK" precision
 part_eager() {
 echo "== eager: bench, depths 20/56/110"
 mkdir -p "$WORK/eager"
-timeout "$1" python3 -m reslab.bench --depths 20 56 110 --steps 40 --warmup 10 --repeats 2 \
-  --out "$WORK/eager/bench_gpu_eager.json" $BENCH_DATA 2>&1 | grep -v -i warn | tee "$WORK/eager/eager.log" | tail -9
+timeout "$1" python3 -m reslab bench --depths 20 56 110 --steps 40 --warmup 10 --repeats 2 \
+  --out "$WORK/eager/bench_gpu_eager.json" $BENCH_DATA 2>&1 | grep -v -i warn | tee "$WORK/eager/eager.log" \
+  | sed -n '/^ *model  *depth/,$p'  # the table, the peak and matmul lines
 tar czf "$OUT/eager.tgz" -C "$WORK" eager
 }
 
 part_compiled() {
 echo "== compiled: bench, residual-56, $MODE, then under the profiler"
 mkdir -p "$WORK/compiled"
-timeout "$1" python3 -m reslab.bench --depths 56 --models residual --steps 300 --warmup 30 --repeats 1 \
+timeout "$1" python3 -m reslab bench --depths 56 --models residual --steps 300 --warmup 30 --repeats 1 \
   --out "$WORK/compiled/bench_gpu_compiled.json" --profile "$WORK/compiled/profile" $BENCH_DATA \
-  trainer.compile=$MODE 2>&1 | grep -v -i warn | tee "$WORK/compiled/compiled.log" | tail -5
+  trainer.compile=$MODE 2>&1 | grep -v -i warn | tee "$WORK/compiled/compiled.log" | sed -n '/^ *model  *depth/,$p'
 echo "compiled bench exit ${PIPESTATUS[0]}"
 head -2 "$WORK"/compiled/profile/*.txt 2>/dev/null
 tar czf "$OUT/compiled.tgz" -C "$WORK" compiled

@@ -1,0 +1,191 @@
+"""``reslab bench``: the command line, the loop over nets and paths, the table and the JSON report."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from reslab.bench.flops import TRAIN_FLOP_PER_MAC, macs_per_image
+from reslab.bench.matmul import matmul_rate
+from reslab.bench.peak import FMA_UNITS, Peak, theoretical_peak
+from reslab.bench.timing import time_plain_loop, time_reslab
+from reslab.config import compose_config
+from reslab.job import build_job
+from reslab.record import machine
+from reslab.training.device import compile_mode, resolve_accelerator, resolve_precision
+
+DEFAULT_WARMUP = 3
+PATHS = ("loop", "full", "bare")  # the plain loop; reslab with its default callbacks; reslab without instruments
+# (column title, width, format) of the table, in order
+COLUMNS = (
+    ("model", 9, "s"),
+    ("depth", 5, "d"),
+    ("plain loop img/s", 17, ".1f"),
+    ("reslab img/s", 13, ".1f"),
+    ("ratio", 6, ".3f"),
+    ("no-instr img/s", 15, ".1f"),
+    ("instr cost", 10, ".1%"),
+    ("GFLOP/s", 9, ".1f"),
+    ("of peak", 7, ".1%"),
+    ("of matmul", 9, ".1%"),
+)
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reslab bench", description=description)
+    p.add_argument("--depths", type=int, nargs="+", default=[20, 56, 110])
+    p.add_argument("--models", nargs="+", default=["plain", "residual"])
+    p.add_argument("--steps", type=int, default=12, help="timed steps per timing")
+    p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed steps before them")
+    p.add_argument("--repeats", type=int, default=3, help="timings per path; the median is reported")
+    p.add_argument(
+        "--paths",
+        nargs="+",
+        choices=PATHS,
+        default=list(PATHS),
+        help="loop: plain PyTorch; full: reslab, default callbacks; bare: reslab, instruments off",
+    )
+    p.add_argument("--out", type=Path, default=Path("bench.json"))
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also run reslab's full path once under torch.profiler; write DIR/<model>-<depth>.txt",
+    )
+    p.add_argument(
+        "--fma-units",
+        type=int,
+        default=None,
+        help=f"CPU peak: FMA units per core, which the flags do not say (assumed: {FMA_UNITS}; 1 for Zen 4's AVX-512)",
+    )
+    p.add_argument("--cpu-clock-ghz", type=float, default=None, help="CPU peak: the clock, instead of reading it")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. trainer.precision=32")
+    return p
+
+
+def compose(model: str, depth: int, args: argparse.Namespace) -> DictConfig:
+    """The job the benchmark times: no validation and no checkpoints inside the window."""
+    overrides = [
+        f"model={model}",
+        f"depth={depth}",
+        f"trainer.max_steps={args.steps + args.warmup}",
+        "trainer.val_every_n_steps=1000000",
+        "trainer.limit_val_batches=0",
+        "callbacks.checkpoint.every_n_steps=1000000",
+        *args.overrides,
+    ]
+    return compose_config(overrides, output_dir=tempfile.mkdtemp())
+
+
+def time_paths(cfg: DictConfig, args: argparse.Namespace) -> dict[str, list[float]]:
+    """Seconds per step of each path, ``repeats`` times in rotating order so no path always runs first."""
+    timers = {
+        "loop": functools.partial(time_plain_loop, cfg, args.warmup),
+        "full": functools.partial(time_reslab, cfg, True, args.warmup),
+        "bare": functools.partial(time_reslab, cfg, False, args.warmup),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in args.paths}
+    for r in range(args.repeats):
+        k = r % len(args.paths)
+        for name in args.paths[k:] + args.paths[:k]:
+            seconds[name].append(timers[name]())
+    return seconds
+
+
+def measure(model: str, depth: int, args: argparse.Namespace, peak: Peak, matmul: dict) -> dict:
+    """One table row: the paths' images per second, their ratios, and the rate of useful arithmetic."""
+    cfg = compose(model, depth, args)
+    accelerator = resolve_accelerator(cfg.trainer.accelerator)
+    seconds = time_paths(cfg, args)
+    batch = cfg.dataset.batch_size
+    rate = {name: batch / statistics.median(times) for name, times in seconds.items()}
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        time_reslab(cfg, True, args.warmup, profile=args.profile / f"{model}-{depth}.txt")
+    datamodule, system = build_job(cfg)
+    macs = macs_per_image(system.net, tuple(datamodule.train[0].shape[1:]))
+    gflop_s = TRAIN_FLOP_PER_MAC * macs * rate.get("full", rate.get("bare", rate.get("loop"))) / 1e9
+    return {
+        "model": model,
+        "depth": depth,
+        "batch": batch,
+        "precision": resolve_precision(cfg.trainer.precision, accelerator),
+        "channels_last": cfg.trainer.channels_last,
+        "compile": compile_mode(cfg.trainer.compile),
+        "loop_img_s": rate.get("loop"),
+        "reslab_img_s": rate.get("full"),
+        "reslab_no_instruments_img_s": rate.get("bare"),
+        "ratio": rate["full"] / rate["loop"] if {"full", "loop"} <= rate.keys() else None,
+        "instrument_cost": 1 - rate["full"] / rate["bare"] if {"full", "bare"} <= rate.keys() else None,
+        "seconds_per_step": seconds,
+        "macs_per_image": macs,
+        "achieved_gflop_s": gflop_s,
+        "fraction_of_peak": gflop_s / peak.gflop_s if peak.gflop_s else None,
+        "fraction_of_matmul": gflop_s / matmul["best_gflop_s"],
+    }
+
+
+def table_line(values: list) -> str:
+    cells = []
+    for (_, width, spec), value in zip(COLUMNS, values, strict=True):
+        cells.append(f"{value:>{width}{spec}}" if value is not None else f"{'-':>{width}}")
+    return " ".join(cells)
+
+
+def row_line(row: dict) -> str:
+    keys = ("model", "depth", "loop_img_s", "reslab_img_s", "ratio", "reslab_no_instruments_img_s")
+    keys += ("instrument_cost", "achieved_gflop_s", "fraction_of_peak", "fraction_of_matmul")
+    return table_line([row[k] for k in keys])
+
+
+def main(argv: list[str] | None = None, description: str = "") -> int:
+    args = parser(description).parse_args(argv)
+    about = {**machine(), "torch_threads": torch.get_num_threads()}
+    print(f"machine: {about}")
+    first = compose(args.models[0], args.depths[0], args)
+    accelerator = resolve_accelerator(first.trainer.accelerator)
+    precision = resolve_precision(first.trainer.precision, accelerator)
+    peak = theoretical_peak(precision, accelerator, args.fma_units, args.cpu_clock_ghz)
+    matmul = matmul_rate(peak.dtype, accelerator)
+    print(" ".join(f"{title:>{width}}" for title, width, _ in COLUMNS))
+    rows = []
+    for depth in args.depths:
+        for model in args.models:
+            rows.append(measure(model, depth, args, peak, matmul))
+            print(row_line(rows[-1]), flush=True)
+    print(f"peak: {peak.derivation}")
+    print(
+        f"matmul: {matmul['n']}² {matmul['dtype']} product, best {matmul['best_gflop_s']:.1f} GFLOP/s "
+        f"(median {matmul['median_gflop_s']:.1f}, {matmul['runs']} runs, {matmul['timer']}); "
+        f"'of matmul' divides by the best"
+    )
+    beaten = peak.gflop_s is not None and matmul["best_gflop_s"] > peak.gflop_s
+    if beaten:
+        print(
+            "note: the matmul beats the theoretical peak, so one of its factors is too low; where the clock is the "
+            "current one, boost is the likely cause (give the real one with --cpu-clock-ghz)"
+        )
+    report = {
+        "machine": about,
+        "peak": peak.as_dict(),
+        "peak_gflop_s": peak.gflop_s,
+        "matmul": matmul,
+        "matmul_gflop_s": matmul["best_gflop_s"],
+        "matmul_beats_peak": beaten,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "overrides": args.overrides,
+        "rows": rows,
+    }
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
