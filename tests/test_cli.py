@@ -210,3 +210,11 @@ def test_the_installed_package_carries_its_config(tmp_path):
     assert "reslab/conf/config.yaml" in names and "reslab/data/cifar.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "reslab = reslab.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_a_checkout_finds_its_config_uninstalled():
+    """PYTHONPATH=src without installing (as on a machine where nothing can be installed): conf/ beside src/."""
+    from reslab.config import conf_dir
+
+    assert conf_dir("reslab_not_installed.conf") == ROOT / "conf"
+    assert (conf_dir() / "config.yaml").is_file()

@@ -13,15 +13,22 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from reslab import schema  # noqa: F401  (registers the typed schema that conf/config.yaml names)
+from reslab.errors import UserError
 from reslab.record import RunRecord
 
 CONF_PACKAGE = "reslab.conf"
-CONFIG_PATH = f"pkg://{CONF_PACKAGE}"  # Hydra's name for configs shipped inside a package
 
 
-def conf_dir() -> Path:
-    """The folder the config groups are read from (the repository's conf/ in an editable install)."""
-    return Path(str(resources.files(CONF_PACKAGE)))
+def conf_dir(package: str = CONF_PACKAGE) -> Path:
+    """The folder the config groups are read from: the installed package's (the repository's conf/ in an
+    editable install), or conf/ beside src/ when a checkout runs uninstalled (PYTHONPATH=src)."""
+    try:
+        return Path(str(resources.files(package)))
+    except ModuleNotFoundError:
+        checkout = Path(__file__).resolve().parents[2] / "conf"
+        if (checkout / "config.yaml").is_file():
+            return checkout
+        raise UserError("reslab's configuration is not installed; install the package: pip install .") from None
 
 
 def group_options(group: str) -> list[str]:
@@ -66,9 +73,9 @@ register_resolvers()
 
 def compose_config(overrides: list[str], output_dir: str | Path | None = None) -> DictConfig:
     """The job config that ``reslab <overrides>`` would get, with ``output_dir`` set."""
-    from hydra import compose, initialize_config_module
+    from hydra import compose, initialize_config_dir
 
-    with initialize_config_module(config_module=CONF_PACKAGE, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     if output_dir is not None:
         with open_dict(cfg):

@@ -45,6 +45,9 @@ __all__ = [
 
 def main(argv: list[str] | None = None) -> int:
     """``reslab bench``: returns the exit status; a `UserError` (missing data, a bad option) is one line and 2."""
+    from reslab.cli.hydra_app import quiet_console
+
+    quiet_console()
     try:
         return cli.main(argv, description=__doc__.splitlines()[0])
     except UserError as e:

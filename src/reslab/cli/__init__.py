@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from reslab.config import CONFIG_PATH, group_options, parse_overrides, swept_keys
+from reslab.config import conf_dir, group_options, parse_overrides, swept_keys
 from reslab.errors import UserError
 from reslab.files import ensure_writable_dir
 
@@ -71,7 +71,7 @@ def run_hydra(argv: list[str]) -> int:
     if ("-m" in argv or "--multirun" in argv) and (keys := swept_keys(argv)) and not _sets(argv, "sweep_keys"):
         argv = [*argv, f"sweep_keys=[{','.join(keys)}]"]
     runner = JobRunner()
-    app = hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")(runner.run)
+    app = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(runner.run)
     sys.argv = [sys.argv[0] if sys.argv else "reslab", *argv]  # hydra.main reads the command line from here
     app()
     return runner.exit_code
