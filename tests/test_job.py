@@ -129,6 +129,7 @@ def test_job_dir_name_adds_only_swept_keys(tmp_path):
         "optim.lr=0.1,0.05",
         "optim=sgd,sgd_warmup",
         "trainer.max_steps=10",
+        "hydra.launcher.n_jobs=1,2",
     ]
     assert swept_keys(argv) == ["depth", "model", "optim.lr", "optim"]
     job = ["depth=20", "model=plain", "optim.lr=0.05", "optim=sgd_warmup", "trainer.max_steps=10"]

@@ -48,8 +48,13 @@ def parse_overrides(argv: list[str]) -> list:
 
 
 def swept_keys(argv: list[str]) -> list[str]:
-    """Keys that the command line sweeps (``depth=20,56``, ``seed=range(3)``, ...), in their order."""
-    return [o.key_or_group for o in parse_overrides(argv) if o.is_sweep_override()]
+    """Keys of the experiment that the command line sweeps (``depth=20,56``, ``seed=range(3)``, ...), in their
+    order; Hydra's own settings (``hydra.launcher.n_jobs=1,2``) do not change the experiment."""
+    return [
+        o.key_or_group
+        for o in parse_overrides(argv)
+        if o.is_sweep_override() and not o.key_or_group.startswith("hydra")
+    ]
 
 
 def _job_dir_name(*, _root_: DictConfig) -> str:
