@@ -41,7 +41,8 @@ def run_env():
 @pytest.fixture(scope="session")
 def tiny_sweep(tmp_path_factory):
     """A real sweep folder made in-process: two seeds at depth 8, one at 14, and one failed job."""
-    from reslab.job import record_failure, train
+    from reslab.job import train
+    from reslab.jobdir import record_failure
 
     root = tmp_path_factory.mktemp("sweep")
     for model, depth, seed in [

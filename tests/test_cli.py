@@ -117,7 +117,11 @@ def test_record_is_built_from_the_config_alone(tiny_cfg):
     assert record.name == "residual_b-8_seed3"
     assert record.variant == ("optim.lr=0.1", "dataset.batch_size=16")
     assert record.job_dir_name == "residual_b-8_seed3_optim.lr=0.1_dataset.batch_size=16"
-    assert record.identity == {"model": "residual_b", "shortcut": "B", "depth": 8, "width": 4, "dataset": "synthetic"}
+    identity = record.identity("32-true")
+    core = ("model", "shortcut", "depth", "width", "dataset", "seed", "precision")
+    assert [identity[k] for k in core] == ["residual_b", "B", 8, 4, "synthetic", 3, "32-true"]
+    assert identity["optim.lr"] == 0.1 and identity["dataset.batch_size"] == 16 and "trainer.max_steps" in identity
+    assert "trainer.log_every_n_steps" not in identity and "trainer.compile" not in identity
     facts = record.facts(params=123)
     assert facts["run_name"] == record.name and facts["params"] == 123 and facts["seed"] == 3
     hparams = record.hparams(params=123)

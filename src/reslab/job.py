@@ -8,14 +8,11 @@ No argument parsing here: the ``reslab`` command wires Hydra to this function, a
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
-import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -25,17 +22,24 @@ from omegaconf import DictConfig, OmegaConf
 
 from reslab.data import ImageDataModule
 from reslab.errors import UserError
-from reslab.files import ensure_writable_dir, write_json_atomic
+from reslab.files import write_text_atomic
+from reslab.jobdir import (
+    JobLock,
+    check_output_dir,
+    check_same_experiment,
+    checkpoint_to_resume,
+    clear_job_dir,
+    finished_record,
+)
 from reslab.models import build_net, count_parameters
 from reslab.record import RunRecord
 from reslab.schema import check_ranges
 from reslab.training import Classifier, DivergenceGuard, ProgressLog, RunSummary
+from reslab.training.checkpoint_io import AtomicCheckpointIO
 from reslab.training.device import compile_mode, prepare_net, resolve_accelerator, resolve_precision
+from reslab.training.signals import Interrupted, StopOnSignal
 
 log = logging.getLogger(__name__)
-
-# Files a job writes; retrain=true removes them before training again.
-JOB_FILES = ("events.out.tfevents.*", "metrics.json", "grad_norms.npz", "responses.npz", "error.log")
 
 
 def instantiate(node: DictConfig, **kwargs):
@@ -48,9 +52,9 @@ def instantiate(node: DictConfig, **kwargs):
         raise
 
 
-def build_job(cfg: DictConfig, record: RunRecord | None = None) -> tuple[ImageDataModule, Classifier]:
-    """Seeded data and system of a job; the data is read now, so missing or corrupt files fail early."""
-    record = record or RunRecord.from_config(cfg)
+def build_job(cfg: DictConfig, identity: dict | None = None) -> tuple[ImageDataModule, Classifier]:
+    """Seeded data and system of a job; the data is read now, so missing or corrupt files fail early.
+    ``identity`` is stored in the module's checkpoints."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(
         cfg.dataset, data_dir=cfg.data_dir, shuffle_seed=cfg.seed, channels_last=cfg.trainer.channels_last
@@ -60,7 +64,7 @@ def build_job(cfg: DictConfig, record: RunRecord | None = None) -> tuple[ImageDa
     prepare_net(net, cfg.trainer.channels_last, cfg.trainer.compile)
     datamodule.setup("fit")
     system = instantiate(
-        cfg.optim, net=net, max_steps=cfg.trainer.max_steps, identity=record.identity, _convert_="all"
+        cfg.optim, net=net, max_steps=cfg.trainer.max_steps, identity=identity or {}, _convert_="all"
     )  # plain containers: checkpoints hold no OmegaConf objects
     return datamodule, system
 
@@ -95,6 +99,7 @@ def build_trainer(
     return L.Trainer(
         max_steps=t.max_steps,
         profiler=profiler,
+        plugins=[AtomicCheckpointIO()],
         accelerator=accelerator,
         devices=1,
         precision=precision,
@@ -114,25 +119,34 @@ def build_trainer(
 
 def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     """Train one job as configured, with ``callbacks`` added to the configured ones; return the final metrics
-    record written to ``metrics.json``."""
+    record written to ``metrics.json``. Raises `Interrupted` if SIGTERM or SIGINT stopped it (checkpointed)."""
     check_ranges(cfg)
     record = RunRecord.from_config(cfg)
-    t = cfg.trainer
-    accelerator = resolve_accelerator(t.accelerator)
-    precision = resolve_precision(t.precision, accelerator)
+    accelerator = resolve_accelerator(cfg.trainer.accelerator)
+    precision = resolve_precision(cfg.trainer.precision, accelerator)
+    identity = record.identity(precision)
     out = Path(cfg.output_dir)
     check_output_dir(out)
-    if (done := finished_record(out)) is not None and not cfg.retrain:
-        log.info("%s already %s in %s; not retraining (retrain=true trains again)", record.name, done["status"], out)
-        return done
-    if cfg.retrain:
-        clear_job_dir(out)
-    resume_from = checkpoint_to_resume(cfg, out, record.identity)
+    with JobLock(out):
+        if cfg.retrain:
+            clear_job_dir(out)
+        check_same_experiment(out, identity)
+        if (done := finished_record(out)) is not None:
+            log.info(
+                "%s already %s in %s; not retraining (retrain=true trains again)", record.name, done["status"], out
+            )
+            return done
+        return _fit_and_test(cfg, record, identity, out, accelerator, precision, callbacks)
 
-    datamodule, system = build_job(cfg, record)
+
+def _fit_and_test(cfg, record, identity, out, accelerator, precision, callbacks) -> dict:
+    t = cfg.trainer
+    resume_from = checkpoint_to_resume(cfg, out, identity)
+    datamodule, system = build_job(cfg, identity)
     params = count_parameters(system.net)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     facts = record.facts(
+        identity=identity,
         image_size=datamodule.image_size,
         params=params,
         max_steps=t.max_steps,
@@ -144,11 +158,24 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     summary = RunSummary(out / "metrics.json", facts, train_window=cfg.callbacks.summary.train_window)
     extra = configured_callbacks(cfg)
     guard = next((c for c in extra if isinstance(c, DivergenceGuard)), None)
-    trainer = build_trainer(cfg, out, accelerator, precision, [summary, *extra, *callbacks], record.name)
+    stop = StopOnSignal(out / "checkpoints" / "last.ckpt")
+    trainer = build_trainer(cfg, out, accelerator, precision, [summary, stop, *extra, *callbacks], record.name)
 
     if resume_from is not None:
         log.info("%s: resuming from %s", record.name, resume_from)
     trainer.fit(system, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+    if stop.signum is not None and trainer.global_step < t.max_steps:
+        interrupted = Interrupted(stop.signum, out)
+        summary.write(
+            "interrupted", trainer, error=f"stopped by {interrupted.signal_name} at step {trainer.global_step}"
+        )
+        log.warning(
+            "%s: stopped by %s at step %d; checkpointed, rerun to resume",
+            record.name,
+            interrupted.signal_name,
+            trainer.global_step,
+        )
+        raise interrupted
     if guard is not None and guard.diverged_at_step is not None:
         log.warning(
             "%s diverged at step %d (last finite loss %s)", record.name, guard.diverged_at_step, guard.last_finite_loss
@@ -179,87 +206,3 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
         result["wall_time_s"],
     )
     return result
-
-
-def record_failure(cfg: DictConfig, error_line: str, tb: str) -> Path | None:
-    """Write ``metrics.json`` (status failed) and ``error.log`` into the job directory, if it is writable."""
-    try:
-        out = Path(cfg.output_dir)
-        (out / "error.log").write_text(tb)
-        record = {
-            **RunRecord.from_config(cfg).facts(),
-            "status": "failed",
-            "error": error_line,
-            "traceback": str(out / "error.log"),
-        }
-        metrics = out / "metrics.json"
-        if metrics.exists():  # keep what the run had measured before it failed
-            record = {**json.loads(metrics.read_text()), **record}
-        write_json_atomic(metrics, record)
-        return out / "error.log"
-    except Exception:  # the failure may be the unwritable directory itself
-        return None
-
-
-def check_output_dir(out: Path) -> None:
-    try:
-        ensure_writable_dir(out)
-    except OSError as e:
-        raise UserError(
-            f"output directory {out} is not writable ({e.strerror}); "
-            f"point hydra.run.dir / hydra.sweep.dir at a writable path"
-        ) from None
-
-
-def finished_record(out: Path) -> dict | None:
-    """The metrics of a job that already ended in ``out`` (finished or diverged), if any."""
-    path = out / "metrics.json"
-    if not path.exists():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):  # half-written by a killed run: not finished
-        return None
-    return record if record.get("status") in ("finished", "diverged") else None
-
-
-def clear_job_dir(out: Path) -> None:
-    """Remove an earlier run's outputs (retrain=true), so nothing of it can be resumed or reported."""
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    for pattern in JOB_FILES:
-        for path in out.glob(pattern):
-            path.unlink()
-
-
-def checkpoint_to_resume(cfg: DictConfig, out: Path, identity: dict) -> Path | None:
-    """``resume=<path>``, else the job directory's ``checkpoints/last.ckpt`` if there is one; refused in one
-    line if it is unreadable or from a different experiment."""
-    if cfg.resume:
-        path = Path(cfg.resume)
-        if not path.is_file():
-            raise UserError(
-                f"resume={cfg.resume}: no such checkpoint file; pass a .ckpt path, e.g. <job dir>/checkpoints/last.ckpt"
-            )
-    else:
-        path = out / "checkpoints" / "last.ckpt"
-        if not path.exists():
-            return None
-    check_compatible(path, identity)
-    return path
-
-
-def check_compatible(path: Path, identity: dict) -> None:
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        saved = checkpoint["reslab_identity"]
-    except Exception as e:
-        raise UserError(
-            f"checkpoint {path} cannot be read ({type(e).__name__}); it is corrupt or not a reslab "
-            f"checkpoint: delete it to start over, or pass another with resume=<path>"
-        ) from None
-    differ = [f"{k}={saved.get(k)!r} (this run: {identity[k]!r})" for k in identity if saved.get(k) != identity[k]]
-    if differ:
-        raise UserError(
-            f"checkpoint {path} is from a different experiment: {', '.join(differ)}; "
-            f"use another output directory or resume= path"
-        )

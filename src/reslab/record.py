@@ -22,8 +22,33 @@ from omegaconf import Container, DictConfig, OmegaConf
 
 # Spelled out in the run's name (plain-56_seed0), so never repeated as a variant.
 NAME_KEYS = ("model", "depth", "seed")
-# What a checkpoint must match to continue this run (seed and schedule may legitimately differ).
-IDENTITY_KEYS = ("model", "shortcut", "depth", "width", "dataset")
+# The record's own fields that are part of the experiment's identity.
+IDENTITY_KEYS = ("model", "shortcut", "depth", "width", "dataset", "seed")
+# The config keys that change what a run computes, beyond those fields: a finished record is reused, and a
+# checkpoint resumed, only when every one matches (with the resolved precision). Everything else (log, validation,
+# checkpoint and instrument intervals, memory layout, compilation, the device, data_dir) may differ.
+EXPERIMENT_KEYS = (
+    "dataset.downsample",
+    "dataset.val_fraction",
+    "dataset.split_seed",
+    "dataset.crop_pad",
+    "dataset.hflip",
+    "dataset.batch_size",
+    "dataset.limit_train_batches",
+    "dataset.synthetic_train",
+    "dataset.synthetic_test",
+    "optim._target_",
+    "optim.lr",
+    "optim.momentum",
+    "optim.weight_decay",
+    "optim.nesterov",
+    "optim.milestones",
+    "optim.gamma",
+    "optim.warmup.lr",
+    "optim.warmup.steps",
+    "optim.warmup.until_error",
+    "trainer.max_steps",
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +61,7 @@ class RunRecord:
     seed: int
     variant: tuple[str, ...] = ()  # the job's other swept overrides, "key=value", in sweep order
     settings: dict = field(default_factory=dict, compare=False)  # the training settings shown beside the run
+    experiment: dict = field(default_factory=dict, compare=False)  # EXPERIMENT_KEYS -> this run's values
 
     @classmethod
     def from_config(cls, cfg: DictConfig, choices: Mapping[str, str] | None = None) -> RunRecord:
@@ -67,6 +93,7 @@ class RunRecord:
             seed=cfg.seed,
             variant=variant,
             settings=settings,
+            experiment={k: _plain(OmegaConf.select(cfg, k, default=None)) for k in EXPERIMENT_KEYS},
         )
 
     @property
@@ -79,16 +106,17 @@ class RunRecord:
         """The name plus every other swept override, so the jobs of a sweep never share a directory."""
         return "_".join([self.name, *(v.replace("/", "-") for v in self.variant)])
 
-    @property
-    def identity(self) -> dict:
-        """What a checkpoint must match to be resumed by this run (stored in every checkpoint)."""
-        return {k: getattr(self, k) for k in IDENTITY_KEYS}
+    def identity(self, precision: str) -> dict:
+        """What a finished record or a checkpoint must match to count as this run: every setting that changes
+        what is computed, with the precision as resolved on this machine. Stored in metrics.json and checkpoints."""
+        return {**{k: getattr(self, k) for k in IDENTITY_KEYS}, **self.experiment, "precision": precision}
 
     def facts(self, **measured) -> dict:
         """The static part of ``metrics.json``: the record, then what the job measured of itself (parameters,
         image size, precision, ...) and the machine it ran on."""
         fields = asdict(self)
         fields.pop("settings")
+        fields.pop("experiment")
         return {
             "run_name": self.name,
             "job": self.job_dir_name,
@@ -133,6 +161,16 @@ def cpu_model() -> str:
     except OSError:
         return platform.processor()
     return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+
+
+def identity_differences(saved: Mapping, current: Mapping) -> list[str]:
+    """``key=saved (this run: current)`` for every identity key whose values differ; keys that an older record
+    lacks are compared only where it has them."""
+    return [f"{k}={saved[k]!r} (this run: {current[k]!r})" for k in current if k in saved and saved[k] != current[k]]
+
+
+def _plain(value):
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, Container) else value
 
 
 def _hydra_node(cfg: DictConfig) -> DictConfig | None:

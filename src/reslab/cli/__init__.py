@@ -67,14 +67,40 @@ def run_hydra(argv: list[str]) -> int:
     import hydra
 
     from reslab.cli.hydra_app import JobRunner
+    from reslab.training.signals import Interrupted
 
     if ("-m" in argv or "--multirun" in argv) and (keys := swept_keys(argv)) and not _sets(argv, "sweep_keys"):
         argv = [*argv, f"sweep_keys=[{','.join(keys)}]"]
     runner = JobRunner()
     app = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(runner.run)
     sys.argv = [sys.argv[0] if sys.argv else "reslab", *argv]  # hydra.main reads the command line from here
-    app()
+    try:
+        app()
+    except Interrupted as stopped:
+        return report_interruption(stopped, multirun="-m" in argv or "--multirun" in argv)
     return runner.exit_code
+
+
+def report_interruption(stopped, multirun: bool) -> int:
+    """After SIGTERM/SIGINT: the sweep's report as it stands, and which jobs did not finish; exit 128 + signal."""
+    print(
+        f"reslab: {stopped.job_dir.name} stopped by {stopped.signal_name}; its checkpoint is saved, and the same "
+        f"command resumes it",
+        file=sys.stderr,
+    )
+    if multirun:
+        from reslab.cli.hydra_app import SweepReport
+        from reslab.results.runs import load_sweep
+
+        sweep = stopped.job_dir.parent
+        SweepReport.write(sweep, figures=False, quiet=True)
+        unfinished = [r.path.name for r in load_sweep(sweep) if r.status != "finished"]
+        print(
+            f"reslab: sweep {sweep} interrupted; jobs not finished: {', '.join(unfinished) or 'none'}, and any "
+            f"not started yet; rerun the same command with hydra.sweep.dir={sweep} to complete them",
+            file=sys.stderr,
+        )
+    return stopped.code
 
 
 def _sets(argv: list[str], key: str) -> bool:

@@ -64,7 +64,8 @@ class JobRunner:
         return 1 if self.failed else 0
 
     def run(self, cfg: DictConfig) -> dict | None:
-        from reslab.job import record_failure, train  # imported here so `reslab --help` stays fast
+        from reslab.job import train  # imported here so `reslab --help` stays fast
+        from reslab.jobdir import ForeignRunError, record_failure
 
         quiet_console()
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
@@ -75,7 +76,8 @@ class JobRunner:
             if not multirun:
                 print(f"reslab: error: {line}", file=sys.stderr)
                 raise SystemExit(2) from None
-            where = record_failure(cfg, line, traceback.format_exc())
+            # A directory of another experiment or process is left as it is.
+            where = None if isinstance(e, ForeignRunError) else record_failure(cfg, line, traceback.format_exc())
         except Exception as e:  # a bug or a crash: keep the sweep going, keep the traceback
             if not multirun:
                 raise
@@ -105,13 +107,13 @@ class SweepReport(Callback):
         # The job's resolved directory, not hydra.sweep.dir: reading that again re-resolves ${now:...} to the
         # current time, a directory that does not exist.
         self.sweep_dir = Path(hydra_cfg.hydra.runtime.output_dir).parent
-        self._report(self.sweep_dir, figures=False, quiet=True)
+        self.write(self.sweep_dir, figures=False, quiet=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._report(self.sweep_dir or Path(config.hydra.sweep.dir), figures=self.figures, quiet=False)
+        self.write(self.sweep_dir or Path(config.hydra.sweep.dir), figures=self.figures, quiet=False)
 
     @staticmethod
-    def _report(sweep_dir: Path, figures: bool, quiet: bool) -> None:
+    def write(sweep_dir: Path, figures: bool, quiet: bool) -> None:
         from reslab.results.report import report
 
         quiet_console()  # the report may run in a process where no job did (launchers with workers)

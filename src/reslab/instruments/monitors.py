@@ -14,15 +14,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from reslab.files import write_atomic
 from reslab.models import weight_layers
 
 
 def save_series(path: Path, steps: list[int], names: list[str], rows: list[np.ndarray]) -> None:
     """``steps`` (S,), ``names`` (L,), ``values`` (S, L) float32; written atomically."""
     values = np.stack(rows).astype(np.float32) if rows else np.zeros((0, len(names)), np.float32)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, steps=np.asarray(steps, dtype=np.int64), names=np.asarray(names), values=values)
-    tmp.replace(path)
+    arrays = {"steps": np.asarray(steps, dtype=np.int64), "names": np.asarray(names), "values": values}
+    write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def tensorboard(trainer: L.Trainer):

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from reslab.files import write_atomic, write_text_atomic
 from reslab.results import figures as plots
 from reslab.results.figure_style import arm_order
 from reslab.results.runs import Run, load_sweep
@@ -115,10 +117,11 @@ def problems_table(runs: list[Run]) -> str:
 
 
 def write_tables(sweep_dir: Path, runs: list[Run], rows: list[dict]) -> str:
-    with open(sweep_dir / "summary.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows({k: ("" if r[k] is None else r[k]) for k in COLUMNS} for r in rows)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows({k: ("" if r[k] is None else r[k]) for k in COLUMNS} for r in rows)
+    write_text_atomic(sweep_dir / "summary.csv", table.getvalue())
     text = (
         f"# Sweep {sweep_dir.name}\n\nError (%) at the end of training; mean ± std over seeds where there "
         f"are several. Train error: mean over the last training batches (see metrics.json).\n\n"
@@ -126,7 +129,7 @@ def write_tables(sweep_dir: Path, runs: list[Run], rows: list[dict]) -> str:
     )
     if problems := problems_table(runs):
         text += f"\n## Jobs that did not finish\n\n{problems}\n"
-    (sweep_dir / "summary.md").write_text(text)
+    write_text_atomic(sweep_dir / "summary.md", text)
     return text
 
 
@@ -138,7 +141,7 @@ def write_figures(sweep_dir: Path, runs: list[Run], rows: list[dict]) -> list[Pa
         fig = make(runs, rows)
         for ext in ("png", "pdf"):
             path = out / f"{name}.{ext}"
-            fig.savefig(path, dpi=200)
+            write_atomic(path, lambda f, fig=fig, ext=ext: fig.savefig(f, format=ext, dpi=200))
             written.append(path)
     return written
 

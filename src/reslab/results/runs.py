@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reslab.files import is_locked
+
 CURVE_TAGS = ("train/error", "train/loss", "val/error", "val/loss", "test/error", "lr")
 
 
@@ -46,7 +48,10 @@ class Run:
 
     @property
     def status(self) -> str:
-        return self.record.get("status", "unknown")
+        """As recorded; a job recorded ``running`` whose directory lock nobody holds died without a word
+        (killed, out of memory, the machine gone): ``died``."""
+        status = self.record.get("status", "unknown")
+        return "died" if status == "running" and not is_locked(self.path) else status
 
     @property
     def steps(self) -> int:
