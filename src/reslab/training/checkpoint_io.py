@@ -9,6 +9,7 @@ read with ``weights_only=True``: a crafted file cannot execute code, and is refu
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        data = io.BytesIO()  # serialised first: torch's zip writer turns a full disk into an opaque RuntimeError
+        torch.save(checkpoint, data)
         try:
-            write_atomic(path, lambda f: torch.save(checkpoint, f))
+            write_atomic(path, lambda f: f.write(data.getbuffer()))
         except OSError as e:
             raise UserError(
                 f"cannot write checkpoint {path} ({e.strerror or e}); the previous checkpoint is "
