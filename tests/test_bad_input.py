@@ -62,6 +62,16 @@ CASES = [
     ("batch size -1", ["dataset.batch_size=-1"], "dataset.batch_size=-1 is out of range"),
     ("max_steps 0", ["trainer.max_steps=0"], "trainer.max_steps=0 is out of range: it must be a positive number"),
     ("negative lr", ["optim.lr=-0.1"], "optim.lr=-0.1 is out of range: it must be a positive learning rate"),
+    (
+        "images that exhaust memory",
+        ["dataset.synthetic_train=100000000"],
+        "synthetic images 2574.9) but",
+    ),
+    (
+        "width that exhausts memory",
+        ["model.width=20000"],
+        "GiB is free on the cpu; lower dataset.batch_size, model.width",
+    ),
     ("milestone past the end", ["optim.milestones=[0.5,1.5]"], "each must be a fraction of trainer.max_steps"),
     ("data dir not writable", ["dataset=mnist", "data_dir={ro}/data"], "not writable"),
     ("data missing offline", ["dataset=mnist", "dataset.download=false", "data_dir={tmp}/data"], "not found"),

@@ -41,6 +41,25 @@ def main() -> None:
             f"| checkpoint of another depth | `depth=14 model=plain resume=<plain-8's last.ckpt>` | "
             f"{proc.returncode} | `{line}` |"
         )
+    with tempfile.TemporaryDirectory() as tmp:  # a finished plain-8 directory rerun with another lr
+        train(compose_config(TINY + ["model=plain"], output_dir=Path(tmp) / "job"))
+        proc = run(["model=plain", "optim.lr=0.05", f"hydra.run.dir={tmp}/job"], Path(tmp), env)
+        line = proc.stderr.strip().splitlines()[-1].replace(tmp, "<tmp>")
+        rows.append(
+            f"| directory of another experiment | `model=plain optim.lr=0.05` into a finished lr-0.1 run's "
+            f"directory | {proc.returncode} | `{line}` |"
+        )
+    with tempfile.TemporaryDirectory() as tmp:  # a checkpoint whose unpickling would call a function
+        import torch
+
+        crafted = Path(tmp) / "crafted.ckpt"
+        torch.save({"x": Path(tmp)}, crafted)  # any object beyond tensors and containers is refused
+        proc = run([f"resume={crafted}"], Path(tmp), env)
+        line = proc.stderr.strip().splitlines()[-1].replace(tmp, "<tmp>")
+        rows.append(
+            f"| checkpoint that could run code | `resume=<a file holding a Python object>` | "
+            f"{proc.returncode} | `{line}` |"
+        )
     text = (
         "Every bad-input case of `tests/test_bad_input.py`, run as a real `python run.py` process on the "
         "`debug=tiny` preset plus the input shown; made with\n\n"

@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.profilers import SimpleProfiler
 from omegaconf import DictConfig, OmegaConf
 
-from reslab.data import ImageDataModule
+from reslab.data import ImageDataModule, dataset_info
 from reslab.errors import UserError
 from reslab.files import write_text_atomic
 from reslab.jobdir import (
@@ -36,7 +36,13 @@ from reslab.record import RunRecord
 from reslab.schema import check_ranges
 from reslab.training import Classifier, DivergenceGuard, ProgressLog, RunSummary
 from reslab.training.checkpoint_io import AtomicCheckpointIO
-from reslab.training.device import compile_mode, prepare_net, resolve_accelerator, resolve_precision
+from reslab.training.device import (
+    check_memory,
+    compile_mode,
+    prepare_net,
+    resolve_accelerator,
+    resolve_precision,
+)
 from reslab.training.signals import Interrupted, StopOnSignal
 
 log = logging.getLogger(__name__)
@@ -125,6 +131,8 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
     precision = resolve_precision(cfg.trainer.precision, accelerator)
     identity = record.identity(precision)
+    info = dataset_info(cfg.dataset.name)
+    check_memory(cfg, accelerator, info.in_channels, info.image_size // cfg.dataset.downsample)
     out = Path(cfg.output_dir)
     check_output_dir(out)
     with JobLock(out):
