@@ -210,6 +210,7 @@ def test_paper_experiment_runs_end_to_end_on_cifar_format_files(tmp_path):
     cfg = compose_config(
         [
             "experiment=paper",
+            "dataset.verify_checksums=false",
             f"data_dir={tmp_path / 'data'}",
             "depth=8",
             "model.width=4",

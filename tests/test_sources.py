@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import pickle
+import shutil
 import struct
 import tarfile
 import urllib.error
@@ -47,6 +48,11 @@ def no_system_dirs(monkeypatch, tmp_path):
         idx.IDX_SOURCES, "fashion_mnist", replace(idx.IDX_SOURCES["fashion_mnist"], system_dirs=(gone,))
     )
     return gone
+
+
+def load_unverified(*args, **kwargs):
+    """The files these tests write are in the real formats but are not the official files."""
+    return load_arrays(*args, verify=False, **kwargs)
 
 
 def data_error(fn, *args, **kwargs) -> str:
@@ -129,7 +135,7 @@ def test_registry_is_consistent():
 
 def test_cifar10_round_trip(tmp_path):
     train, test = write_cifar10(tmp_path)
-    a = load_arrays("cifar10", tmp_path, download=False)
+    a = load_unverified("cifar10", tmp_path, download=False)
     assert a.train_x.shape == (15, 3, 32, 32) and a.test_x.shape == (4, 3, 32, 32)
     assert a.train_x.dtype == a.test_x.dtype == torch.uint8
     assert a.train_y.dtype == a.test_y.dtype == torch.int64
@@ -151,7 +157,7 @@ def test_cifar100_uses_fine_labels(tmp_path):
     train[b"fine_labels"][0] = 99
     write_pickle(folder / "train", train)
     write_pickle(folder / "test", test)
-    a = load_arrays("cifar100", tmp_path, download=False)
+    a = load_unverified("cifar100", tmp_path, download=False)
     assert a.train_x.shape == (6, 3, 32, 32) and a.test_x.shape == (2, 3, 32, 32)
     assert a.train_y.tolist() == train[b"fine_labels"] and a.test_y.tolist() == test[b"fine_labels"]
     assert np.array_equal(a.train_x.numpy().reshape(6, -1), train[b"data"])
@@ -168,7 +174,7 @@ def test_cifar_archive_with_wrong_md5(tmp_path):
     (tmp_path / "data").mkdir()
     archive = tmp_path / "data" / "cifar-10-python.tar.gz"
     got = make_archive(tmp_path / "src", archive)
-    message = data_error(load_arrays, "cifar10", tmp_path / "data")
+    message = data_error(load_unverified, "cifar10", tmp_path / "data")
     assert f"{archive} has md5 {got}, expected c58f30108f718f92721af3b95e74349a" in message
     assert "delete it" in message and not (tmp_path / "data" / "cifar-10-batches-py").exists()
 
@@ -178,20 +184,20 @@ def test_cifar_archive_is_extracted(tmp_path, monkeypatch):
     (tmp_path / "data").mkdir()
     md5 = make_archive(tmp_path / "src", tmp_path / "data" / "cifar-10-python.tar.gz")
     monkeypatch.setitem(cifar.CIFAR_SOURCES, "cifar10", replace(cifar.CIFAR_SOURCES["cifar10"], md5=md5))
-    a = load_arrays("cifar10", tmp_path / "data", download=False)
+    a = load_unverified("cifar10", tmp_path / "data", download=False)
     assert (tmp_path / "data" / "cifar-10-batches-py" / "test_batch").is_file()
     assert np.array_equal(a.train_x[:3].numpy().reshape(3, -1), train[0][b"data"])
     assert [p.name for p in (tmp_path / "data").iterdir() if p.name.startswith(".")] == []  # no temp leftovers
 
 
 def test_cifar_missing_without_download(tmp_path):
-    message = data_error(load_arrays, "cifar10", tmp_path, download=False)
+    message = data_error(load_unverified, "cifar10", tmp_path, download=False)
     assert str(tmp_path / "cifar-10-batches-py") in message and str(tmp_path / "cifar-10-python.tar.gz") in message
     assert "downloads are off" in message and "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in message
 
 
 def test_cifar_download_failure_is_reported(tmp_path):
-    message = data_error(load_arrays, "cifar100", tmp_path)
+    message = data_error(load_unverified, "cifar100", tmp_path)
     assert "download of https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz failed (URLError" in message
     assert not any(tmp_path.iterdir())  # the partial download was removed
 
@@ -208,7 +214,7 @@ def test_cifar_corrupt_batch(tmp_path, garble):
         write_pickle(path, {b"labels": [1, 2]})
     else:
         write_pickle(path, {b"labels": [1, 10], b"data": np.zeros((2, 3072), np.uint8)})
-    message = data_error(load_arrays, "cifar10", tmp_path, download=False)
+    message = data_error(load_unverified, "cifar10", tmp_path, download=False)
     assert str(path) in message
 
 
@@ -224,7 +230,7 @@ def test_cifar_pickle_cannot_run_code(tmp_path):
     write_cifar10(tmp_path)
     marker = tmp_path / "pwned"
     write_pickle(tmp_path / "cifar-10-batches-py" / "test_batch", {b"data": _Exploit(marker)})
-    message = data_error(load_arrays, "cifar10", tmp_path, download=False)
+    message = data_error(load_unverified, "cifar10", tmp_path, download=False)
     assert "unexpected global" in message and not marker.exists()
 
 
@@ -234,7 +240,7 @@ def test_cifar_pickle_cannot_run_code(tmp_path):
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
 def test_idx_round_trip(tmp_path, name):
     arrays = write_idx(tmp_path / name)
-    a = load_arrays(name, tmp_path, download=False)
+    a = load_unverified(name, tmp_path, download=False)
     assert a.train_x.shape == (5, 1, 28, 28) and a.test_x.shape == (3, 1, 28, 28)
     assert a.train_x.dtype == torch.uint8 and a.train_y.dtype == torch.int64
     assert np.array_equal(a.train_x[:, 0].numpy(), arrays[IDX_NAMES[0]])
@@ -246,7 +252,7 @@ def test_idx_truncated_gzip(tmp_path):
     write_idx(tmp_path / "mnist")
     path = tmp_path / "mnist" / IDX_NAMES[0]
     path.write_bytes(path.read_bytes()[:-200])
-    message = data_error(load_arrays, "mnist", tmp_path, download=False)
+    message = data_error(load_unverified, "mnist", tmp_path, download=False)
     assert f"{path} is truncated or corrupt" in message and "delete it" in message
 
 
@@ -254,14 +260,14 @@ def test_idx_not_gzip(tmp_path):
     write_idx(tmp_path / "mnist")
     path = tmp_path / "mnist" / IDX_NAMES[3]
     path.write_bytes(b"<html>not found</html>")
-    assert f"{path} is truncated or corrupt" in data_error(load_arrays, "mnist", tmp_path, download=False)
+    assert f"{path} is truncated or corrupt" in data_error(load_unverified, "mnist", tmp_path, download=False)
 
 
 def test_idx_wrong_magic(tmp_path):
     write_idx(tmp_path / "mnist")
     path = tmp_path / "mnist" / IDX_NAMES[1]
     path.write_bytes(gzip.compress(idx_bytes(np.zeros(5, np.uint8), magic=0x00000803)))
-    message = data_error(load_arrays, "mnist", tmp_path, download=False)
+    message = data_error(load_unverified, "mnist", tmp_path, download=False)
     assert str(path) in message and "0x00000803, expected 0x00000801" in message
 
 
@@ -269,7 +275,7 @@ def test_idx_size_disagrees_with_header(tmp_path):
     write_idx(tmp_path / "mnist")
     path = tmp_path / "mnist" / IDX_NAMES[2]
     path.write_bytes(gzip.compress(idx_bytes(np.zeros((3, 28, 28), np.uint8), count=4)))
-    message = data_error(load_arrays, "mnist", tmp_path, download=False)
+    message = data_error(load_unverified, "mnist", tmp_path, download=False)
     assert str(path) in message and "header" in message
 
 
@@ -277,18 +283,18 @@ def test_idx_image_label_count_mismatch(tmp_path):
     write_idx(tmp_path / "fashion_mnist")
     labels = tmp_path / "fashion_mnist" / IDX_NAMES[1]
     labels.write_bytes(gzip.compress(idx_bytes(np.zeros(4, np.uint8))))
-    message = data_error(load_arrays, "fashion_mnist", tmp_path, download=False)
+    message = data_error(load_unverified, "fashion_mnist", tmp_path, download=False)
     assert "5 images" in message and "4 labels" in message and str(labels) in message
 
 
 def test_idx_label_out_of_range(tmp_path):
     write_idx(tmp_path / "mnist")
     (tmp_path / "mnist" / IDX_NAMES[3]).write_bytes(gzip.compress(idx_bytes(np.array([1, 10, 2], np.uint8))))
-    assert "labels outside 0..9" in data_error(load_arrays, "mnist", tmp_path, download=False)
+    assert "labels outside 0..9" in data_error(load_unverified, "mnist", tmp_path, download=False)
 
 
 def test_mnist_missing_without_download(tmp_path):
-    message = data_error(load_arrays, "mnist", tmp_path / "data", download=False)
+    message = data_error(load_unverified, "mnist", tmp_path / "data", download=False)
     assert (
         f"{IDX_NAMES[0]} not found in {tmp_path / 'data' / 'mnist'}" in message
         and "set dataset.download=true" in message
@@ -296,7 +302,7 @@ def test_mnist_missing_without_download(tmp_path):
 
 
 def test_fashion_missing_names_debian_package(tmp_path, no_system_dirs):
-    message = data_error(load_arrays, "fashion_mnist", tmp_path, download=True)
+    message = data_error(load_unverified, "fashion_mnist", tmp_path, download=True)
     assert f"not found in {tmp_path / 'fashion_mnist'} or {no_system_dirs}, and download of" in message
     assert "(URLError" in message and "apt-get install dataset-fashion-mnist" in message
 
@@ -307,7 +313,7 @@ def test_fashion_falls_back_to_system_dir(tmp_path, monkeypatch):
     monkeypatch.setitem(
         idx.IDX_SOURCES, "fashion_mnist", replace(idx.IDX_SOURCES["fashion_mnist"], system_dirs=(system,))
     )
-    a = load_arrays("fashion_mnist", tmp_path / "data", download=False)
+    a = load_unverified("fashion_mnist", tmp_path / "data", download=False)
     assert np.array_equal(a.train_x[:, 0].numpy(), arrays[IDX_NAMES[0]])
 
 
@@ -322,13 +328,13 @@ def test_idx_download_checks_md5(tmp_path, monkeypatch):
     write_idx(tmp_path / "served")
     files = {n: (tmp_path / "served" / n).read_bytes() for n in IDX_NAMES}
     serve(monkeypatch, files)
-    message = data_error(load_arrays, "mnist", tmp_path / "data")
+    message = data_error(load_unverified, "mnist", tmp_path / "data")
     assert "has md5" in message and "expected f68b3c2dcbeaaa9fbdd348bbdeb94873" in message
     assert not any((tmp_path / "data" / "mnist").iterdir())  # nothing unverified is left behind
 
     md5s = tuple(hashlib.md5(files[n]).hexdigest() for n in IDX_NAMES)
     monkeypatch.setitem(idx.IDX_SOURCES, "mnist", replace(idx.IDX_SOURCES["mnist"], md5s=md5s))
-    a = load_arrays("mnist", tmp_path / "data")
+    a = load_unverified("mnist", tmp_path / "data")
     assert sorted(p.name for p in (tmp_path / "data" / "mnist").iterdir()) == sorted(IDX_NAMES)
     assert a.train_x.shape == (5, 1, 28, 28)
 
@@ -336,7 +342,7 @@ def test_idx_download_checks_md5(tmp_path, monkeypatch):
 def test_unwritable_data_dir(tmp_path):
     (tmp_path / "file").write_text("")
     data_dir = tmp_path / "file" / "data"  # a path below a regular file can never be created
-    message = data_error(load_arrays, "mnist", data_dir)
+    message = data_error(load_unverified, "mnist", data_dir)
     assert message.startswith(f"data_dir {data_dir} is not writable") and "set data_dir=" in message
 
 
@@ -344,7 +350,7 @@ def test_unwritable_data_dir(tmp_path):
     not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="dataset-fashion-mnist not installed"
 )
 def test_real_debian_fashion_mnist(tmp_path):
-    a = load_arrays("fashion_mnist", tmp_path, download=False)
+    a = load_unverified("fashion_mnist", tmp_path, download=False)
     assert a.train_x.shape == (60000, 1, 28, 28) and a.test_x.shape == (10000, 1, 28, 28)
     assert a.train_y.shape == (60000,) and a.test_y.shape == (10000,)
     assert a.train_y.bincount().tolist() == [6000] * 10
@@ -375,3 +381,36 @@ def test_synthetic_is_learnable(tmp_path):
     # Nearest class mean on the test set is far above the 10 % chance level.
     accuracy = (torch.cdist(xt, means).argmin(1) == a.test_y).float().mean().item()
     assert accuracy > 0.9
+
+
+def test_a_split_posing_as_another_is_refused_by_checksum(tmp_path, monkeypatch):
+    """With the official checksums (here: those of the files this test writes), the right files load and a test
+    file put in place of the training file is refused, in one line."""
+    write_idx(tmp_path / "mnist")
+    raw = tuple(hashlib.md5(gzip.decompress((tmp_path / "mnist" / n).read_bytes())).hexdigest() for n in IDX_NAMES)
+    monkeypatch.setitem(idx.IDX_SOURCES, "mnist", replace(idx.IDX_SOURCES["mnist"], raw_md5s=raw))
+    assert load_arrays("mnist", tmp_path, download=False).train_x.shape[0] == 5
+    for test, train in ((2, 0), (3, 1)):  # the t10k images and labels put in place of the training files
+        shutil.copy(tmp_path / "mnist" / IDX_NAMES[test], tmp_path / "mnist" / IDX_NAMES[train])
+    message = data_error(load_arrays, "mnist", tmp_path, download=False)
+    assert f"is not the official {IDX_NAMES[0]}" in message and "another split" in message
+    assert load_unverified("mnist", tmp_path, download=False).train_x.shape[0] == 3  # what verify=false accepts
+
+
+def test_cifar_batches_are_checked_against_the_published_md5s(tmp_path, monkeypatch):
+    write_cifar10(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    published = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    monkeypatch.setitem(cifar.CIFAR_SOURCES, "cifar10", replace(cifar.CIFAR_SOURCES["cifar10"], batch_md5s=published))
+    load_arrays("cifar10", tmp_path, download=False)
+    shutil.copy(folder / "test_batch", folder / "data_batch_3")
+    assert "is not the official data_batch_3" in data_error(load_arrays, "cifar10", tmp_path, download=False)
+
+
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
+    reason="Debian's dataset-fashion-mnist is not installed (make data installs it)",
+)
+def test_the_real_fashion_mnist_matches_its_official_checksums(tmp_path):
+    a = load_arrays("fashion_mnist", tmp_path, download=False)  # Debian's recompressed copy, contents verified
+    assert a.train_x.shape == (60000, 1, 28, 28) and a.test_x.shape == (10000, 1, 28, 28)

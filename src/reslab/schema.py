@@ -38,6 +38,7 @@ class DatasetConfig:
     download: bool = True
     downsample: int = 1
     limit_train_batches: int | None = None
+    verify_checksums: bool = True
     synthetic_train: int = 2048
     synthetic_test: int = 512
 

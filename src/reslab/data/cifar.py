@@ -23,6 +23,7 @@ class _CifarSource:
     train: tuple[str, ...]
     test: tuple[str, ...]
     label_key: bytes
+    batch_md5s: dict[str, str]  # of each extracted batch file, as published with the archive
 
 
 _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"
@@ -34,6 +35,14 @@ CIFAR_SOURCES = {
         tuple(f"data_batch_{i}" for i in range(1, 6)),
         ("test_batch",),
         b"labels",
+        {
+            "data_batch_1": "c99cafc152244af753f735de768cd75f",
+            "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+            "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+            "data_batch_4": "634d18415352ddfa80567beed471001a",
+            "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+            "test_batch": "40351d587109b95175f43aff81a1287e",
+        },
     ),
     "cifar100": _CifarSource(
         "cifar-100-python",
@@ -42,6 +51,7 @@ CIFAR_SOURCES = {
         ("train",),
         ("test",),
         b"fine_labels",
+        {"train": "16019d7e3df5f24257cddd939b257f8d", "test": "f0ef6b0ae62326f3e7ffdfab6717acfc"},
     ),
 }
 
@@ -66,7 +76,7 @@ class _CifarUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def load_cifar(info: DatasetInfo, root: Path, download: bool) -> Arrays:
+def load_cifar(info: DatasetInfo, root: Path, download: bool, verify: bool = True) -> Arrays:
     src = CIFAR_SOURCES[info.name]
     folder, archive = root / src.folder, root / src.archive
     if not folder.is_dir():
@@ -88,8 +98,9 @@ def load_cifar(info: DatasetInfo, root: Path, download: bool) -> Arrays:
                 hint=f"download {_CIFAR_URL + src.archive} into {root}",
             )
         extract(info.name, archive, src.folder, root)
-    train = [_read_batch(info, folder / f, src.label_key) for f in src.train]
-    test = [_read_batch(info, folder / f, src.label_key) for f in src.test]
+    expected = src.batch_md5s if verify else {}
+    train = [_read_batch(info, folder / f, src.label_key, expected.get(f)) for f in src.train]
+    test = [_read_batch(info, folder / f, src.label_key, expected.get(f)) for f in src.test]
     return Arrays(
         torch.cat([x for x, _ in train]),
         torch.cat([y for _, y in train]),
@@ -98,7 +109,8 @@ def load_cifar(info: DatasetInfo, root: Path, download: bool) -> Arrays:
     )
 
 
-def _read_batch(info: DatasetInfo, path: Path, label_key: bytes) -> tuple[torch.Tensor, torch.Tensor]:
+def _read_batch(info: DatasetInfo, path: Path, label_key: bytes, md5: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch file, checked for its format and then, where ``md5`` is given, for being the official file."""
     fix = f"delete {path.parent} and rerun to extract or download it again"
     if not path.is_file():
         raise DataError(f"{info.name}: {path} is missing; {fix}")
@@ -124,6 +136,11 @@ def _read_batch(info: DatasetInfo, path: Path, label_key: bytes) -> tuple[torch.
         )
     if len(labels) and not 0 <= labels.min() <= labels.max() < info.num_classes:
         raise DataError(f"{info.name}: {path} has labels outside 0..{info.num_classes - 1}; {fix}")
+    if md5 is not None and (got := file_md5(path)) != md5:
+        raise DataError(
+            f"{info.name}: {path} is not the official {path.name} (md5 {got}, expected {md5}): another split or a "
+            f"changed copy; {fix}, or set dataset.verify_checksums=false for files you made yourself"
+        )
     # Rows are channel-major (1024 red, 1024 green, 1024 blue), so a plain reshape gives N×3×H×W.
     x = torch.tensor(data).reshape(-1, 3, info.image_size, info.image_size)
     return x, torch.tensor(labels, dtype=torch.int64)

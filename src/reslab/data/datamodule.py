@@ -109,6 +109,7 @@ class ImageDataModule(L.LightningDataModule):
             uses 2 on Fashion-MNIST (14×14): about 3× fewer FLOPs per step, so 3× more steps per hour.
         channels_last: hand batches to the net in NHWC layout (see `reslab.training.device`).
         limit_train_batches: keep only the first this many batches of training images (debug=overfit); None = all.
+        verify_checksums: refuse dataset files whose md5 is not the official one.
     """
 
     def __init__(
@@ -128,6 +129,7 @@ class ImageDataModule(L.LightningDataModule):
         downsample: int = 1,
         channels_last: bool = False,
         limit_train_batches: int | None = None,
+        verify_checksums: bool = True,
     ):
         super().__init__()
         self.info = dataset_info(name)
@@ -160,6 +162,7 @@ class ImageDataModule(L.LightningDataModule):
                 f"dataset.limit_train_batches must be a positive number of batches or null, got {limit_train_batches!r}"
             )
         self.limit_train_batches = limit_train_batches
+        self.verify_checksums = verify_checksums
         self.train = self.val = self.test = None
         self._generator: torch.Generator | None = None
         self._generator_state: torch.Tensor | None = None
@@ -176,6 +179,7 @@ class ImageDataModule(L.LightningDataModule):
             seed=self.split_seed,
             synthetic_train=self.synthetic_sizes[0],
             synthetic_test=self.synthetic_sizes[1],
+            verify=self.verify_checksums,
         )
         self.train, self.val = split_train_val(arrays, self.val_fraction, self.split_seed)
         self.test = (arrays.test_x, arrays.test_y)

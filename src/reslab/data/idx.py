@@ -5,6 +5,7 @@ because Debian recompresses its copies."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
 import struct
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from reslab.errors import DataError
 class _IdxSource:
     url: str  # base URL; file names are appended
     md5s: tuple[str, str, str, str]  # of the .gz files, in _IDX_FILES order
+    raw_md5s: tuple[str, str, str, str]  # of their decompressed contents (Debian recompresses its copies)
     system_dirs: tuple[Path, ...]  # read-only places a distribution installs the files to
     hint: str  # how to get the files; "{local}" becomes data_dir/<name>
 
@@ -40,6 +42,12 @@ IDX_SOURCES = {
             "bef4ecab320f06d8554ea6380940ec79",
             "bb300cfdad3c16e7a12a480ee83cd310",
         ),
+        (
+            "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+            "9018921c3c673c538a1fc5bad174d6f9",
+            "8181f5470baa50b63fa0f6fddb340f0a",
+            "15d484375f8d13e6eb1aabb0c3f46965",
+        ),
         (Path("/usr/share/datasets/fashion-mnist"),),
         "install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) "
         "or put the IDX .gz files in {local}",
@@ -52,6 +60,12 @@ IDX_SOURCES = {
             "9fb629c4189551a2d022fa330f9573f3",
             "ec29112dd5afa0611ce80d1b7f02629c",
         ),
+        (
+            "6bbc9ace898e44ae57da46a324031adb",
+            "a25bea736e30d166cdddb491f175f624",
+            "2646ac647ad5339dbf082846283269ea",
+            "27ae3e4e09519cfbb04c329615203637",
+        ),
         (),
         "put the IDX .gz files from https://ossci-datasets.s3.amazonaws.com/mnist/ in {local}",
     ),
@@ -59,7 +73,7 @@ IDX_SOURCES = {
 _IDX_IMAGES, _IDX_LABELS = 0x00000803, 0x00000801  # magic: uint8 data, 3 resp. 1 dimensions
 
 
-def load_idx(info: DatasetInfo, root: Path, download: bool) -> Arrays:
+def load_idx(info: DatasetInfo, root: Path, download: bool, verify: bool = True) -> Arrays:
     src = IDX_SOURCES[info.name]
     local = root / info.name
     hint = src.hint.format(local=local)
@@ -80,11 +94,17 @@ def load_idx(info: DatasetInfo, root: Path, download: bool) -> Arrays:
                 missing=f"{info.name}: {fname} not found in {' or '.join(map(str, dirs))}",
             )
         paths.append(path)
-    return Arrays(*_idx_pair(info, paths[0], paths[1], hint), *_idx_pair(info, paths[2], paths[3], hint))
+    raw = src.raw_md5s if verify else (None,) * 4
+    return Arrays(
+        *_idx_pair(info, (paths[0], raw[0]), (paths[1], raw[1]), hint),
+        *_idx_pair(info, (paths[2], raw[2]), (paths[3], raw[3]), hint),
+    )
 
 
-def _idx_pair(info: DatasetInfo, images: Path, labels: Path, hint: str) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = _images(info, images), _labels(info, labels)
+def _idx_pair(info: DatasetInfo, images: tuple, labels: tuple, hint: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and labels from (path, md5 of the contents or None) each."""
+    x, y = _images(info, *images), _labels(info, *labels)
+    images, labels = images[0], labels[0]
     if len(x) != len(y):
         raise DataError(
             f"{info.name}: {images} holds {len(x)} images but {labels} holds {len(y)} labels; "
@@ -93,8 +113,9 @@ def _idx_pair(info: DatasetInfo, images: Path, labels: Path, hint: str) -> tuple
     return x, y
 
 
-def _read_idx(info: DatasetInfo, path: Path, magic: int) -> tuple[tuple[int, ...], torch.Tensor]:
-    """Header dims and uint8 payload of one gzipped IDX file, after checking it is whole."""
+def _read_idx(info: DatasetInfo, path: Path, magic: int, md5: str | None) -> tuple[tuple[int, ...], torch.Tensor]:
+    """Header dims and uint8 payload of one gzipped IDX file, after checking it is whole and, where ``md5`` is
+    given, that its contents are the official file's (so one split cannot pose as another)."""
     system = any(path.parent == d for d in IDX_SOURCES[info.name].system_dirs)
     fix = (
         "reinstall it (apt-get install --reinstall dataset-fashion-mnist)"
@@ -120,11 +141,16 @@ def _read_idx(info: DatasetInfo, path: Path, magic: int) -> tuple[tuple[int, ...
         raise DataError(f"{info.name}: {path} holds {len(raw)} bytes but its header {dims} implies {expected}; {fix}")
     if dims[0] == 0:
         raise DataError(f"{info.name}: {path} holds no items; {fix}")
+    if md5 is not None and (got := hashlib.md5(raw).hexdigest()) != md5:
+        raise DataError(
+            f"{info.name}: {path} is not the official {path.name} (md5 of its contents {got}, expected {md5}): "
+            f"another split or a changed copy; {fix}, or set dataset.verify_checksums=false for files you made yourself"
+        )
     return dims, torch.frombuffer(raw, dtype=torch.uint8, offset=header)
 
 
-def _images(info: DatasetInfo, path: Path) -> torch.Tensor:
-    dims, payload = _read_idx(info, path, _IDX_IMAGES)
+def _images(info: DatasetInfo, path: Path, md5: str | None) -> torch.Tensor:
+    dims, payload = _read_idx(info, path, _IDX_IMAGES, md5)
     if dims[1:] != (info.image_size, info.image_size):
         raise DataError(
             f"{info.name}: {path} holds {dims[1]}×{dims[2]} images, expected "
@@ -133,8 +159,8 @@ def _images(info: DatasetInfo, path: Path) -> torch.Tensor:
     return payload.reshape(dims[0], 1, dims[1], dims[2])
 
 
-def _labels(info: DatasetInfo, path: Path) -> torch.Tensor:
-    _, payload = _read_idx(info, path, _IDX_LABELS)
+def _labels(info: DatasetInfo, path: Path, md5: str | None) -> torch.Tensor:
+    _, payload = _read_idx(info, path, _IDX_LABELS, md5)
     if int(payload.max()) >= info.num_classes:
         raise DataError(f"{info.name}: {path} has labels outside 0..{info.num_classes - 1}; delete it and rerun")
     return payload.to(torch.int64)

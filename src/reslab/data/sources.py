@@ -31,14 +31,16 @@ def load_arrays(
     seed: int = 0,
     synthetic_train: int = 2048,
     synthetic_test: int = 512,
+    verify: bool = True,
 ) -> Arrays:
-    """The train and test images (uint8, N×C×H×W) and labels (int64) of dataset `name`."""
+    """The train and test images (uint8, N×C×H×W) and labels (int64) of dataset `name`. ``verify``: refuse files
+    whose md5 is not the official one (files already on disk are otherwise checked only for their format)."""
     info = dataset_info(name)
     if name == "synthetic":
         return _synthetic(info, seed, synthetic_train, synthetic_test)
     if name in CIFAR_SOURCES:
-        return load_cifar(info, Path(data_dir), download)
-    return load_idx(info, Path(data_dir), download)
+        return load_cifar(info, Path(data_dir), download, verify)
+    return load_idx(info, Path(data_dir), download, verify)
 
 
 def _synthetic(info: DatasetInfo, seed: int, n_train: int, n_test: int) -> Arrays:
