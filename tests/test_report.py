@@ -1,12 +1,13 @@
 """The sweep report on a tiny real sweep: two seeds (mean ± std), two depths, a failed job."""
 
 import csv
+import shutil
 
 import numpy as np
 import pytest
 
 from reslab.results import figures as plots
-from reslab.results.report import FIGURES, main, report
+from reslab.results.report import FIGURES, main, report, summarize
 from reslab.results.runs import load_sweep
 
 
@@ -71,3 +72,17 @@ def test_a_swept_setting_other_than_seed_gets_its_own_row(tiny_sweep):
     variant = rows[("plain (optim.lr=0.05)", 8)]
     assert variant["runs"] == 1 and variant["variant"] == "optim.lr=0.05"
     assert rows[("plain", 8)]["runs"] == 2  # the two seeds only, not the lr=0.05 job
+
+
+def test_runs_of_different_experiments_are_never_averaged_as_seeds(tiny_sweep, tmp_path):
+    """A folder holding plain-8 runs of two widths (two launches, or the wrong folder) gives two labelled rows."""
+    from conftest import TINY, compose_config
+
+    from reslab.job import train
+
+    folder = tmp_path / "mixed"
+    shutil.copytree(tiny_sweep / "plain-8_seed0", folder / "a")
+    train(compose_config([*TINY, "model=plain", "model.width=8", "seed=1"], output_dir=folder / "b"))
+    rows = {r["arm"]: r for r in summarize(load_sweep(folder)) if r["depth"] == 8}
+    assert set(rows) == {"plain (width=4)", "plain (width=8)"}
+    assert all(r["runs"] == 1 for r in rows.values())

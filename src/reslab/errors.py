@@ -1,8 +1,8 @@
-"""The one exception type that reaches the user as a single line.
+"""The exceptions that reach the user as a single line.
 
-Anything the user can fix (a bad override, missing data, an unwritable directory) is raised as
-`UserError` with a message that says what is wrong and how to fix it. `run.py` prints it as one line and
-exits non-zero; any other exception is a bug and keeps its traceback.
+Anything the user can fix (a bad override, missing data, an unwritable directory) is raised as `UserError` (or
+its `DataError`) with a message that says what is wrong and how to fix it. The ``reslab`` command prints it as
+one line and exits with status 2; any other exception is a bug and keeps its traceback.
 """
 
 

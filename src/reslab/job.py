@@ -150,6 +150,7 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
 def _fit_and_test(cfg, record, identity, out, accelerator, precision, callbacks) -> dict:
     t = cfg.trainer
     resume_from = checkpoint_to_resume(cfg, out, identity)
+    log.info("%s: job directory %s", record.name, out)
     datamodule, system = build_job(cfg, identity)
     params = count_parameters(system.net)
     write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))

@@ -142,6 +142,12 @@ RANGES = [
     ("callbacks.checkpoint.every_n_steps", lambda v: v >= 1, "a positive number of steps"),
     ("callbacks.checkpoint.keep", lambda v: v >= -1, "-1 (all), 0 or a positive number"),
     ("callbacks.summary.train_window", lambda v: v >= 1, "a positive number of batches"),
+    ("callbacks.grad_norms.every_n_steps", lambda v: v >= 1, "a positive number of steps"),
+    ("callbacks.grad_norms.figure_every_n_steps", lambda v: v >= 0, "a number of steps (0 = no figures)"),
+    ("callbacks.responses.every_n_steps", lambda v: v >= 1, "a positive number of steps"),
+    ("callbacks.responses.figure_every_n_steps", lambda v: v >= 0, "a number of steps (0 = only at the end)"),
+    ("callbacks.responses.batch_size", lambda v: v >= 1, "a positive number of images"),
+    ("callbacks.divergence.check_every_n_steps", lambda v: v >= 1, "a positive number of steps"),
 ]
 
 
@@ -153,6 +159,9 @@ def check_ranges(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and not ok(value):
             raise UserError(f"{key}={value} is out of range: it must be {what}")
+    from reslab.models import blocks_per_stage
+
+    blocks_per_stage(cfg.depth)  # 6n+2, or a UserError naming the nearest valid depths
     if any(not 0 < m < 1 for m in cfg.optim.milestones):
         raise UserError(
             f"optim.milestones={list(cfg.optim.milestones)}: each must be a fraction of "

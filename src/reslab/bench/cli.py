@@ -10,15 +10,19 @@ import tempfile
 from pathlib import Path
 
 import torch
+from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig
 
 from reslab.bench.flops import TRAIN_FLOP_PER_MAC, macs_per_image
 from reslab.bench.matmul import matmul_rate
 from reslab.bench.peak import FMA_UNITS, Peak, theoretical_peak
 from reslab.bench.timing import time_plain_loop, time_reslab
+from reslab.cli import check_groups, composition_error
 from reslab.config import compose_config
+from reslab.errors import UserError
 from reslab.job import build_job
 from reslab.record import machine
+from reslab.schema import check_ranges
 from reslab.training.device import compile_mode, resolve_accelerator, resolve_precision
 
 DEFAULT_WARMUP = 3
@@ -39,7 +43,12 @@ COLUMNS = (
 
 
 def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="reslab bench", description=description)
+    p = argparse.ArgumentParser(
+        prog="reslab bench",
+        description=description,
+        epilog="Config overrides (key=value) go before --depths/--models/--paths or after --: those options take "
+        "several values and would read an override that follows them as one of theirs.",
+    )
     p.add_argument("--depths", type=int, nargs="+", default=[20, 56, 110])
     p.add_argument("--models", nargs="+", default=["plain", "residual"])
     p.add_argument("--steps", type=int, default=12, help="timed steps per timing")
@@ -82,7 +91,12 @@ def compose(model: str, depth: int, args: argparse.Namespace) -> DictConfig:
         "callbacks.checkpoint.every_n_steps=1000000",
         *args.overrides,
     ]
-    return compose_config(overrides, output_dir=tempfile.mkdtemp())
+    try:
+        cfg = compose_config(overrides, output_dir=tempfile.mkdtemp())
+    except ConfigCompositionException as e:
+        raise UserError(composition_error(e)) from None
+    check_ranges(cfg)
+    return cfg
 
 
 def time_paths(cfg: DictConfig, args: argparse.Namespace) -> dict[str, list[float]]:
@@ -148,6 +162,15 @@ def row_line(row: dict) -> str:
 
 def main(argv: list[str] | None = None, description: str = "") -> int:
     args = parser(description).parse_args(argv)
+    for name in ("steps", "repeats"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name}={getattr(args, name)} must be at least 1")
+    if args.warmup < 0:
+        raise UserError(f"--warmup={args.warmup} must be 0 or more")
+    for model in args.models:
+        check_groups([f"model={model}"])
+    for depth in args.depths:
+        compose(args.models[0], depth, args)  # every depth valid, every override known, before any timing
     about = {**machine(), "torch_threads": torch.get_num_threads()}
     print(f"machine: {about}")
     first = compose(args.models[0], args.depths[0], args)

@@ -54,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[argv[0]](argv[1:])
     if argv and argv[0] == "run":
         argv = argv[1:]
+    if argv and argv[0] in ("--version", "-V"):
+        from reslab import __version__
+
+        print(f"reslab {__version__}")
+        return 0
     try:
         preflight(argv)
     except UserError as e:
@@ -111,8 +116,15 @@ def preflight(argv: list[str]) -> None:
     """Checks before Hydra starts, so common mistakes get one line instead of a Hydra traceback: an unknown
     config option (``model=foo``) and an output directory that cannot be written (Hydra creates it before any
     of reslab's code runs)."""
+    multirun = "-m" in argv or "--multirun" in argv
+    if argv and "=" not in argv[0] and not argv[0].startswith("-"):
+        raise UserError(f"unknown command {argv[0]!r}; choose one of: run, {', '.join(COMMANDS)} (reslab --help)")
+    if multirun and any(a in ("-c", "--cfg", "--info") for a in argv):
+        raise UserError("--cfg and --info show one composed config: drop -m and give each key a single value")
     if any(a in HYDRA_INFO_FLAGS for a in argv):
         return
+    if not multirun and (sweeps := [o.input_line for o in parse_overrides(argv) if o.is_sweep_override()]):
+        raise UserError(f"{sweeps[0]} lists several values: add -m to run one job for each, or give one value")
     check_groups(argv)
     check_output_dir(argv)
     check_composes(argv)

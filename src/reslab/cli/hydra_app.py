@@ -8,6 +8,7 @@ report current as jobs end and writes it in full when the multirun ends.
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import traceback
 import warnings
@@ -51,6 +52,15 @@ def quiet_console() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     # Lightning 2.6 calls a pytree API that torch 2.13 deprecates, once per fit: not the user's concern.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # Said on every resume, which is reslab's intended use of the folder.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+
+def remove_if_unused(out: Path) -> None:
+    """A refused single run leaves no directory behind: Hydra made it before reslab's checks, and nothing else
+    is in it yet (only Hydra's own files and the log)."""
+    if out.is_dir() and {p.name for p in out.iterdir()} <= {".hydra", "reslab.log", ".lock"}:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 class JobRunner:
@@ -75,6 +85,7 @@ class JobRunner:
             line = str(e).splitlines()[0] if str(e) else type(e).__name__
             if not multirun:
                 print(f"reslab: error: {line}", file=sys.stderr)
+                remove_if_unused(Path(cfg.output_dir))
                 raise SystemExit(2) from None
             # A directory of another experiment or process is left as it is.
             where = None if isinstance(e, ForeignRunError) else record_failure(cfg, line, traceback.format_exc())

@@ -1,6 +1,6 @@
 """The DataModule: uint8 tensors on the training device, a seeded train/val split, batched augmentation.
 
-Raw files are read by `reslab.datasets`; this module splits them and keeps each split, as uint8, on the
+Raw files are read by `reslab.data.sources`; this module splits them and keeps each split, as uint8, on the
 device the trainer trains on (the GPU's memory holds all of CIFAR-10 in 150 MB), so no batch is ever copied
 from the host and no worker process is needed. Batches are made by tensor indexing (one ``x[idx]`` per batch
 instead of 128 ``__getitem__`` calls and a collate), then augmented and normalised on the device in one go.

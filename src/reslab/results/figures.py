@@ -177,7 +177,10 @@ def grad_norm_heatmaps(runs: Sequence[Run]) -> Figure:
             norm=norm,
             cmap="magma",
             interpolation="nearest",
-            extent=(steps[0], steps[-1], values.shape[1] + 0.5, 0.5),
+            # One measurement still spans a visible column: half an interval (or a step) either side of it.
+            extent=(steps[0] - 0.5, steps[-1] + 0.5, values.shape[1] + 0.5, 0.5)
+            if len(steps) == 1
+            else (steps[0], steps[-1], values.shape[1] + 0.5, 0.5),
         )
         ax.set_title(f"{arm}-{depth}")
         ax.set_xlabel("iterations")

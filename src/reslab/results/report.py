@@ -152,7 +152,8 @@ def report(sweep_dir: str | Path, figures: bool = True, quiet: bool = False) -> 
     runs = load_sweep(sweep_dir)
     rows = summarize(runs)
     text = write_tables(sweep_dir, runs, rows)
-    written = write_figures(sweep_dir, runs, rows) if figures and runs else []
+    # Figures of runs that all failed would be empty axes.
+    written = write_figures(sweep_dir, runs, rows) if figures and any(r.status == "finished" for r in runs) else []
     if not quiet:
         print(text)
         print(

@@ -23,6 +23,7 @@ class Run:
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     grad_norms: dict | None = None  # steps (S,), names (L,), values (S, L)
     responses: dict | None = None
+    distinct: str = ""  # identity settings in which this run differs from others of the folder, beyond its variant
 
     @property
     def model(self) -> str:
@@ -35,8 +36,10 @@ class Run:
 
     @property
     def arm(self) -> str:
-        """The curve family: model, plus its variant if the sweep varied more than depth/model/seed."""
-        return f"{self.model} ({self.variant})" if self.variant else self.model
+        """The curve family: model, plus its variant if the sweep varied more than depth/model/seed, plus any other
+        setting of its identity that differs between the folder's runs (runs of other experiments never merge)."""
+        extra = ", ".join(x for x in (self.variant, self.distinct) if x)
+        return f"{self.model} ({extra})" if extra else self.model
 
     @property
     def depth(self) -> int:
@@ -109,7 +112,34 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 
 def load_sweep(sweep_dir: str | Path) -> list[Run]:
     runs = [load_run(d) for d in job_dirs(Path(sweep_dir))]
+    label_differences(runs)
     return sorted(runs, key=lambda r: (r.model, r.depth, r.seed, r.path.name))
+
+
+# Identity keys every report already shows apart (the run's name and arm).
+SHOWN_APART = {"seed", "depth", "model", "shortcut"}
+
+
+def label_differences(runs: list[Run]) -> None:
+    """Where runs that the report would group together (same arm, variant and depth) are of different experiments
+    (another dataset, width or schedule), mark each with the identity settings in which they differ, so they are
+    never averaged as if they were seeds of one."""
+    groups: dict[tuple, list[tuple[Run, dict]]] = {}
+    for run in runs:
+        if isinstance(identity := run.record.get("identity"), dict):
+            groups.setdefault((run.arm, run.depth), []).append((run, identity))
+    for members in groups.values():
+        keys = sorted(set().union(*(i for _, i in members)) - SHOWN_APART)
+        varying = [k for k in keys if len({json.dumps(i.get(k), sort_keys=True) for _, i in members}) > 1]
+        for run, identity in members:
+            shown = [k for k in varying if not any(f"{p}=" in run.variant for p in _prefixes(k))]
+            run.distinct = ", ".join(f"{k}={identity.get(k)}" for k in shown)
+
+
+def _prefixes(key: str) -> list[str]:
+    """``optim.warmup.lr`` -> optim.warmup.lr, optim.warmup, optim: a swept group names all its keys."""
+    parts = key.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
 
 
 def curve(run: Run, tag: str) -> tuple[np.ndarray, np.ndarray]:

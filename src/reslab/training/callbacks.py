@@ -1,4 +1,4 @@
-"""The job's own Lightning callbacks: ``metrics.json`` (`RunSummary`) and the divergence guard.
+"""The job's own Lightning callbacks: ``metrics.json`` (`RunSummary`), the divergence guard and progress lines.
 
 `RunSummary` keeps ``metrics.json`` in the job directory, written at start, at the end and on failure, since the
 report reads it for every outcome: ``running`` while training, ``finished``, ``diverged`` or ``failed`` with the
@@ -94,6 +94,10 @@ class RunSummary(L.Callback):
         for name in ("loss", "error"):
             if (value := trainer.callback_metrics.get(f"{stage}/{name}")) is not None:
                 self.eval_metrics[f"{stage}_{name}"] = _number(value)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if self.record.get("status", "running") == "running":  # the steps done so far, as often as checkpoints
+            self.write("running", trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self.write("failed", trainer, error=f"{type(exception).__name__}: {exception}".splitlines()[0])
