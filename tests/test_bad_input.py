@@ -89,6 +89,9 @@ PREFLIGHT_CASES = [
     ("steps not a number", ["trainer.max_steps=ten"], "could not be converted to Integer"),
     ("misspelt key", ["trainer.max_stpes=10"], "Key 'max_stpes' not in 'TrainerConfig'"),
     ("out of range in a sweep", ["-m", "optim.lr=0.1,-1"], "optim.lr=-1.0 is out of range"),
+    ("several values without -m", ["depth=20,56"], "depth=20,56 lists several values: add -m"),
+    ("zero instrument interval", ["callbacks.grad_norms.every_n_steps=0"], "must be a positive number of steps"),
+    ("config shown for a sweep", ["--cfg", "job", "-m", "depth=8,14"], "--cfg and --info show one composed config"),
 ]
 READ_ONLY = "/proc/reslab"  # not writable even for root
 

@@ -222,3 +222,10 @@ def test_a_checkout_finds_its_config_uninstalled():
 
     assert conf_dir("reslab_not_installed.conf") == ROOT / "conf"
     assert (conf_dir() / "config.yaml").is_file()
+
+
+def test_an_unknown_command_and_the_version(capsys):
+    assert main(["reprot", "multirun/x"]) == 2
+    assert "unknown command 'reprot'; choose one of: run, report, bench" in capsys.readouterr().err
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("reslab ")

@@ -9,12 +9,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import ROOT, TINY
+from test_resume import _wait_for
 
 from reslab.errors import UserError
 from reslab.files import write_atomic
@@ -144,12 +144,7 @@ def start(args: list[str], env: dict) -> subprocess.Popen:
 
 
 def wait_for(predicate, timeout: float = 120) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+    return _wait_for(predicate, timeout)
 
 
 def training_started(job: Path) -> bool:
@@ -171,13 +166,14 @@ def test_a_signal_checkpoints_marks_interrupted_and_exits_128_plus_signal(signum
     assert "the same command resumes it" in err
 
 
-def test_a_sweep_stopped_by_sigterm_says_what_did_not_run(tmp_path, run_env):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stopped_sweep_says_what_did_not_run(signum, tmp_path, run_env):
     sweep = tmp_path / "sweep"
     proc = start(["-m", *LONG, "model=plain,residual", f"hydra.sweep.dir={sweep}"], run_env)
     assert wait_for(lambda: training_started(sweep / "plain-8_seed0")), "training never started"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err[-2000:]
+    assert proc.returncode == 128 + signum, err[-2000:]
     assert "jobs not finished: plain-8_seed0" in err and "rerun the same command" in err
     assert "| plain | 8 |" in (sweep / "summary.md").read_text()
     assert not (sweep / "residual-8_seed0").exists()  # the sweep stopped instead of going on
