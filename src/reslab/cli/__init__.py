@@ -74,16 +74,46 @@ def run_hydra(argv: list[str]) -> int:
     from reslab.cli.hydra_app import JobRunner
     from reslab.training.signals import Interrupted
 
-    if ("-m" in argv or "--multirun" in argv) and (keys := swept_keys(argv)) and not _sets(argv, "sweep_keys"):
-        argv = [*argv, f"sweep_keys=[{','.join(keys)}]"]
+    multirun = "-m" in argv or "--multirun" in argv
+    sweep = None
+    if multirun:
+        if (keys := swept_keys(argv)) and not _sets(argv, "sweep_keys"):
+            argv = [*argv, f"sweep_keys=[{','.join(keys)}]"]
+        # Resolved once, here: the exit status is read from the jobs' records there, whichever process ran them.
+        sweep = Path(resolved_sweep_dir(argv))
+        argv = [a for a in argv if not a.startswith("hydra.sweep.dir=")] + [f"hydra.sweep.dir={sweep}"]
     runner = JobRunner()
     app = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(runner.run)
     sys.argv = [sys.argv[0] if sys.argv else "reslab", *argv]  # hydra.main reads the command line from here
     try:
         app()
     except Interrupted as stopped:
-        return report_interruption(stopped, multirun="-m" in argv or "--multirun" in argv)
+        return report_interruption(stopped, multirun=multirun)
+    if sweep is not None:
+        return sweep_exit_code(sweep) or runner.exit_code
     return runner.exit_code
+
+
+def resolved_sweep_dir(argv: list[str]) -> str:
+    """The sweep directory this launch will use, with ``${now:...}`` resolved."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    given = [a for a in argv if a.startswith("hydra.sweep.dir=")]
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=given, return_hydra_config=True)
+    return str(OmegaConf.select(cfg, "hydra.sweep.dir"))
+
+
+def sweep_exit_code(sweep: Path) -> int:
+    """1 if any job of the sweep did not end (failed, died, still running), from the jobs' own records: a launcher
+    may run them in other processes or on other machines, where a failure never reaches this one's memory."""
+    from reslab.results.runs import load_sweep
+
+    unfinished = [r.path.name for r in load_sweep(sweep) if r.status not in ("finished", "diverged")]
+    if unfinished:
+        print(f"reslab: {len(unfinished)} job(s) of {sweep} did not finish: {', '.join(unfinished)}", file=sys.stderr)
+    return 1 if unfinished else 0
 
 
 def report_interruption(stopped, multirun: bool) -> int:
