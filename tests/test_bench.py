@@ -14,30 +14,15 @@ from reslab.bench.peak import Clock, cpu_peak, gpu_peak, parse_clock, physical_c
 from reslab.models import build_net
 
 
+def run_bench(*args: str) -> int:
+    """``reslab bench`` on residual-8 with the tiny preset's data (384 images at batch 32: 10 steps an epoch)."""
+    return bench.main(["--depths", "8", "--models", "residual", "--repeats", "1", *args, "--", *TINY])
+
+
 def test_the_benchmark_runs_across_epoch_ends_and_writes_its_json(tmp_path):
     out = tmp_path / "bench.json"
-    # 384 training images at batch 32 are 10 batches per epoch; 14 steps cross an epoch end on every path.
-    overrides = [o for o in TINY if not o.startswith(("depth=", "trainer.max_steps", "trainer.val_every"))]
-    assert (
-        bench.main(
-            [
-                "--depths",
-                "8",
-                "--models",
-                "residual",
-                "--steps",
-                "12",
-                "--warmup",
-                "2",
-                "--repeats",
-                "1",
-                "--out",
-                str(out),
-                *overrides,
-            ]
-        )
-        == 0
-    )
+    # 12 timed steps after 2 warm-up steps cross an epoch end on every path.
+    assert run_bench("--steps", "12", "--warmup", "2", "--out", str(out)) == 0
     report = json.loads(out.read_text())
     assert report["matmul_gflop_s"] > 0 and report["machine"]["torch_threads"] >= 1
     assert report["peak_gflop_s"] == report["peak"]["gflop_s"]
@@ -74,30 +59,9 @@ def test_multiply_adds_are_counted_layer_by_layer():
 
 
 def test_profile_writes_where_the_time_went(tmp_path):
-    overrides = [o for o in TINY if not o.startswith(("depth=", "trainer.max_steps", "trainer.val_every"))]
+    profile = ["--profile", str(tmp_path / "prof")]
     assert (
-        bench.main(
-            [
-                "--depths",
-                "8",
-                "--models",
-                "residual",
-                "--steps",
-                "4",
-                "--warmup",
-                "2",
-                "--repeats",
-                "1",
-                "--paths",
-                "bare",
-                "--out",
-                str(tmp_path / "b.json"),
-                "--profile",
-                str(tmp_path / "prof"),
-                *overrides,
-            ]
-        )
-        == 0
+        run_bench("--steps", "4", "--warmup", "2", "--paths", "bare", "--out", str(tmp_path / "b.json"), *profile) == 0
     )
     text = (tmp_path / "prof" / "residual-8.txt").read_text()
     first = text.splitlines()[0]
