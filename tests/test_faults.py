@@ -203,3 +203,14 @@ def test_two_launches_into_one_directory_never_train_the_same_job_twice(tmp_path
     from reslab.results.runs import load_run
 
     assert load_run(job).status == "died"  # killed without a word: nobody holds the lock any more
+
+
+def test_a_failure_never_overwrites_a_finished_record(tiny_cfg, tmp_path):
+    """A sweep rerun refused before its checks (here: a size that cannot fit) leaves the finished record as it is."""
+    from reslab.jobdir import record_failure
+
+    job = tmp_path / "job"
+    train(tiny_cfg(out=job))
+    before = (job / "metrics.json").read_bytes()
+    assert record_failure(tiny_cfg("dataset.synthetic_train=100000000", out=job), "UserError: too big", "tb") is None
+    assert (job / "metrics.json").read_bytes() == before and not (job / "error.log").exists()

@@ -100,9 +100,12 @@ def checkpoint_to_resume(cfg: DictConfig, out: Path, identity: dict) -> Path | N
 
 
 def record_failure(cfg: DictConfig, error_line: str, tb: str) -> Path | None:
-    """Write ``metrics.json`` (status failed) and ``error.log`` into the job directory, if it is writable."""
+    """Write ``metrics.json`` (status failed) and ``error.log`` into the job directory, if it is writable, unless
+    it holds a run that ended (a job refused before its checks, e.g. for its size, must not overwrite it)."""
     try:
         out = Path(cfg.output_dir)
+        if finished_record(out) is not None:
+            return None
         write_text_atomic(out / "error.log", tb)
         record = {
             **RunRecord.from_config(cfg).facts(),
