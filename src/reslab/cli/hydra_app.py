@@ -73,14 +73,15 @@ class JobRunner:
     def exit_code(self) -> int:
         return 1 if self.failed else 0
 
-    def run(self, cfg: DictConfig) -> dict | None:
+    def run(self, cfg: DictConfig) -> float:
+        """Train the job; return its objective for a tuning sweeper (`objective`)."""
         from reslab.job import train  # imported here so `reslab --help` stays fast
         from reslab.jobdir import ForeignRunError, record_failure
 
         quiet_console()
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
         try:
-            return train(cfg)
+            return objective(train(cfg))
         except UserError as e:
             line = str(e).splitlines()[0] if str(e) else type(e).__name__
             if not multirun:
@@ -97,7 +98,17 @@ class JobRunner:
         job = Path(cfg.output_dir).name
         self.failed.append(job)
         print(f"reslab: job {job} failed: {line}" + (f" (traceback: {where})" if where else ""), file=sys.stderr)
-        return None
+        return float("nan")
+
+
+def objective(result: dict) -> float:
+    """What a tuning sweeper minimises: the final validation error (never the test error). A diverged run counts
+    as error 1 (as bad as it gets, so a search learns to avoid its region); a job that could not run gives NaN,
+    which Optuna records as a failed trial."""
+    if result.get("status") == "diverged":
+        return 1.0
+    value = result.get("val_error")
+    return float(value) if value is not None else float("nan")
 
 
 class SweepReport(Callback):
