@@ -4,11 +4,14 @@ own config, the exit status and the report read from the jobs' records."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
 import pytest
 from conftest import ROOT, TINY
+from test_resume import _wait_for
 
 
 @pytest.mark.parametrize(
@@ -46,3 +49,61 @@ def test_a_sweep_under_another_launcher_keeps_jobs_apart_and_reports_its_failure
     summary = (sweep / "summary.md").read_text()
     assert summary.count("| plain (optim.lr=") == 4 and "## Jobs that did not finish" in summary
     assert "2 job(s) of" in proc.stderr and "did not finish" in proc.stderr
+
+
+# A short run that checkpoints often and renders no figures.
+PREEMPTIBLE = [
+    *TINY,
+    "model=plain",
+    "trainer.max_steps=60",
+    "callbacks.checkpoint.every_n_steps=5",
+    "callbacks.grad_norms.figure_every_n_steps=0",
+    "callbacks.responses.figure_every_n_steps=0",
+]
+FINAL_KEYS = ("steps", "train_error", "train_loss", "val_error", "val_loss", "test_error", "test_loss")
+
+
+def test_a_job_preempted_under_submitit_is_requeued_and_ends_as_if_never_stopped(tmp_path, run_env):
+    straight, sweep = tmp_path / "straight", tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "reslab"]
+    subprocess.run(
+        [*cmd, *PREEMPTIBLE, f"hydra.run.dir={straight}"], cwd=ROOT, env=run_env, check=True, capture_output=True
+    )
+    proc = subprocess.Popen(
+        [*cmd, "-m", *PREEMPTIBLE, "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep}"],
+        cwd=ROOT,
+        env=run_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    job = sweep / "plain-8_seed0"
+    try:  # preempt it as SLURM would, with submitit's signal, once training is under way
+        assert _wait_for(lambda: (job / "checkpoints" / "step5.ckpt").exists(), 240), "training never started"
+        pid = int((job / ".lock").read_text().split()[1])  # "pid N on HOST": the job's own process
+        os.kill(pid, signal.SIGUSR2)
+        _, err = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    log = (job / "reslab.log").read_text()
+    assert "stopped by SIGUSR2" in log and "handing over to the launcher to requeue" in log
+    assert "resuming from" in log  # the requeued job went on from its checkpoint, not from scratch
+    submitit_logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*_log.out"))
+    assert "Requeued job" in submitit_logs
+    a = json.loads((straight / "metrics.json").read_text())
+    b = json.loads((job / "metrics.json").read_text())
+    assert b["status"] == "finished" and {k: b[k] for k in FINAL_KEYS} == {k: a[k] for k in FINAL_KEYS}
+
+
+def test_under_slurm_lightning_leaves_preemption_to_reslab_and_submitit(tiny_cfg, tmp_path, monkeypatch):
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    from reslab.job import build_trainer
+
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("SLURM_JOB_NAME", "reslab")
+    monkeypatch.setenv("SLURM_NODELIST", "node1")
+    trainer = build_trainer(tiny_cfg(), tmp_path, "cpu", "32-true", [])
+    environment = trainer._accelerator_connector.cluster_environment
+    assert isinstance(environment, SLURMEnvironment) and environment.auto_requeue is False

@@ -17,6 +17,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.profilers import SimpleProfiler
 from omegaconf import DictConfig, OmegaConf
 
@@ -102,10 +103,13 @@ def build_trainer(
     if t.profiler not in (None, "simple"):
         raise UserError(f"unknown trainer.profiler={t.profiler!r}; choose null or simple")
     profiler = SimpleProfiler(dirpath=out, filename="profile") if t.profiler == "simple" else None
+    plugins = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():  # preemption is reslab's and submitit's (reslab.training.signals), not Lightning's
+        plugins.append(SLURMEnvironment(auto_requeue=False))
     return L.Trainer(
         max_steps=t.max_steps,
         profiler=profiler,
-        plugins=[AtomicCheckpointIO()],
+        plugins=plugins,
         accelerator=accelerator,
         devices=1,
         precision=precision,
@@ -174,7 +178,7 @@ def _fit_and_test(cfg, record, identity, out, accelerator, precision, callbacks)
         log.info("%s: resuming from %s", record.name, resume_from)
     trainer.fit(system, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     if stop.signum is not None and trainer.global_step < t.max_steps:
-        interrupted = Interrupted(stop.signum, out)
+        interrupted = Interrupted(stop.signum, out, requeue=stop.requeue)
         summary.write(
             "interrupted", trainer, error=f"stopped by {interrupted.signal_name} at step {trainer.global_step}"
         )

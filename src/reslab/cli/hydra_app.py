@@ -77,11 +77,17 @@ class JobRunner:
         """Train the job; return its objective for a tuning sweeper (`objective`)."""
         from reslab.job import train  # imported here so `reslab --help` stays fast
         from reslab.jobdir import ForeignRunError, record_failure
+        from reslab.training.signals import Interrupted
 
         quiet_console()
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
         try:
             return objective(train(cfg))
+        except Interrupted as stopped:  # checkpointed: a launcher that requeues (submitit) takes over here
+            if stopped.requeue is not None:
+                log.warning("%s: checkpointed; handing over to the launcher to requeue", stopped.job_dir.name)
+            stopped.hand_over()
+            raise
         except UserError as e:
             line = str(e).splitlines()[0] if str(e) else type(e).__name__
             if not multirun:

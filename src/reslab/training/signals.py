@@ -1,32 +1,61 @@
-"""SIGTERM and SIGINT during training: stop after the step in progress, checkpoint, and say so.
+"""SIGTERM, SIGINT and the preemption signal during training: stop after the step in progress, checkpoint, say so.
 
-reslab owns these signals while a job trains (Lightning's own SIGTERM handling is replaced for that time, and
-its SLURM auto-requeue is not used): a scheduler's SIGTERM (preemption, a time limit) or a Ctrl+C makes the job
-finish its current step, write ``last.ckpt`` atomically, and stop. The job then records status ``interrupted``
-and exits with 128 + the signal's number, as shells do; rerunning the same command resumes exactly. A second
-signal of the same kind while stopping ends the process at once.
+Who owns which signal (one owner each, so nothing fights):
+
+- reslab owns the *checkpoint*: while a job trains, SIGTERM (a scheduler stopping it), SIGINT (Ctrl+C) and
+  submitit's preemption signal (SIGUSR2, or ``$SUBMITIT_PREEMPT_SIGNAL``) make the job finish its current step,
+  write ``last.ckpt`` atomically, record status ``interrupted`` and stop. Rerunning the same job resumes exactly.
+- the launcher owns the *requeue*: after that checkpoint, the handler that was installed for the preemption
+  signal before training (submitit's, under ``hydra/launcher=submitit_*``) is called, and submitit requeues the
+  job (``scontrol requeue`` on SLURM, a restart under ``submitit_local``); the requeued job resumes from
+  ``last.ckpt``. Without such a launcher the job exits with 128 + the signal's number, as shells do.
+- Lightning's own SLURM auto-requeue (SIGUSR1) is switched off (`reslab.job.build_trainer`), and its SIGTERM
+  handler is replaced while training.
+
+A second signal of the same kind while stopping ends the process at once.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# submitit's variable naming its preemption/timeout signal (without "SIG"); USR2 by default.
+PREEMPT_SIGNAL_ENV = "SUBMITIT_PREEMPT_SIGNAL"
+
+
+def preemption_signal() -> signal.Signals:
+    """The signal a scheduler sends before preempting or timing out a job: submitit's (SIGUSR2 by default)."""
+    name = os.environ.get(PREEMPT_SIGNAL_ENV, "USR2")
+    return getattr(signal, "SIG" + name, signal.SIGUSR2)
+
+
+def stop_signals() -> tuple[signal.Signals, ...]:
+    return (signal.SIGTERM, signal.SIGINT, preemption_signal())
 
 
 class Interrupted(SystemExit):
-    """A job stopped by a signal; a SystemExit, so that no launcher mistakes it for a failed job and goes on."""
+    """A job stopped by a signal; a SystemExit, so that no launcher mistakes it for a failed job and goes on.
 
-    def __init__(self, signum: int, job_dir: Path):
+    ``requeue`` is the launcher's own handler of the preemption signal, to be called once the checkpoint is
+    written (`hand_over`)."""
+
+    def __init__(self, signum: int, job_dir: Path, requeue: Callable | None = None):
         super().__init__(128 + signum)
-        self.signum, self.job_dir = signum, Path(job_dir)
+        self.signum, self.job_dir, self.requeue = signum, Path(job_dir), requeue
 
     @property
     def signal_name(self) -> str:
         return signal.Signals(self.signum).name
+
+    def hand_over(self) -> None:
+        """Let the launcher requeue the job (submitit: pickles the job, requeues it and exits the process)."""
+        if self.requeue is not None:
+            self.requeue(self.signum, None)
 
 
 class StopOnSignal(L.Callback):
@@ -35,6 +64,7 @@ class StopOnSignal(L.Callback):
     def __init__(self, checkpoint_path: Path):
         self.checkpoint_path = Path(checkpoint_path)
         self.signum: int | None = None
+        self.requeue: Callable | None = None  # the launcher's handler of the preemption signal, if any
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum, frame) -> None:
@@ -42,10 +72,13 @@ class StopOnSignal(L.Callback):
             signal.signal(signum, signal.SIG_DFL)
             signal.raise_signal(signum)
         self.signum = signum
+        previous = self._previous.get(signum)
+        if signum == preemption_signal() and callable(previous):
+            self.requeue = previous
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # After Lightning installed its own handlers at fit start: ours replace them until training ends.
-        for signum in SIGNALS:
+        for signum in stop_signals():
             self._previous[signum] = signal.getsignal(signum)
             signal.signal(signum, self._handle)
 
