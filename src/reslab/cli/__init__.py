@@ -27,6 +27,7 @@ GROUP_NAMES = {
     "trainer": "trainer",
     "experiment": "experiment",
     "debug": "debug preset",
+    "hparams_search": "hyperparameter search",
 }
 HYDRA_INFO_FLAGS = ("-h", "--help", "--hydra-help", "--info", "-c", "--cfg", "--shell-completion", "-sc")
 
@@ -204,21 +205,27 @@ def check_composes(argv: list[str]) -> None:
     def as_arg(o, value) -> str:
         return f"{o.get_key_element()}={o.get_value_element_as_str() if value is None else value}"
 
-    first = {
-        o.key_or_group: (next(iter(o.sweep_string_iterator())) if o.is_sweep_override() else None) for o in overrides
-    }
+    first = {o.key_or_group: (sweep_values(o)[0] if o.is_sweep_override() else None) for o in overrides}
     base = [as_arg(o, first[o.key_or_group]) for o in overrides]
     trials = [base] + [
         [*base[:i], as_arg(o, v), *base[i + 1 :]]
         for i, o in enumerate(overrides)
         if o.is_sweep_override()
-        for v in list(o.sweep_string_iterator())[1:]
+        for v in sweep_values(o)[1:]
     ]
     for args in trials:
         try:
             check_ranges(compose_config(args, output_dir="."))
         except ConfigCompositionException as e:
             raise UserError(composition_error(e)) from None
+
+
+def sweep_values(o) -> list[str]:
+    """The values a swept override takes; a sweeper's search range (``optim.lr='tag(log,interval(0.01,1))'``,
+    which only a sweeper such as Optuna's enumerates) by its two ends."""
+    if o.is_interval_sweep():
+        return [str(o.value().start), str(o.value().end)]
+    return list(o.sweep_string_iterator())
 
 
 def composition_error(e: Exception) -> str:
