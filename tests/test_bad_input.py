@@ -92,6 +92,14 @@ PREFLIGHT_CASES = [
     ("several values without -m", ["depth=20,56"], "depth=20,56 lists several values: add -m"),
     ("zero instrument interval", ["callbacks.grad_norms.every_n_steps=0"], "must be a positive number of steps"),
     ("config shown for a sweep", ["--cfg", "job", "-m", "depth=8,14"], "--cfg and --info show one composed config"),
+    ("search without -m", ["hparams_search=lr"], "hparams_search runs a search of many jobs: add -m"),
+    ("unknown strategy", ["trainer.strategy=ddp_spawn"], "unknown trainer.strategy='ddp_spawn'; choose auto or ddp"),
+    ("zero threads", ["trainer.threads=0"], "trainer.threads=0: choose auto or a positive number of threads"),
+    (
+        "batch that does not split across devices",
+        ["trainer=ddp", "dataset.batch_size=33"],
+        "dataset.batch_size=33 does not split evenly across trainer.devices=2",
+    ),
 ]
 READ_ONLY = "/proc/reslab"  # not writable even for root
 

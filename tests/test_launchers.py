@@ -16,7 +16,7 @@ from test_resume import _wait_for
 
 @pytest.mark.parametrize(
     "launcher",
-    [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local"]],
+    [["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local"]],
     ids=["joblib", "submitit_local"],
 )
 def test_a_sweep_under_another_launcher_keeps_jobs_apart_and_reports_its_failure(launcher, tmp_path, run_env):
@@ -45,7 +45,11 @@ def test_a_sweep_under_another_launcher_keeps_jobs_apart_and_reports_its_failure
     statuses = {j: json.loads((sweep / j / "metrics.json").read_text())["status"] for j in jobs}
     assert statuses == {j: ("failed" if "mnist" in j else "finished") for j in jobs}
     for lr in ("0.05", "0.1"):  # each job trained with its own lr, not another job's
-        assert f"lr: {lr}" in (sweep / f"plain-8_seed0_optim.lr={lr}_dataset=synthetic" / "config.yaml").read_text()
+        job = sweep / f"plain-8_seed0_optim.lr={lr}_dataset=synthetic"
+        assert f"lr: {lr}" in (job / "config.yaml").read_text()
+        if "hydra/launcher=parallel" in launcher:  # two jobs at once share the cores as torch threads
+            threads = json.loads((job / "metrics.json").read_text())["threads"]
+            assert threads == max(1, len(os.sched_getaffinity(0)) // 2)
     summary = (sweep / "summary.md").read_text()
     assert summary.count("| plain (optim.lr=") == 4 and "## Jobs that did not finish" in summary
     assert "2 job(s) of" in proc.stderr and "did not finish" in proc.stderr
@@ -107,3 +111,16 @@ def test_under_slurm_lightning_leaves_preemption_to_reslab_and_submitit(tiny_cfg
     trainer = build_trainer(tiny_cfg(), tmp_path, "cpu", "32-true", [])
     environment = trainer._accelerator_connector.cluster_environment
     assert isinstance(environment, SLURMEnvironment) and environment.auto_requeue is False
+
+
+def test_the_launcher_presets_compose_with_what_reslab_needs():
+    from hydra import compose, initialize_config_dir
+
+    from reslab.config import conf_dir
+
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        slurm = compose("config", ["hydra/launcher=slurm"], return_hydra_config=True).hydra.launcher
+        parallel = compose("config", ["hydra/launcher=parallel"], return_hydra_config=True).hydra.launcher
+    assert slurm._target_.endswith("SlurmLauncher") and slurm.tasks_per_node == 1 and slurm.max_num_timeout > 0
+    assert slurm.gpus_per_node == 1 and slurm.signal_delay_s > 0
+    assert parallel._target_.endswith("JoblibLauncher") and parallel.n_jobs == -1

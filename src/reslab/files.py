@@ -7,6 +7,7 @@ fsynced. A kill or a full disk at any point leaves either the old file or the ne
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 LOCK_FILE = ".lock"  # in a job directory, held while the job trains (reslab.jobdir.JobLock)
+REPORT_LOCK_FILE = ".report.lock"  # in a sweep directory, held while its report is written
 
 
 def ensure_writable_dir(path: Path) -> None:
@@ -80,3 +82,16 @@ def is_locked(directory: Path) -> bool:
     fcntl.flock(fd, fcntl.LOCK_UN)
     os.close(fd)
     return False
+
+
+@contextlib.contextmanager
+def exclusive(path: Path):
+    """Wait for, then hold, an exclusive ``flock`` on ``path`` (created if missing) for the ``with`` block: one
+    writer at a time among processes, e.g. the jobs of a joblib sweep that each rewrite the sweep's report."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

@@ -8,16 +8,18 @@ No argument parsing here: the ``reslab`` command wires Hydra to this function, a
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.plugins.environments import LightningEnvironment, SLURMEnvironment
 from lightning.pytorch.profilers import SimpleProfiler
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,6 +33,7 @@ from reslab.jobdir import (
     checkpoint_to_resume,
     clear_job_dir,
     finished_record,
+    read_record,
 )
 from reslab.models import build_net, count_parameters
 from reslab.record import RunRecord
@@ -42,8 +45,13 @@ from reslab.training.device import (
     compile_mode,
     prepare_net,
     resolve_accelerator,
+    resolve_devices,
     resolve_precision,
+    set_threads,
+    threads_per_process,
 )
+from reslab.training.global_batchnorm import GlobalBatchNorm
+from reslab.training.ranks import check_not_launched_externally, in_a_rank, is_rank_zero, run_ranks
 from reslab.training.signals import Interrupted, StopOnSignal
 
 log = logging.getLogger(__name__)
@@ -77,8 +85,10 @@ def build_job(cfg: DictConfig, identity: dict | None = None) -> tuple[ImageDataM
 
 
 def configured_callbacks(cfg: DictConfig) -> list[L.Callback]:
-    """The instruments and guards of ``callbacks`` that name a ``_target_`` (``callbacks.<name>=null`` is off)."""
-    return [instantiate(node) for node in cfg.callbacks.values() if node is not None and "_target_" in node]
+    """The instruments and guards of ``callbacks`` that name a ``_target_`` (``callbacks.<name>=null`` is off).
+    In a run on several devices, callbacks marked ``rank_zero_only`` (the instruments) run on rank 0 only."""
+    made = [instantiate(node) for node in cfg.callbacks.values() if node is not None and "_target_" in node]
+    return [c for c in made if is_rank_zero() or not getattr(c, "rank_zero_only", False)]
 
 
 def build_trainer(
@@ -98,20 +108,28 @@ def build_trainer(
         mode="max",
     )
     logger = TensorBoardLogger(save_dir=str(out), name="", version="", default_hp_metric=False)
-    bar = ProgressLog.wants_bar(t.progress)
-    progress = [] if bar or t.progress == "none" else [ProgressLog(t.progress_every, name)]
+    bar = ProgressLog.wants_bar(t.progress) and is_rank_zero()
+    progress = [] if bar or t.progress == "none" or not is_rank_zero() else [ProgressLog(t.progress_every, name)]
     if t.profiler not in (None, "simple"):
         raise UserError(f"unknown trainer.profiler={t.profiler!r}; choose null or simple")
     profiler = SimpleProfiler(dirpath=out, filename="profile") if t.profiler == "simple" else None
     plugins = [AtomicCheckpointIO()]
-    if SLURMEnvironment.detect():  # preemption is reslab's and submitit's (reslab.training.signals), not Lightning's
+    if in_a_rank():  # one of the processes reslab started for this run (reslab.training.ranks)
+        plugins.append(LightningEnvironment())
+    elif SLURMEnvironment.detect():  # preemption is reslab's and submitit's (reslab.training.signals), not Lightning's
         plugins.append(SLURMEnvironment(auto_requeue=False))
+    several = t.devices > 1
+    if several and t.sync_batchnorm and accelerator == "cpu":  # torch's SyncBatchNorm is GPU-only
+        plugins.append(GlobalBatchNorm())
     return L.Trainer(
         max_steps=t.max_steps,
         profiler=profiler,
         plugins=plugins,
         accelerator=accelerator,
-        devices=1,
+        devices=t.devices,
+        strategy="ddp" if several else "auto",
+        sync_batchnorm=several and t.sync_batchnorm and accelerator != "cpu",
+        use_distributed_sampler=False,  # training batches are split by reslab; every rank evaluates whole splits
         precision=precision,
         logger=logger,
         callbacks=[*callbacks, *progress, checkpoint],
@@ -134,6 +152,9 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     record = RunRecord.from_config(cfg)
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
     precision = resolve_precision(cfg.trainer.precision, accelerator)
+    devices = resolve_devices(cfg.trainer.devices, cfg.trainer.strategy, accelerator)
+    check_not_launched_externally(devices)
+    threads = threads_per_process(cfg.trainer.threads, processes=devices if accelerator == "cpu" else 1)
     identity = record.identity(precision)
     info = dataset_info(cfg.dataset.name)
     check_memory(cfg, accelerator, info.in_channels, info.image_size // cfg.dataset.downsample)
@@ -148,6 +169,13 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
                 "%s already %s in %s; not retraining (retrain=true trains again)", record.name, done["status"], out
             )
             return done
+        if devices > 1:  # one process per device, each running the job below; rank 0 writes metrics.json
+            resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # no Hydra in the ranks
+            resolved.trainer.threads = threads or "auto"  # each rank's share, decided here where the launcher is known
+            job = functools.partial(_fit_and_test, resolved, record, identity, out, accelerator, precision, callbacks)
+            run_ranks(job, devices, out, log_file=str(out / "reslab.log"))
+            return read_record(out)
+        set_threads(threads)
         return _fit_and_test(cfg, record, identity, out, accelerator, precision, callbacks)
 
 
@@ -155,9 +183,12 @@ def _fit_and_test(cfg, record, identity, out, accelerator, precision, callbacks)
     t = cfg.trainer
     resume_from = checkpoint_to_resume(cfg, out, identity)
     log.info("%s: job directory %s", record.name, out)
+    if in_a_rank() and t.threads != "auto":
+        set_threads(t.threads)
     datamodule, system = build_job(cfg, identity)
     params = count_parameters(system.net)
-    write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if is_rank_zero():
+        write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     facts = record.facts(
         identity=identity,
         image_size=datamodule.image_size,
@@ -167,6 +198,8 @@ def _fit_and_test(cfg, record, identity, out, accelerator, precision, callbacks)
         accelerator=accelerator,
         channels_last=t.channels_last,
         compile=compile_mode(t.compile),
+        devices=t.devices,
+        threads=torch.get_num_threads(),
     )
     summary = RunSummary(out / "metrics.json", facts, train_window=cfg.callbacks.summary.train_window)
     extra = configured_callbacks(cfg)

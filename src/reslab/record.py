@@ -93,7 +93,10 @@ class RunRecord:
             seed=cfg.seed,
             variant=variant,
             settings=settings,
-            experiment={k: _plain(OmegaConf.select(cfg, k, default=None)) for k in EXPERIMENT_KEYS},
+            experiment={
+                **{k: _plain(OmegaConf.select(cfg, k, default=None)) for k in EXPERIMENT_KEYS},
+                "bn_batch": bn_batch(cfg),
+            },
         )
 
     @property
@@ -139,6 +142,14 @@ class RunRecord:
             **self.settings,
             **measured,
         }
+
+
+def bn_batch(cfg: DictConfig) -> int:
+    """The images a BN layer's training statistics are over: the batch, or each device's part of it when a run on
+    several devices does not synchronise BN (``trainer.sync_batchnorm=false``), which changes the experiment."""
+    devices = OmegaConf.select(cfg, "trainer.devices", default=1) or 1
+    sync = OmegaConf.select(cfg, "trainer.sync_batchnorm", default=True)
+    return cfg.dataset.batch_size // devices if devices > 1 and not sync else cfg.dataset.batch_size
 
 
 def machine() -> dict:

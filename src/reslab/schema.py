@@ -77,6 +77,10 @@ class TrainerConfig:
     progress: str = "auto"
     progress_every: float = 5.0
     profiler: str | None = None
+    devices: int = 1
+    strategy: str = "auto"
+    sync_batchnorm: bool = True
+    threads: Any = "auto"  # auto | a number of torch threads
 
 
 @dataclass
@@ -130,6 +134,7 @@ RANGES = [
     ("trainer.val_every_n_steps", lambda v: v >= 1, "a positive number of steps"),
     ("trainer.log_every_n_steps", lambda v: v >= 1, "a positive number of steps"),
     ("trainer.progress_every", lambda v: 0 < v <= 100, "a percentage in (0, 100]"),
+    ("trainer.devices", lambda v: v >= 1, "a positive number of devices"),
     ("dataset.batch_size", lambda v: v >= 1, "a positive number of images"),
     ("dataset.eval_batch_size", lambda v: v >= 1, "a positive number of images"),
     ("dataset.val_fraction", lambda v: 0 <= v < 1, "a share in [0, 1)"),
@@ -162,6 +167,15 @@ def check_ranges(cfg: DictConfig) -> None:
     from reslab.models import blocks_per_stage
 
     blocks_per_stage(cfg.depth)  # 6n+2, or a UserError naming the nearest valid depths
+    from reslab.training.device import check_strategy, check_threads
+
+    check_strategy(cfg.trainer.strategy)
+    check_threads(cfg.trainer.threads)
+    if cfg.dataset.batch_size % cfg.trainer.devices:
+        raise UserError(
+            f"dataset.batch_size={cfg.dataset.batch_size} does not split evenly across "
+            f"trainer.devices={cfg.trainer.devices}; choose a batch size that is a multiple of {cfg.trainer.devices}"
+        )
     if any(not 0 < m < 1 for m in cfg.optim.milestones):
         raise UserError(
             f"optim.milestones={list(cfg.optim.milestones)}: each must be a fraction of "

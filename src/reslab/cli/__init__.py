@@ -157,6 +157,7 @@ def preflight(argv: list[str]) -> None:
     if not multirun and (sweeps := [o.input_line for o in parse_overrides(argv) if o.is_sweep_override()]):
         raise UserError(f"{sweeps[0]} lists several values: add -m to run one job for each, or give one value")
     check_groups(argv)
+    check_search(argv, multirun)
     check_output_dir(argv)
     check_composes(argv)
 
@@ -171,6 +172,18 @@ def check_groups(argv: list[str]) -> None:
         for value in values:
             if str(value) not in options and value is not None:
                 raise UserError(f"unknown {GROUP_NAMES[group]} {value!r}; choose one of: {', '.join(options)}")
+
+
+def check_search(argv: list[str], multirun: bool) -> None:
+    """``hparams_search`` is a sweep of many jobs, run by an optional sweeper."""
+    if not any(o.key_or_group == "hparams_search" and o.value() is not None for o in parse_overrides(argv)):
+        return
+    if not multirun:
+        raise UserError("hparams_search runs a search of many jobs: add -m")
+    try:
+        import hydra_plugins.hydra_optuna_sweeper  # noqa: F401
+    except ImportError:
+        raise UserError("hparams_search needs the Optuna sweeper: pip install 'reslab[tune]'") from None
 
 
 def check_output_dir(argv: list[str]) -> None:

@@ -52,6 +52,8 @@ def quiet_console() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     # Lightning 2.6 calls a pytree API that torch 2.13 deprecates, once per fit: not the user's concern.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # With several processes every one evaluates the whole split (reslab.training.ranks): nothing to sync.
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('(val|test)/")
     # Said on every resume, which is reslab's intended use of the folder.
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 

@@ -42,13 +42,31 @@ class StepShuffledBatches:
     from ``seed`` and ``e``, and batch ``k`` of the run is batch ``k % per_epoch`` of epoch ``k // per_epoch``.
 
     A resumed run therefore continues with exactly the batch it would have seen next, starting from the
-    trainer's restored ``global_step``. Incomplete last batches are dropped.
+    trainer's restored ``global_step``. Incomplete last batches are dropped. With ``world_size`` processes, each
+    batch of ``batch_size`` is split into equal contiguous parts and process ``rank`` gets part ``rank``: together
+    they train on exactly the batches one process would.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, next_step: int = 0):
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        seed: int,
+        next_step: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if batch_size % world_size:
+            raise UserError(
+                f"dataset.batch_size={batch_size} does not split evenly across trainer.devices={world_size}; "
+                f"choose a batch size that is a multiple of {world_size}"
+            )
         self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
         self.per_epoch = len(y) // batch_size
         self.next_step = next_step
+        self.part = batch_size // world_size
+        self.start = rank * self.part  # this process's images within each batch
 
     def __len__(self) -> int:
         return self.per_epoch
@@ -60,7 +78,8 @@ class StepShuffledBatches:
         perm = torch.randperm(len(self.y), generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
         perm = perm.to(self.y.device)
         for k in range(start, self.per_epoch):
-            idx = perm[k * self.batch_size : (k + 1) * self.batch_size]
+            first = k * self.batch_size + self.start
+            idx = perm[first : first + self.part]
             self.next_step += 1
             yield self.x[idx], self.y[idx]
 
@@ -212,15 +231,26 @@ class ImageDataModule(L.LightningDataModule):
             self._on_device[key] = tuple(t.to(device) for t in getattr(self, split))
         return self._on_device[key]
 
-    def train_batches(self, device: torch.device | str | None = None, next_step: int = 0) -> StepShuffledBatches:
-        """The training batches from step ``next_step`` on, indexed on ``device``."""
+    def train_batches(
+        self, device: torch.device | str | None = None, next_step: int = 0, rank: int = 0, world_size: int = 1
+    ) -> StepShuffledBatches:
+        """The training batches from step ``next_step`` on, indexed on ``device`` (process ``rank``'s part)."""
         return StepShuffledBatches(
-            *self.resident("train", device), self.batch_size, self.shuffle_seed, next_step=next_step
+            *self.resident("train", device),
+            self.batch_size,
+            self.shuffle_seed,
+            next_step=next_step,
+            rank=rank,
+            world_size=world_size,
         )
+
+    def _ranks(self) -> tuple[int, int]:
+        return (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
 
     def train_dataloader(self) -> StepShuffledBatches:
         step = self.trainer.global_step if self.trainer is not None else 0
-        return self.train_batches(next_step=step)
+        rank, world_size = self._ranks()
+        return self.train_batches(next_step=step, rank=rank, world_size=world_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(
@@ -240,10 +270,13 @@ class ImageDataModule(L.LightningDataModule):
         return self.normalize(x), y
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
-        """The configured random crop and flip of a uint8 batch, with the module's own generator."""
+        """The configured random crop and flip of a uint8 batch, with the module's own generator. Split across
+        processes, each draws the randomness of the whole batch and uses its part (`random_crop`)."""
         generator = self._augment_generator(x.device)
-        x = random_crop(x, self.crop_pad, generator)
-        return random_hflip(x, generator) if self.hflip else x
+        rank, world_size = self._ranks()
+        part = (rank * len(x), world_size * len(x)) if world_size > 1 else None
+        x = random_crop(x, self.crop_pad, generator, part)
+        return random_hflip(x, generator, part) if self.hflip else x
 
     def _augment_generator(self, device: torch.device) -> torch.Generator:
         """A generator of its own for augmentation, on the batch's device; checkpointed with the run."""

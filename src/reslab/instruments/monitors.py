@@ -37,6 +37,9 @@ class _Series(L.Callback):
     """Shared bookkeeping: a named series of per-layer values, saved at the end of fit and on checkpoints."""
 
     filename = ""
+    # With several processes (reslab.training.ranks) instruments run on rank 0 only: the gradients they read are
+    # already averaged over the processes, and the weights are the same in every one.
+    rank_zero_only = True
 
     def __init__(self, every_n_steps: int, figure_every_n_steps: int, out_dir: str | Path):
         self.every_n_steps = every_n_steps

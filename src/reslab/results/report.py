@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reslab.files import write_atomic, write_text_atomic
+from reslab.files import REPORT_LOCK_FILE, exclusive, write_atomic, write_text_atomic
 from reslab.results import figures as plots
 from reslab.results.figure_style import arm_order
 from reslab.results.runs import Run, load_sweep
@@ -149,11 +149,15 @@ def write_figures(sweep_dir: Path, runs: list[Run], rows: list[dict]) -> list[Pa
 def report(sweep_dir: str | Path, figures: bool = True, quiet: bool = False) -> list[dict]:
     """Write the tables (and figures) for ``sweep_dir``; return the table rows."""
     sweep_dir = Path(sweep_dir)
-    runs = load_sweep(sweep_dir)
-    rows = summarize(runs)
-    text = write_tables(sweep_dir, runs, rows)
-    # Figures of runs that all failed would be empty axes.
-    written = write_figures(sweep_dir, runs, rows) if figures and any(r.status == "finished" for r in runs) else []
+    # Under the joblib launcher every worker rewrites the report as its jobs end: one writer at a time, each reading
+    # the records as they are when its turn comes (every file is also replaced atomically).
+    with exclusive(sweep_dir / REPORT_LOCK_FILE):
+        runs = load_sweep(sweep_dir)
+        rows = summarize(runs)
+        text = write_tables(sweep_dir, runs, rows)
+        # Figures of runs that all failed would be empty axes.
+        done = any(r.status == "finished" for r in runs)
+        written = write_figures(sweep_dir, runs, rows) if figures and done else []
     if not quiet:
         print(text)
         print(

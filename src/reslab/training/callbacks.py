@@ -25,6 +25,7 @@ import torch
 
 from reslab.errors import UserError
 from reslab.files import write_json_atomic
+from reslab.training.ranks import is_rank_zero
 
 log = logging.getLogger("reslab")
 
@@ -62,8 +63,9 @@ class RunSummary(L.Callback):
             "wall_time_s": round(self._wall_before + time.perf_counter() - self._start, 2),
             **extra,
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.path, record)
+        if is_rank_zero():  # with several processes, every one keeps the record; rank 0 writes it
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.path, record)
         self.record = record
         return record
 
@@ -80,7 +82,7 @@ class RunSummary(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # Detached device scalars; no host sync per step.
-        self._losses.append(outputs["loss"].detach().float())
+        self._losses.append(outputs["batch_loss"].float())
         self._errors.append(outputs["error"].float())
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -130,7 +132,7 @@ class DivergenceGuard(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not self._losses:
             self._first_step = trainer.global_step - 1  # the step whose loss this is
-        self._losses.append(outputs["loss"].detach())
+        self._losses.append(outputs["batch_loss"])
         if len(self._losses) >= self.check_every_n_steps or trainer.global_step >= trainer.max_steps:
             self.check(trainer)
 
@@ -155,6 +157,8 @@ class DivergenceGuard(L.Callback):
 
 
 class ProgressLog(L.Callback):
+    rank_zero_only = True  # with several processes, one line per step reached, from rank 0
+
     """One log line every ``every_percent`` of the run: step, loss, error, steps/s and the time left.
 
     For output that is not a terminal (a file, a cluster's job log), where a live bar would write thousands of
@@ -191,7 +195,7 @@ class ProgressLog(L.Callback):
         began, first = self._start
         rate = (step - first) / max(time.perf_counter() - began, 1e-9)
         left = (total - step) / rate if rate > 0 else float("nan")
-        loss, error = float(outputs["loss"]), float(outputs["error"])
+        loss, error = float(outputs["batch_loss"]), float(outputs["error"])
         minutes, seconds = divmod(int(left), 60) if math.isfinite(left) else (0, 0)
         log.info(
             "%sstep %d/%d (%d%%)  loss %.4f  error %.4f  %.1f steps/s  ETA %d:%02d",

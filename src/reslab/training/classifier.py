@@ -103,12 +103,18 @@ class Classifier(L.LightningModule):
         return bool(every) and (step % every == 0 or self.trainer.should_stop)
 
     def training_step(self, batch: tuple, batch_idx: int) -> dict:
+        """``loss`` is this process's, for its backward pass; ``batch_loss`` and ``error`` are the whole batch's,
+        which everything else reads (logs, metrics.json, the divergence guard, the warm-up), so that with several
+        processes every one of them sees and decides the same as one process would."""
         loss, error = self._loss_and_error(batch)
+        batch_loss, error = loss.detach(), error.detach()
+        if self.trainer.world_size > 1:  # equal parts per process: the mean of their means is the batch's
+            batch_loss, error = self.trainer.strategy.reduce(torch.stack([batch_loss, error]), reduce_op="mean")
         if self._is_logging_step():
-            self.log_dict({"train/loss": loss, "train/error": error}, on_step=True, on_epoch=False)
+            self.log_dict({"train/loss": batch_loss, "train/error": error}, on_step=True, on_epoch=False)
         if self.warming_up:
             self._update_warmup(error)
-        return {"loss": loss, "error": error.detach()}
+        return {"loss": loss, "batch_loss": batch_loss, "error": error}
 
     def _update_warmup(self, error: torch.Tensor) -> None:
         done = self.global_step + 1 >= self.warmup.steps

@@ -13,6 +13,7 @@ instruments' layer names are those of the uncompiled net: a compiled run resumes
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -56,6 +57,59 @@ def resolve_accelerator(accelerator: str) -> str:
     if accelerator == "gpu" and not torch.cuda.is_available():
         raise UserError("trainer.accelerator=gpu but no CUDA GPU is visible; use trainer.accelerator=auto or cpu")
     return accelerator
+
+
+def check_strategy(strategy: str) -> None:
+    if strategy not in ("auto", "ddp"):
+        raise UserError(
+            f"unknown trainer.strategy={strategy!r}; choose auto or ddp (reslab starts the processes itself, so "
+            f"Lightning's ddp_spawn and its re-run of the command line are not used)"
+        )
+
+
+def check_threads(setting: object) -> None:
+    if setting != "auto" and not (isinstance(setting, int) and not isinstance(setting, bool) and setting >= 1):
+        raise UserError(f"trainer.threads={setting!r}: choose auto or a positive number of threads")
+
+
+def resolve_devices(devices: int, strategy: str, accelerator: str) -> int:
+    """The number of processes training the run; a GPU run needs that many GPUs."""
+    check_strategy(strategy)
+    if accelerator == "gpu" and devices > torch.cuda.device_count():
+        raise UserError(
+            f"trainer.devices={devices} but {torch.cuda.device_count()} GPU(s) are visible; lower trainer.devices"
+        )
+    return devices
+
+
+def concurrent_jobs() -> int:
+    """How many jobs the launcher runs at once on this machine: joblib's ``n_jobs`` (-1 = one per core), else 1."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return 1
+    n_jobs = HydraConfig.get().launcher.get("n_jobs")
+    if not isinstance(n_jobs, int) or n_jobs == 0:
+        return 1
+    return n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+
+
+def threads_per_process(setting: object, processes: int = 1) -> int | None:
+    """torch's CPU threads for each process of a job; None: torch's default. ``auto``: the cores this process may
+    use, shared among the jobs the launcher runs at once and the run's own processes (None when neither shares
+    them); a number: that many."""
+    check_threads(setting)
+    if setting == "auto":
+        share = concurrent_jobs() * processes
+        return max(1, len(os.sched_getaffinity(0)) // share) if share > 1 else None
+    return int(setting)
+
+
+def set_threads(threads: int | None) -> None:
+    """Set in the job itself: joblib reuses its worker processes, so an environment variable read once at import
+    would not follow a change of ``n_jobs``."""
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

@@ -12,18 +12,23 @@ Who owns which signal (one owner each, so nothing fights):
 - Lightning's own SLURM auto-requeue (SIGUSR1) is switched off (`reslab.job.build_trainer`), and its SIGTERM
   handler is replaced while training.
 
-A second signal of the same kind while stopping ends the process at once.
+A second signal of the same kind while stopping (a second or more after the first) ends the process at once.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
+import torch
 
+# The same signal again within this many seconds is the same request delivered twice (by the terminal and by
+# the process that started this one), not a second request to stop at once.
+REPEAT_S = 1.0
 # submitit's variable naming its preemption/timeout signal (without "SIG"); USR2 by default.
 PREEMPT_SIGNAL_ENV = "SUBMITIT_PREEMPT_SIGNAL"
 
@@ -66,12 +71,15 @@ class StopOnSignal(L.Callback):
         self.signum: int | None = None
         self.requeue: Callable | None = None  # the launcher's handler of the preemption signal, if any
         self._previous: dict[int, object] = {}
+        self._since = 0.0
 
     def _handle(self, signum, frame) -> None:
-        if self.signum == signum:  # asked twice: stop now
+        now = time.monotonic()
+        if self.signum == signum and now - self._since > REPEAT_S:  # asked twice: stop now
             signal.signal(signum, signal.SIG_DFL)
             signal.raise_signal(signum)
-        self.signum = signum
+        if self.signum is None:
+            self.signum, self._since = signum, now
         previous = self._previous.get(signum)
         if signum == preemption_signal() and callable(previous):
             self.requeue = previous
@@ -83,6 +91,9 @@ class StopOnSignal(L.Callback):
             signal.signal(signum, self._handle)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.world_size > 1:  # every process stops at the same step: agree on it (one scalar per step)
+            agreed = trainer.strategy.reduce(torch.tensor(self.signum or 0, device=pl_module.device), reduce_op="max")
+            self.signum = int(agreed) or None
         if self.signum is not None and not trainer.should_stop:
             trainer.save_checkpoint(self.checkpoint_path)
             trainer.should_stop = True
