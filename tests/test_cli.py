@@ -203,14 +203,8 @@ def test_the_installed_package_carries_its_config(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     [wheel] = tmp_path.glob("reslab-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for group in (
-        "model/plain.yaml",
-        "dataset/cifar10.yaml",
-        "debug/tiny.yaml",
-        "experiment/paper.yaml",
-        "callbacks/default.yaml",
-    ):
-        assert f"reslab/conf/{group}" in names, group
+    for path in (ROOT / "conf").rglob("*.yaml"):  # every config file, however deep (hydra/launcher/*.yaml)
+        assert f"reslab/conf/{path.relative_to(ROOT / 'conf').as_posix()}" in names, path
     assert "reslab/conf/config.yaml" in names and "reslab/data/cifar.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "reslab = reslab.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

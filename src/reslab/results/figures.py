@@ -75,8 +75,9 @@ def error_curves(runs: Sequence[Run], smooth_points: int = 9) -> Figure:
 
 @styled
 def error_vs_depth(rows: Sequence[dict]) -> Figure:
-    """The degradation plot: final training (dashed) and test (solid) error against depth, per arm,
-    mean ± std over seeds. ``rows`` are the report's table rows."""
+    """The degradation plot: final training (dashed) and test (solid) error against depth, per arm: the mean over
+    seeds with its 95% t interval as error bars (none where a depth has one seed). ``rows`` are the report's
+    table rows."""
     fig = new_figure(COLUMN, 2.5)
     ax = fig.subplots()
     markers = ("o", "s", "^", "D", "v", "P", "X")
@@ -85,13 +86,13 @@ def error_vs_depth(rows: Sequence[dict]) -> Figure:
     for i, arm in enumerate(arms):
         mine = sorted((r for r in rows if r["arm"] == arm), key=lambda r: r["depth"])
         for key, ls in (("train_error", "--"), ("test_error", "-")):
-            pts = [(r["depth"], r[key], r.get(key + "_std") or 0.0) for r in mine if r.get(key) is not None]
+            pts = [(r["depth"], r[key], *_interval_bar(r, key)) for r in mine if r.get(key) is not None]
             if pts:
-                d, m, s = map(np.asarray, zip(*pts))
+                d, m, below, above = map(np.asarray, zip(*pts))
                 ax.errorbar(
                     d,
                     100 * m,
-                    yerr=100 * s,
+                    yerr=100 * np.stack([below, above]),
                     ls=ls,
                     marker=markers[i % 7],
                     ms=3.5,
@@ -105,10 +106,17 @@ def error_vs_depth(rows: Sequence[dict]) -> Figure:
     ax.minorticks_off()
     ax.set_xlabel("depth (weighted layers)")
     ax.set_ylabel("final error (%)")
+    ax.set_title("mean over seeds; bars: 95% t interval", fontsize="small")
     ax.grid(alpha=0.3)
     if ax.lines or ax.containers:
         ax.legend(frameon=False)
     return fig
+
+
+def _interval_bar(row: dict, key: str) -> tuple[float, float]:
+    """How far the row's interval reaches below and above its mean (0, 0 without an interval)."""
+    low, high = row.get(key + "_ci_low"), row.get(key + "_ci_high")
+    return (row[key] - low, high - row[key]) if low is not None and high is not None else (0.0, 0.0)
 
 
 def _log_norm(arrays: Sequence[np.ndarray]) -> LogNorm:

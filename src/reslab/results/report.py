@@ -22,6 +22,8 @@ from reslab.files import REPORT_LOCK_FILE, exclusive, write_atomic, write_text_a
 from reslab.results import figures as plots
 from reslab.results.figure_style import arm_order
 from reslab.results.runs import Run, load_sweep
+from reslab.results.statistics import DIFFERENCE_INTERVAL, MEAN_INTERVAL, claims, difference_interval, mean_interval
+from reslab.results.statistics import points as pts
 
 COLUMNS = (
     "model",
@@ -30,12 +32,19 @@ COLUMNS = (
     "depth",
     "params",
     "runs",
+    "seeds",
     "train_error",
     "train_error_std",
+    "train_error_ci_low",
+    "train_error_ci_high",
     "val_error",
     "val_error_std",
+    "val_error_ci_low",
+    "val_error_ci_high",
     "test_error",
     "test_error_std",
+    "test_error_ci_low",
+    "test_error_ci_high",
     "steps",
     "status",
 )
@@ -75,16 +84,73 @@ def summarize(runs: list[Run]) -> list[dict]:
             "steps": max((r.steps for r in members), default=0),
             "status": ", ".join(f"{n} {s}" for s, n in sorted(Counter(r.status for r in members).items())),
         }
+        row["seeds"] = len(done)
         for key in ("train_error", "val_error", "test_error"):
-            row[key], row[key + "_std"] = _mean_std([r.record.get(key) for r in done])
+            values = [r.record.get(key) for r in done]
+            row[key], row[key + "_std"] = _mean_std(values)
+            row[key + "_values"] = [v for v in values if v is not None]
+            ci = mean_interval(values)
+            row[key + "_ci_low"], row[key + "_ci_high"] = (ci.low, ci.high) if ci is not None else (None, None)
         rows.append(row)
     return rows
 
 
-def _pct(mean: float | None, std: float | None) -> str:
+def _pct(mean: float | None, std: float | None, low: float | None = None, high: float | None = None) -> str:
     if mean is None:
         return "–"
-    return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+    text = f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+    return text + (f" [{100 * low:.2f}, {100 * high:.2f}]" if low is not None and high is not None else "")
+
+
+def _cell(row: dict, key: str) -> str:
+    return _pct(row[key], row[key + "_std"], row.get(key + "_ci_low"), row.get(key + "_ci_high"))
+
+
+def arm_pairs(rows: list[dict]) -> list[tuple[str, str]]:
+    """(plain arm, residual arm) pairs that differ only in the shortcut: the same other settings (variant)."""
+    arms = {(r["arm"], r["model"], r["variant"]) for r in rows}
+    plains = {variant: arm for arm, model, variant in arms if model == "plain"}
+    return sorted(
+        ((plains[variant], arm) for arm, model, variant in arms if model != "plain" and variant in plains),
+        key=lambda p: (arm_order(p[0]), arm_order(p[1])),
+    )
+
+
+def statistics_sections(rows: list[dict]) -> str:
+    """The differences between arms and depths with their intervals, and the claims they support."""
+    by = {(r["arm"], r["depth"]): r for r in rows}
+    pairs = arm_pairs(rows)
+    if not pairs:
+        return ""
+    out = [
+        f"## Differences\n\nPercentage points, mean difference with its {DIFFERENCE_INTERVAL} over seeds in "
+        f"brackets (none with one seed per group).\n",
+        "| comparison | depth | train error | test error |",
+        "|---|---|---|---|",
+    ]
+    for plain, residual in pairs:
+        for depth in sorted({d for a, d in by if a == plain} & {d for a, d in by if a == residual}):
+            a, b = by[plain, depth], by[residual, depth]
+            cells = [pts(difference_interval(a[k + "_values"], b[k + "_values"]), True) for k in METRICS]
+            out.append(f"| {plain} − {residual} | {depth} | {' | '.join(cells)} |")
+    for arm in sorted({a for a, _ in by}, key=arm_order):
+        depths = sorted(d for a, d in by if a == arm)
+        for deeper in depths[1:]:  # each deeper net against the shallowest
+            lo, hi = by[arm, depths[0]], by[arm, deeper]
+            cells = [pts(difference_interval(hi[k + "_values"], lo[k + "_values"]), True) for k in METRICS]
+            out.append(f"| {arm}: depth {deeper} − depth {depths[0]} | {deeper} | {' | '.join(cells)} |")
+    out.append(
+        f"\n## What the data support\n\nEach claim tested with the {DIFFERENCE_INTERVAL}: supported when the "
+        f"interval excludes 0 on the claim's side, contradicted when it excludes 0 on the other side.\n"
+    )
+    for key, name in (("train_error", "training error"), ("test_error", "test error")):
+        groups = {k: r[key + "_values"] for k, r in by.items() if r[key + "_values"]}
+        for plain, residual in pairs:
+            out += claims(groups, plain, residual, name)
+    return "\n".join(out) + "\n"
+
+
+METRICS = ("train_error", "test_error")
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -95,9 +161,8 @@ def markdown_table(rows: list[dict]) -> str:
     for r in rows:
         params = f"{r['params'] / 1e6:.2f}M" if r["params"] else "–"
         lines.append(
-            f"| {r['arm']} | {r['depth']} | {params} | {_pct(r['train_error'], r['train_error_std'])} | "
-            f"{_pct(r['val_error'], r['val_error_std'])} | {_pct(r['test_error'], r['test_error_std'])} | "
-            f"{r['runs']} | {r['steps']} | {r['status']} |"
+            f"| {r['arm']} | {r['depth']} | {params} | {_cell(r, 'train_error')} | {_cell(r, 'val_error')} | "
+            f"{_cell(r, 'test_error')} | {r['runs']} | {r['steps']} | {r['status']} |"
         )
     return "\n".join(lines)
 
@@ -120,13 +185,15 @@ def write_tables(sweep_dir: Path, runs: list[Run], rows: list[dict]) -> str:
     table = io.StringIO(newline="")
     writer = csv.DictWriter(table, fieldnames=COLUMNS)
     writer.writeheader()
-    writer.writerows({k: ("" if r[k] is None else r[k]) for k in COLUMNS} for r in rows)
+    writer.writerows({k: ("" if r.get(k) is None else r[k]) for k in COLUMNS} for r in rows)
     write_text_atomic(sweep_dir / "summary.csv", table.getvalue())
     text = (
-        f"# Sweep {sweep_dir.name}\n\nError (%) at the end of training; mean ± std over seeds where there "
-        f"are several. Train error: mean over the last training batches (see metrics.json).\n\n"
-        f"{markdown_table(rows)}\n"
+        f"# Sweep {sweep_dir.parent.name}/{sweep_dir.name}\n\nError (%) at the end of training: mean ± sample "
+        f"std over the finished seeds, and in brackets the {MEAN_INTERVAL} (none with one seed). Train error: mean "
+        f"over the last training batches (see metrics.json).\n\n{markdown_table(rows)}\n"
     )
+    if stats_text := statistics_sections(rows):
+        text += f"\n{stats_text}"
     if problems := problems_table(runs):
         text += f"\n## Jobs that did not finish\n\n{problems}\n"
     write_text_atomic(sweep_dir / "summary.md", text)

@@ -1,0 +1,66 @@
+"""The report's intervals over seeds and the claims they decide, against textbook numbers and a tiny real sweep."""
+
+import math
+
+import numpy as np
+import pytest
+
+from reslab.results.report import report
+from reslab.results.statistics import claims, difference_interval, mean_interval, verdict
+
+T_975_DF2 = 4.302652729911275  # Student t, 97.5th percentile, 2 degrees of freedom (printed tables)
+
+
+def test_the_mean_interval_is_the_student_t_interval():
+    e = mean_interval([0.01, 0.02, 0.03])
+    half = T_975_DF2 * 0.01 / math.sqrt(3)  # t * s / sqrt(n), s = 0.01
+    assert e.value == pytest.approx(0.02) and (e.low, e.high) == pytest.approx((0.02 - half, 0.02 + half))
+    assert mean_interval([0.05]).low is None and mean_interval([0.05]).n == (1,)  # one seed: no interval
+    assert mean_interval([0.05, None, float("nan")]).n == (1,)  # missing and non-finite values are not seeds
+    assert mean_interval([]) is None
+
+
+def test_the_difference_interval_is_welchs():
+    a, b = np.array([0.10, 0.12, 0.14]), np.array([0.02, 0.03, 0.07, 0.04])
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))  # Welch-Satterthwaite
+    from scipy.stats import t
+
+    half = t.ppf(0.975, df) * math.sqrt(va + vb)
+    e = difference_interval(a, b)
+    diff = a.mean() - b.mean()
+    assert e.value == pytest.approx(diff) and (e.low, e.high) == pytest.approx((diff - half, diff + half))
+    assert difference_interval([0.1], [0.2, 0.3]).low is None  # a group of one seed: no interval
+
+
+def test_a_claim_is_supported_only_when_the_interval_excludes_zero_on_its_side():
+    assert verdict(difference_interval([0.30, 0.31, 0.32], [0.10, 0.11, 0.12]), +1) == "supported at 95%"
+    assert verdict(difference_interval([0.10, 0.11, 0.12], [0.30, 0.31, 0.32]), +1) == "contradicted at 95%"
+    assert verdict(difference_interval([0.10, 0.30, 0.20], [0.15, 0.25, 0.21]), +1).startswith("not shown")
+    assert verdict(difference_interval([0.3], [0.1, 0.2]), +1).startswith("no interval possible")
+
+
+def test_claims_name_each_comparison_and_its_verdict():
+    groups = {
+        ("plain", 20): [0.10, 0.11, 0.12],
+        ("plain", 56): [0.30, 0.32, 0.31],
+        ("residual", 20): [0.05, 0.06, 0.05],
+        ("residual", 56): [0.04, 0.07, 0.05],
+    }
+    text = "\n".join(claims(groups, "plain", "residual", "training error"))
+    assert "plain: training error rises with depth (depth 20 → 56: +20.00 [" in text
+    assert "**supported at 95%**" in text
+    assert "residual: deeper nets are no worse" in text and "not contradicted at 95%" in text
+    assert "residual beats plain at depth 56 on training error" in text
+
+
+def test_the_report_prints_intervals_differences_and_claims(tiny_sweep):
+    rows = {(r["arm"], r["depth"]): r for r in report(tiny_sweep, figures=False, quiet=True)}
+    two = rows["plain", 8]  # two seeds: an interval around the mean
+    assert two["test_error_ci_low"] <= two["test_error"] <= two["test_error_ci_high"]
+    assert rows["plain", 14]["test_error_ci_low"] is None  # one seed
+    md = (tiny_sweep / "summary.md").read_text()
+    assert md.startswith(f"# Sweep {tiny_sweep.parent.name}/{tiny_sweep.name}")  # the date's folder too
+    assert "95% Student t interval of the mean over seeds" in md and "## Differences" in md
+    assert "| plain − residual | 8 |" in md and "## What the data support" in md
+    assert "residual beats plain at depth 14 on training error" in md and "no interval possible" in md
