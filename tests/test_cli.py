@@ -59,6 +59,7 @@ def test_a_sweep_from_another_directory_names_jobs_by_every_swept_key(tmp_path, 
             "optim.lr=0.1,0.05",
             "optim=sgd,sgd_warmup",
             "trainer.max_steps=2",
+            "hydra.callbacks.report.figures=false",  # the tables are what this test reads
             "hydra.sweep.dir=sweep",
         ],
         work,

@@ -77,6 +77,7 @@ def test_resident_splits_are_copied_once_and_batches_keep_their_order():
     assert all(torch.equal(a, b) for a, b in zip(plain, resident)) and len(plain) == len(resident) == 4
 
 
+@pytest.mark.slow  # test_channels_last_computes_the_same_loss_and_gradients checks the same in the fast suite
 def test_a_run_with_channels_last_learns_like_one_without(tiny_cfg, tmp_path):
     runs = [
         train(

@@ -151,7 +151,10 @@ def training_started(job: Path) -> bool:
     return (job / "checkpoints" / "last.ckpt").exists()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+# SIGINT takes the same path as SIGTERM: its cases run with the slow tests (make test-all).
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)], ids=["SIGTERM", "SIGINT"]
+)
 def test_a_signal_checkpoints_marks_interrupted_and_exits_128_plus_signal(signum, tmp_path, run_env):
     job = tmp_path / "job"
     proc = start([*LONG, f"hydra.run.dir={job}"], run_env)
@@ -166,7 +169,10 @@ def test_a_signal_checkpoints_marks_interrupted_and_exits_128_plus_signal(signum
     assert "the same command resumes it" in err
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+# SIGINT takes the same path as SIGTERM: its cases run with the slow tests (make test-all).
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)], ids=["SIGTERM", "SIGINT"]
+)
 def test_a_stopped_sweep_says_what_did_not_run(signum, tmp_path, run_env):
     sweep = tmp_path / "sweep"
     proc = start(["-m", *LONG, "model=plain,residual", f"hydra.sweep.dir={sweep}"], run_env)

@@ -34,6 +34,8 @@ def test_instruments_record_arrays_and_tensorboard_tags(tiny_cfg, tmp_path):
     assert {"figures/grad_norm_vs_layer", "figures/grad_norm_heatmap", "figures/response_std_vs_layer"} <= set(
         acc.Tags()["images"]
     )
+    # Figures every 4 steps (0, 4) and of the last measurement (6), whatever the interval.
+    assert [e.step for e in acc.Images("figures/grad_norm_vs_layer")] == [0, 4, 6]
     logged = [e.value for e in acc.Scalars(f"grad_norm/{names[0]}")]
     assert np.allclose(logged, grads["values"][:, 0], rtol=1e-6)
 

@@ -59,7 +59,7 @@ def test_a_sweep_under_another_launcher_keeps_jobs_apart_and_reports_its_failure
 PREEMPTIBLE = [
     *TINY,
     "model=plain",
-    "trainer.max_steps=60",
+    "trainer.max_steps=30",
     "callbacks.checkpoint.every_n_steps=5",
     "callbacks.grad_norms.figure_every_n_steps=0",
     "callbacks.responses.figure_every_n_steps=0",

@@ -108,7 +108,20 @@ class GradNormMonitor(_Series):
         writer.add_scalar("grad_norm_summary/first_over_last", norms[0] / max(norms[-1], 1e-30), step)
         writer.add_scalar("grad_norm_summary/max", norms.max(), step)
         writer.add_scalar("grad_norm_summary/min", norms.min(), step)
-        if self._figure_due(step) and finite.size == norms.size:
+        if (self._figure_due(step) or step + 1 >= trainer.max_steps) and finite.size == norms.size:
+            self._figures(writer, step, norms)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The last measurement gets its figures too, whatever the interval, unless they were just drawn.
+        last = self.steps[-1] if self.steps else None
+        if last is not None and not self._figure_due(last) and last + 1 < trainer.max_steps:
+            writer = tensorboard(trainer)
+            if writer is not None and self.figure_every_n_steps > 0 and np.isfinite(self.rows[-1]).all():
+                self._figures(writer, last, self.rows[-1])
+        super().on_train_end(trainer, pl_module)
+
+    def _figures(self, writer, step: int, norms: np.ndarray) -> None:
+        if self.figure_every_n_steps > 0:
             from reslab.results import figures as plots
 
             writer.add_figure(

@@ -76,8 +76,9 @@ def by_arm_and_depth(runs: Sequence[Run]) -> dict[tuple[str, int], list[Run]]:
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
-    """Moving average (edges use the available points): the per-batch training error is noisy."""
-    window = min(window, len(values))
+    """Moving average (edges use the available points): the per-batch training error is noisy. The window is at
+    most a quarter of the points, so a short run is smoothed little rather than bent into a shape it did not have."""
+    window = min(window, len(values) // 4)
     if window <= 1:
         return values
     kernel = np.ones(window)

@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from reslab.results.figure_style import (
     COLUMN,
@@ -24,14 +25,14 @@ from reslab.results.figure_style import (
     smooth,
     styled,
 )
-from reslab.results.runs import Run, curve, mean_curve
+from reslab.results.runs import Run, curve, mean_curve, seed_curves
 
 
 @styled
 def error_curves(runs: Sequence[Run], smooth_points: int = 9) -> Figure:
-    """He et al. Fig. 6 (Fig. 1 is its 20-vs-56 case): training error (dashed, smoothed) and validation
-    error (solid) against iterations, one panel per arm, one colour per depth; mean over seeds.
-    The final test error is marked with a dot at the last iteration."""
+    """He et al. Fig. 6 (Fig. 1 is its 20-vs-56 case): training error (dashed, smoothed; the logged points faint
+    beneath) and validation error (solid) against iterations, one panel per arm, one colour per depth; mean over
+    seeds, with the range over seeds shaded where there are several. The final test error is a dot at the end."""
     arms = arms_of(runs)
     fig = new_figure(PAGE, 2.6)
     axes = fig.subplots(1, len(arms), sharey=True, squeeze=False)[0]
@@ -41,9 +42,15 @@ def error_curves(runs: Sequence[Run], smooth_points: int = 9) -> Figure:
             if model != arm:
                 continue
             color = depth_color(depth)
-            steps, train = mean_curve(members, "train/error")
+            steps, seeds = seed_curves(members, "train/error")
             if len(steps):
-                ax.plot(steps, 100 * smooth(train, smooth_points), "--", color=color, lw=1.0)
+                ax.plot(steps, 100 * seeds.mean(axis=0), ls="", marker=".", ms=1.5, color=color, alpha=0.3)
+                smoothed = np.stack([smooth(v, smooth_points) for v in seeds])
+                ax.plot(steps, 100 * smoothed.mean(axis=0), "--", color=color, lw=1.0)
+                if len(seeds) > 1:
+                    ax.fill_between(
+                        steps, 100 * smoothed.min(axis=0), 100 * smoothed.max(axis=0), color=color, alpha=0.15, lw=0
+                    )
             steps, val = mean_curve(members, "val/error")
             if len(steps):
                 ax.plot(steps, 100 * val, "-", color=color, marker="o" if len(steps) < 8 else None, ms=2.5)
@@ -66,6 +73,8 @@ def error_curves(runs: Sequence[Run], smooth_points: int = 9) -> Figure:
     handles = [Line2D([], [], color=depth_color(d), label=f"{d} layers") for d in depths]
     handles += [
         Line2D([], [], ls="--", color="gray", label="train (smoothed)"),
+        Line2D([], [], ls="", marker=".", color="gray", alpha=0.5, label="train (logged)"),
+        Patch(color="gray", alpha=0.15, label="range over seeds"),
         Line2D([], [], ls="-", color="gray", label="validation"),
         Line2D([], [], ls="", marker="o", color="gray", mec="black", mew=0.5, label="test (final)"),
     ]
@@ -75,41 +84,57 @@ def error_curves(runs: Sequence[Run], smooth_points: int = 9) -> Figure:
 
 @styled
 def error_vs_depth(rows: Sequence[dict]) -> Figure:
-    """The degradation plot: final training (dashed) and test (solid) error against depth, per arm: the mean over
-    seeds with its 95% t interval as error bars (none where a depth has one seed). ``rows`` are the report's
-    table rows."""
-    fig = new_figure(COLUMN, 2.5)
-    ax = fig.subplots()
-    markers = ("o", "s", "^", "D", "v", "P", "X")
-    colors = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+    """The degradation plot: final training error (left) and test error (right) against depth, one line per arm
+    (its own marker and line style), each point in its depth's colour as in every other figure: the mean over seeds
+    with its 95% t interval as error bars (none where a depth has one seed). Arms are nudged sideways so that
+    equal values stay visible. ``rows`` are the report's table rows."""
+    fig = new_figure(PAGE, 2.5)
+    axes = fig.subplots(1, 2, sharey=True)
+    styles = (("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", (0, (5, 1))), ("P", (0, (1, 1))))
     arms = sorted({r["arm"] for r in rows}, key=arm_order)
-    for i, arm in enumerate(arms):
-        mine = sorted((r for r in rows if r["arm"] == arm), key=lambda r: r["depth"])
-        for key, ls in (("train_error", "--"), ("test_error", "-")):
-            pts = [(r["depth"], r[key], *_interval_bar(r, key)) for r in mine if r.get(key) is not None]
-            if pts:
-                d, m, below, above = map(np.asarray, zip(*pts))
-                ax.errorbar(
-                    d,
-                    100 * m,
-                    yerr=100 * np.stack([below, above]),
-                    ls=ls,
-                    marker=markers[i % 7],
-                    ms=3.5,
-                    capsize=2,
-                    color=colors[i % 7],
-                    label=f"{arm}, {key.split('_')[0]}",
-                )
     depths = sorted({r["depth"] for r in rows})
-    ax.set_xscale("log")
-    ax.set_xticks(depths, [str(d) for d in depths])
-    ax.minorticks_off()
-    ax.set_xlabel("depth (weighted layers)")
-    ax.set_ylabel("final error (%)")
-    ax.set_title("mean over seeds; bars: 95% t interval", fontsize="small")
-    ax.grid(alpha=0.3)
-    if ax.lines or ax.containers:
-        ax.legend(frameon=False)
+    for ax, key, title in zip(axes, ("train_error", "test_error"), ("training error", "test error")):
+        for i, arm in enumerate(arms):
+            marker, ls = styles[i % len(styles)]
+            nudge = 1.0 + 0.03 * (i - (len(arms) - 1) / 2)  # a few percent of the depth, on the log axis
+            mine = sorted((r for r in rows if r["arm"] == arm and r.get(key) is not None), key=lambda r: r["depth"])
+            if not mine:
+                continue
+            x = np.asarray([r["depth"] * nudge for r in mine])
+            y = np.asarray([100 * r[key] for r in mine])
+            ax.plot(x, y, ls=ls, color="0.35", lw=1.0, label=arm)
+            for r, xi, yi in zip(mine, x, y):
+                below, above = _interval_bar(r, key)
+                ax.errorbar(
+                    [xi],
+                    [yi],
+                    yerr=[[100 * below], [100 * above]],
+                    marker=marker,
+                    ms=4,
+                    capsize=2,
+                    color=depth_color(r["depth"]),
+                    mec="black",
+                    mew=0.4,
+                    ls="",
+                )
+        ax.set_xscale("log")
+        ax.set_xticks(depths, [str(d) for d in depths])
+        ax.minorticks_off()
+        ax.set_xlabel("depth (weighted layers)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("final error (%)")
+    handles = [
+        Line2D([], [], ls=styles[i % len(styles)][1], marker=styles[i % len(styles)][0], color="0.35", label=arm)
+        for i, arm in enumerate(arms)
+    ]
+    handles += [
+        Line2D([], [], ls="", marker="o", color=depth_color(d), mec="black", mew=0.4, label=f"{d} layers")
+        for d in depths
+    ]
+    fig.legend(
+        handles=handles, loc="outside right upper", frameon=False, title="mean; bars: 95% t interval", title_fontsize=7
+    )
     return fig
 
 

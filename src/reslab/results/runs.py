@@ -146,14 +146,19 @@ def curve(run: Run, tag: str) -> tuple[np.ndarray, np.ndarray]:
     return run.curves.get(tag, (np.zeros(0, np.int64), np.zeros(0)))
 
 
-def mean_curve(runs: list[Run], tag: str) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over runs (seeds) at the steps all of them logged."""
+def seed_curves(runs: list[Run], tag: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every run's (seed's) values at the steps all of them logged: (steps, array of shape runs × steps)."""
     curves = [curve(r, tag) for r in runs]
     curves = [c for c in curves if len(c[0])]
     if not curves:
-        return np.zeros(0, np.int64), np.zeros(0)
+        return np.zeros(0, np.int64), np.zeros((0, 0))
     common = curves[0][0]
     for steps, _ in curves[1:]:
         common = np.intersect1d(common, steps)
-    values = [v[np.isin(s, common)] for s, v in curves]
-    return common, np.mean(values, axis=0)
+    return common, np.stack([v[np.isin(s, common)] for s, v in curves])
+
+
+def mean_curve(runs: list[Run], tag: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over runs (seeds) at the steps all of them logged."""
+    steps, values = seed_curves(runs, tag)
+    return steps, (values.mean(axis=0) if len(steps) else np.zeros(0))
