@@ -124,3 +124,24 @@ def test_the_launcher_presets_compose_with_what_reslab_needs():
     assert slurm._target_.endswith("SlurmLauncher") and slurm.tasks_per_node == 1 and slurm.max_num_timeout > 0
     assert slurm.gpus_per_node == 1 and slurm.signal_delay_s > 0
     assert parallel._target_.endswith("JoblibLauncher") and parallel.n_jobs == -1
+
+
+@pytest.mark.slow
+def test_a_joblib_sweep_stopped_by_sigterm_checkpoints_its_jobs_and_starts_no_new_one(tmp_path, run_env):
+    sweep = tmp_path / "sweep"
+    long = [a for a in PREEMPTIBLE if not a.startswith(("model=", "trainer.max_steps="))]
+    long += ["trainer.max_steps=3000", "model=plain,residual", "seed=0,1"]
+    cmd = [sys.executable, "-m", "reslab", "-m", *long, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2"]
+    proc = subprocess.Popen(
+        [*cmd, f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    first = [sweep / "plain-8_seed0", sweep / "plain-8_seed1"]  # the two jobs joblib starts first
+    assert _wait_for(lambda: all((j / "checkpoints" / "last.ckpt").exists() for j in first), 240)
+    proc.send_signal(signal.SIGTERM)  # to the launching process only: it passes the signal to its workers
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 128 + signal.SIGTERM, err.decode()[-3000:]
+    for job in first:
+        record = json.loads((job / "metrics.json").read_text())
+        assert record["status"] == "interrupted" and record["steps"] < 3000
+    assert not (sweep / "residual-8_seed0").exists() and not (sweep / "residual-8_seed1").exists()
+    assert b"rerun the same command" in err

@@ -11,6 +11,7 @@ A sub-command is the first word; anything else goes to Hydra (``reslab run ...``
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -73,7 +74,7 @@ def run_hydra(argv: list[str]) -> int:
     import hydra
 
     from reslab.cli.hydra_app import JobRunner
-    from reslab.training.signals import Interrupted
+    from reslab.training.signals import Interrupted, sweep_stopping
 
     multirun = "-m" in argv or "--multirun" in argv
     sweep = None
@@ -87,12 +88,43 @@ def run_hydra(argv: list[str]) -> int:
     app = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(runner.run)
     sys.argv = [sys.argv[0] if sys.argv else "reslab", *argv]  # hydra.main reads the command line from here
     try:
-        app()
+        with stop_signals_for_sweep(sweep):
+            app()
+            signum = sweep_stopping(sweep) if sweep is not None else None
     except Interrupted as stopped:
-        return report_interruption(stopped, multirun=multirun)
+        return report_interruption(stopped.signum, stopped.job_dir, sweep=None)
+    if signum is not None:
+        return report_interruption(signum, None, sweep=sweep)
     if sweep is not None:
         return sweep_exit_code(sweep) or runner.exit_code
     return runner.exit_code
+
+
+@contextlib.contextmanager
+def stop_signals_for_sweep(sweep: Path | None):
+    """While a sweep runs, SIGTERM and SIGINT reaching this process mark the sweep as stopping (no new job starts)
+    and are passed on to the launcher's worker processes, whose jobs checkpoint and stop; a job training in this
+    process takes the signals itself meanwhile (`StopOnSignal`). A rerun of the same command starts over."""
+    import signal
+
+    from reslab.training.signals import STOP_MARKER, forward_to_children, mark_stopping
+
+    if sweep is None:
+        yield
+        return
+    (sweep / STOP_MARKER).unlink(missing_ok=True)
+
+    def on_signal(signum, frame) -> None:
+        mark_stopping(sweep, signum)
+        forward_to_children(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        (sweep / STOP_MARKER).unlink(missing_ok=True)
 
 
 def resolved_sweep_dir(argv: list[str]) -> str:
@@ -117,26 +149,32 @@ def sweep_exit_code(sweep: Path) -> int:
     return 1 if unfinished else 0
 
 
-def report_interruption(stopped, multirun: bool) -> int:
-    """After SIGTERM/SIGINT: the sweep's report as it stands, and which jobs did not finish; exit 128 + signal."""
-    print(
-        f"reslab: {stopped.job_dir.name} stopped by {stopped.signal_name}; its checkpoint is saved, and the same "
-        f"command resumes it",
-        file=sys.stderr,
-    )
-    if multirun:
+def report_interruption(signum: int, job_dir: Path | None, sweep: Path | None) -> int:
+    """After SIGTERM/SIGINT: a single run's checkpoint, or the sweep's report as it stands and which jobs did not
+    finish; exit 128 + signal."""
+    import signal
+
+    name = signal.Signals(signum).name
+    if job_dir is not None:
+        print(
+            f"reslab: {job_dir.name} stopped by {name}; its checkpoint is saved, and the same command resumes it",
+            file=sys.stderr,
+        )
+    if sweep is not None:
         from reslab.cli.hydra_app import SweepReport
         from reslab.results.runs import load_sweep
 
-        sweep = stopped.job_dir.parent
         SweepReport.write(sweep, figures=False, quiet=True)
+        stopped = [r.path.name for r in load_sweep(sweep) if r.status == "interrupted"]
         unfinished = [r.path.name for r in load_sweep(sweep) if r.status != "finished"]
+        if stopped:
+            print(f"reslab: stopped by {name}, checkpointed: {', '.join(stopped)}", file=sys.stderr)
         print(
             f"reslab: sweep {sweep} interrupted; jobs not finished: {', '.join(unfinished) or 'none'}, and any "
             f"not started yet; rerun the same command with hydra.sweep.dir={sweep} to complete them",
             file=sys.stderr,
         )
-    return stopped.code
+    return 128 + signum
 
 
 def _sets(argv: list[str], key: str) -> bool:

@@ -79,17 +79,26 @@ class JobRunner:
         """Train the job; return its objective for a tuning sweeper (`objective`)."""
         from reslab.job import train  # imported here so `reslab --help` stays fast
         from reslab.jobdir import ForeignRunError, record_failure
-        from reslab.training.signals import Interrupted
+        from reslab.training.signals import Interrupted, mark_stopping, sweep_stopping
 
         quiet_console()
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        out = Path(cfg.output_dir)
+        if multirun and sweep_stopping(out.parent) is not None:  # a stop signal arrived: start nothing new
+            remove_if_unused(out)
+            return float("nan")
         try:
             return objective(train(cfg))
-        except Interrupted as stopped:  # checkpointed: a launcher that requeues (submitit) takes over here
-            if stopped.requeue is not None:
+        except Interrupted as stopped:  # checkpointed
+            if stopped.requeue is not None:  # a launcher that requeues (submitit) takes over here
                 log.warning("%s: checkpointed; handing over to the launcher to requeue", stopped.job_dir.name)
-            stopped.hand_over()
-            raise
+                stopped.hand_over()
+            if not multirun:
+                raise
+            # The sweep stops: this job's worker returns normally (joblib would take an exit for a crash), and
+            # the jobs after it see the marker; the command reports what did not finish.
+            mark_stopping(out.parent, stopped.signum)
+            return float("nan")
         except UserError as e:
             line = str(e).splitlines()[0] if str(e) else type(e).__name__
             if not multirun:

@@ -108,3 +108,41 @@ class StopOnSignal(L.Callback):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
+
+
+# In a sweep directory: a stop signal arrived, so jobs that have not started yet are not started (whichever process
+# runs them: joblib's workers share nothing else with the process that launched the sweep). Holds the signal's number.
+STOP_MARKER = ".stopping"
+
+
+def sweep_stopping(sweep: Path) -> int | None:
+    """The signal that is stopping the sweep in ``sweep``, if one is."""
+    try:
+        return int((Path(sweep) / STOP_MARKER).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def mark_stopping(sweep: Path, signum: int) -> None:
+    from reslab.files import write_text_atomic
+
+    if sweep_stopping(sweep) is None:
+        write_text_atomic(Path(sweep) / STOP_MARKER, str(int(signum)))
+
+
+def forward_to_children(signum: int) -> None:
+    """Send ``signum`` to this process's child processes (a launcher's workers), not to the whole process group,
+    which may hold the shell, make or a scheduler's wrapper. Linux (/proc); elsewhere nothing is forwarded."""
+    me = os.getpid()
+    try:
+        entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
+    except OSError:
+        return
+    for name in entries:
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid == me:
+                os.kill(int(name), signum)
+        except (OSError, ValueError, IndexError):
+            continue
