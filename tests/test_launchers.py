@@ -13,6 +13,9 @@ import pytest
 from conftest import ROOT, TINY
 from test_resume import _wait_for
 
+from reslab.config import compose_config
+from reslab.job import train
+
 
 @pytest.mark.parametrize(
     "launcher",
@@ -21,38 +24,28 @@ from test_resume import _wait_for
 )
 def test_a_sweep_under_another_launcher_keeps_jobs_apart_and_reports_its_failure(launcher, tmp_path, run_env):
     sweep = tmp_path / "sweep"
-    # optim.lr is not in the run's name; dataset=mnist has no files here and downloads are off: that job fails.
-    cmd = [
-        sys.executable,
-        "-m",
-        "reslab",
-        "-m",
-        *TINY,
-        "model=plain",
-        "optim.lr=0.1,0.05",
-        "dataset=synthetic,mnist",
-        "dataset.download=false",
-        f"data_dir={tmp_path}/nodata",
-        *launcher,
-        f"hydra.sweep.dir={sweep}",
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=300)
+    # dataset.batch_size is not in the run's name; 1000 is more than the 384 synthetic training images, so that
+    # job fails when it loads its data (after the command's checks, as a job in a worker process).
+    cmd = [sys.executable, "-m", "reslab", "-m", *TINY, "model=plain", "dataset.batch_size=32,1000", *launcher]
+    proc = subprocess.run(
+        [*cmd, f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     jobs = sorted(p.name for p in sweep.iterdir() if (p / "metrics.json").exists())
-    assert jobs == [
-        f"plain-8_seed0_optim.lr={lr}_dataset={d}" for lr in ("0.05", "0.1") for d in ("mnist", "synthetic")
-    ]
-    statuses = {j: json.loads((sweep / j / "metrics.json").read_text())["status"] for j in jobs}
-    assert statuses == {j: ("failed" if "mnist" in j else "finished") for j in jobs}
-    for lr in ("0.05", "0.1"):  # each job trained with its own lr, not another job's
-        job = sweep / f"plain-8_seed0_optim.lr={lr}_dataset=synthetic"
-        assert f"lr: {lr}" in (job / "config.yaml").read_text()
-        if "hydra/launcher=parallel" in launcher:  # two jobs at once share the cores as torch threads
-            threads = json.loads((job / "metrics.json").read_text())["threads"]
-            assert threads == max(1, len(os.sched_getaffinity(0)) // 2)
+    assert jobs == ["plain-8_seed0_dataset.batch_size=1000", "plain-8_seed0_dataset.batch_size=32"]
+    records = {j: json.loads((sweep / j / "metrics.json").read_text()) for j in jobs}
+    # Each job's record is its own, not another job's.
+    ok, bad = records["plain-8_seed0_dataset.batch_size=32"], records["plain-8_seed0_dataset.batch_size=1000"]
+    assert ok["status"] == "finished" and ok["identity"]["dataset.batch_size"] == 32
+    assert bad["status"] == "failed" and "fewer than batch_size=1000" in bad["error"]
+    finished = sweep / "plain-8_seed0_dataset.batch_size=32"
+    assert "batch_size: 32" in (finished / "config.yaml").read_text()
+    if "hydra/launcher=parallel" in launcher:  # two jobs at once share the cores as torch threads
+        assert records[finished.name]["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
     summary = (sweep / "summary.md").read_text()
-    assert summary.count("| plain (optim.lr=") == 4 and "## Jobs that did not finish" in summary
-    assert "2 job(s) of" in proc.stderr and "did not finish" in proc.stderr
+    assert summary.count("| plain (dataset.batch_size=") == 2 and "## Jobs that did not finish" in summary
+    assert "fewer than batch_size=1000" in summary
+    assert "1 job(s) of" in proc.stderr and "did not finish" in proc.stderr
 
 
 # A short run that checkpoints often and renders no figures.
@@ -69,12 +62,17 @@ FINAL_KEYS = ("steps", "train_error", "train_loss", "val_error", "val_loss", "te
 
 def test_a_job_preempted_under_submitit_is_requeued_and_ends_as_if_never_stopped(tmp_path, run_env):
     straight, sweep = tmp_path / "straight", tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "reslab"]
-    subprocess.run(
-        [*cmd, *PREEMPTIBLE, f"hydra.run.dir={straight}"], cwd=ROOT, env=run_env, check=True, capture_output=True
-    )
+    train(compose_config(PREEMPTIBLE, output_dir=straight))  # the same run, uninterrupted, in this process
     proc = subprocess.Popen(
-        [*cmd, "-m", *PREEMPTIBLE, "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep}"],
+        [
+            sys.executable,
+            "-m",
+            "reslab",
+            "-m",
+            *PREEMPTIBLE,
+            "hydra/launcher=submitit_local",
+            f"hydra.sweep.dir={sweep}",
+        ],  # noqa: E501
         cwd=ROOT,
         env=run_env,
         stdout=subprocess.PIPE,
