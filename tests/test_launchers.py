@@ -72,7 +72,7 @@ def test_a_job_preempted_under_submitit_is_requeued_and_ends_as_if_never_stopped
             *PREEMPTIBLE,
             "hydra/launcher=submitit_local",
             f"hydra.sweep.dir={sweep}",
-        ],  # noqa: E501
+        ],
         cwd=ROOT,
         env=run_env,
         stdout=subprocess.PIPE,

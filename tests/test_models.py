@@ -105,3 +105,11 @@ def test_non_integer_depth_is_rejected(depth):
 def test_unknown_shortcut_is_rejected():
     with pytest.raises(UserError, match="unknown shortcut 'C'"):
         build_net(20, "C")
+
+
+def test_the_instruments_layer_index_is_the_same_layer_in_every_arm():
+    from reslab.models import depth_layers
+
+    names = {shortcut: [n for n, _ in depth_layers(build_net(20, shortcut))] for shortcut in ("none", "A", "B")}
+    assert len(names["B"]) == 20 and names["none"] == names["A"] == names["B"]  # B's 1x1 projections left out
+    assert len(weight_layers(build_net(20, "B"))) == 22  # they still count for FLOPs and parameters

@@ -37,6 +37,7 @@ from reslab.jobdir import (
 )
 from reslab.models import build_net, count_parameters
 from reslab.record import RunRecord
+from reslab.results.tensorboard_views import session_summaries
 from reslab.schema import check_ranges
 from reslab.training import Classifier, DivergenceGuard, ProgressLog, RunSummary
 from reslab.training.checkpoint_io import AtomicCheckpointIO
@@ -91,6 +92,16 @@ def configured_callbacks(cfg: DictConfig) -> list[L.Callback]:
     return [c for c in made if is_rank_zero() or not getattr(c, "rank_zero_only", False)]
 
 
+class StepLogger(TensorBoardLogger):
+    """TensorBoard with the training step as the only clock: Lightning's ``epoch`` scalar is dropped (an epoch is
+    not a unit of these runs, and TensorBoard's Scalars tab would open on it)."""
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        metrics = {k: v for k, v in metrics.items() if k != "epoch"}
+        if metrics:
+            super().log_metrics(metrics, step)
+
+
 def build_trainer(
     cfg: DictConfig, out: Path, accelerator: str, precision: str, callbacks: Sequence[L.Callback], name: str = ""
 ) -> L.Trainer:
@@ -107,7 +118,7 @@ def build_trainer(
         monitor="step",
         mode="max",
     )
-    logger = TensorBoardLogger(save_dir=str(out), name="", version="", default_hp_metric=False)
+    logger = StepLogger(save_dir=str(out), name="", version="", default_hp_metric=False)
     bar = ProgressLog.wants_bar(t.progress) and is_rank_zero()
     progress = [] if bar or t.progress == "none" or not is_rank_zero() else [ProgressLog(t.progress_every, name)]
     if t.profiler not in (None, "simple"):
@@ -200,8 +211,11 @@ def _fit_and_test(cfg, record, identity, out, accelerator, precision, callbacks)
         compile=compile_mode(t.compile),
         devices=t.devices,
         threads=torch.get_num_threads(),
+        hparams=record.hparams(params=params, precision=precision),  # the report's TensorBoard experiment
     )
-    summary = RunSummary(out / "metrics.json", facts, train_window=cfg.callbacks.summary.train_window)
+    # At most a tenth of the run, so that a short run's "final" training error is not the mean of the whole run.
+    window = max(1, min(cfg.callbacks.summary.train_window, t.max_steps // 10))
+    summary = RunSummary(out / "metrics.json", {**facts, "train_window": window}, train_window=window)
     extra = configured_callbacks(cfg)
     guard = next((c for c in extra if isinstance(c, DivergenceGuard)), None)
     stop = StopOnSignal(out / "checkpoints" / "last.ckpt")
@@ -241,7 +255,11 @@ def _fit_and_test(cfg, record, identity, out, accelerator, precision, callbacks)
         f"final/{k}": result[k] if result[k] is not None else float("nan")
         for k in ("train_error", "val_error", "test_error")
     }
-    trainer.logger.log_hyperparams(record.hparams(params=params, precision=precision), final)
+    # The session's values and end, and the final errors at the last step (the report writes the sweep's experiment).
+    trainer.logger.log_metrics(final, step=trainer.global_step)
+    if is_rank_zero():
+        for summary_pb in session_summaries(record.hparams(params=params, precision=precision)):
+            trainer.logger.experiment._get_file_writer().add_summary(summary_pb)
     trainer.logger.finalize("success")
     log.info(
         "%s: train error %.4f, test error %.4f, %d steps, %.0f s",

@@ -82,7 +82,7 @@ class RunRecord:
             "max_steps": t.max_steps,
             "warmup_steps": o.warmup.steps,
             "channels_last": t.channels_last,
-            "compile": str(t.compile),
+            "compile": str(t.compile) if t.compile not in (None, False) else "off",
         }
         return cls(
             model=cfg.model.name,

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from reslab.files import write_atomic
-from reslab.models import weight_layers
+from reslab.models import depth_layers
 
 
 def save_series(path: Path, steps: list[int], names: list[str], rows: list[np.ndarray]) -> None:
@@ -83,7 +83,7 @@ class GradNormMonitor(_Series):
     filename = "grad_norms.npz"
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        layers = weight_layers(pl_module.net)
+        layers = depth_layers(pl_module.net)  # projection shortcuts kept out of the layer index
         self.names = [name for name, _ in layers]
         self._weights = [m.weight for _, m in layers]
 
@@ -106,6 +106,10 @@ class GradNormMonitor(_Series):
         if finite.size:  # a diverging run has NaN norms; TensorBoard's histogram rejects them
             writer.add_histogram("grad_norm_summary/per_layer", finite, step)
         writer.add_scalar("grad_norm_summary/first_over_last", norms[0] / max(norms[-1], 1e-30), step)
+        arm = trainer.lightning_module.identity.get("model") if hasattr(trainer.lightning_module, "identity") else None
+        if arm:  # the first, middle and last layer under the arm's name: the custom-scalar layout's charts
+            for where, i in (("first", 0), ("middle", len(norms) // 2), ("last", len(norms) - 1)):
+                writer.add_scalar(f"by_arm/{arm}/grad_norm_{where}", norms[i], step)
         writer.add_scalar("grad_norm_summary/max", norms.max(), step)
         writer.add_scalar("grad_norm_summary/min", norms.min(), step)
         if (self._figure_due(step) or step + 1 >= trainer.max_steps) and finite.size == norms.size:

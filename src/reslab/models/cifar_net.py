@@ -154,5 +154,11 @@ def weight_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
+def depth_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The layers the depth counts (6n+2: the stem, each block's two 3×3 convs, the classifier), in order. Option
+    B's 1×1 projection shortcuts are left out, so layer k is the same layer in every arm (the instruments' index)."""
+    return [(name, m) for name, m in weight_layers(net) if ".shortcut" not in name]
+
+
 def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())

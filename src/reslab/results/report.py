@@ -24,6 +24,7 @@ from reslab.results.figure_style import arm_order
 from reslab.results.runs import Run, load_sweep
 from reslab.results.statistics import DIFFERENCE_INTERVAL, MEAN_INTERVAL, claims, difference_interval, mean_interval
 from reslab.results.statistics import points as pts
+from reslab.results.tensorboard_views import write_sweep_views
 
 COLUMNS = (
     "model",
@@ -222,6 +223,12 @@ def report(sweep_dir: str | Path, figures: bool = True, quiet: bool = False) -> 
         runs = load_sweep(sweep_dir)
         rows = summarize(runs)
         text = write_tables(sweep_dir, runs, rows)
+        write_sweep_views(
+            sweep_dir,
+            [r.record["hparams"] for r in runs if r.status == "finished" and r.record.get("hparams")],
+            depths=[r.depth for r in runs],
+            arms=[r.model for r in runs],
+        )
         # Figures of runs that all failed would be empty axes.
         done = any(r.status == "finished" for r in runs)
         written = write_figures(sweep_dir, runs, rows) if figures and done else []

@@ -111,7 +111,8 @@ class Classifier(L.LightningModule):
         if self.trainer.world_size > 1:  # equal parts per process: the mean of their means is the batch's
             batch_loss, error = self.trainer.strategy.reduce(torch.stack([batch_loss, error]), reduce_op="mean")
         if self._is_logging_step():
-            self.log_dict({"train/loss": batch_loss, "train/error": error}, on_step=True, on_epoch=False)
+            logged = {"train/loss": batch_loss, "train/error": error, **self._by_depth("train_error", error)}
+            self.log_dict(logged, on_step=True, on_epoch=False)
         if self.warming_up:
             self._update_warmup(error)
         return {"loss": loss, "batch_loss": batch_loss, "error": error}
@@ -124,7 +125,14 @@ class Classifier(L.LightningModule):
 
     def validation_step(self, batch: tuple, batch_idx: int) -> None:
         loss, error = self._loss_and_error(batch)
-        self.log_dict({"val/loss": loss, "val/error": error}, on_epoch=True, batch_size=len(batch[1]))
+        logged = {"val/loss": loss, "val/error": error, **self._by_depth("val_error", error)}
+        self.log_dict(logged, on_epoch=True, batch_size=len(batch[1]))
+
+    def _by_depth(self, name: str, value: torch.Tensor) -> dict:
+        """The same value under ``by_depth/<depth>/<name>``: TensorBoard's custom-scalar layout draws every arm of
+        one depth in one chart by tag (reslab.results.tensorboard_views)."""
+        depth = self.identity.get("depth")
+        return {f"by_depth/{depth}/{name}": value} if depth is not None else {}
 
     def test_step(self, batch: tuple, batch_idx: int) -> None:
         loss, error = self._loss_and_error(batch)
