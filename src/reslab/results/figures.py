@@ -43,8 +43,10 @@ def error_curves(runs: Sequence[Run], smooth_points: int = 9) -> Figure:
                 continue
             color = depth_color(depth)
             steps, seeds = seed_curves(members, "train/error")
+            steps = steps + 1  # TensorBoard's step s is the (s+1)-th iteration: x is iterations done
             if len(steps):
-                ax.plot(steps, 100 * seeds.mean(axis=0), ls="", marker=".", ms=1.5, color=color, alpha=0.3)
+                dots = 1.5 if len(steps) > 60 else 3.5  # a short run's few points must show
+                ax.plot(steps, 100 * seeds.mean(axis=0), ls="", marker=".", ms=dots, color=color, alpha=0.35)
                 smoothed = np.stack([smooth(v, smooth_points) for v in seeds])
                 ax.plot(steps, 100 * smoothed.mean(axis=0), "--", color=color, lw=1.0)
                 if len(seeds) > 1:
@@ -53,7 +55,7 @@ def error_curves(runs: Sequence[Run], smooth_points: int = 9) -> Figure:
                     )
             steps, val = mean_curve(members, "val/error")
             if len(steps):
-                ax.plot(steps, 100 * val, "-", color=color, marker="o" if len(steps) < 8 else None, ms=2.5)
+                ax.plot(steps + 1, 100 * val, "-", color=color, marker="o" if len(steps) < 8 else None, ms=2.5)
             tests = [r.record.get("test_error") for r in members if r.record.get("test_error") is not None]
             if tests:
                 ax.plot(
