@@ -220,3 +220,9 @@ def test_a_failure_never_overwrites_a_finished_record(tiny_cfg, tmp_path):
     before = (job / "metrics.json").read_bytes()
     assert record_failure(tiny_cfg("dataset.synthetic_train=100000000", out=job), "UserError: too big", "tb") is None
     assert (job / "metrics.json").read_bytes() == before and not (job / "error.log").exists()
+
+
+def test_an_atomic_write_gets_the_mode_a_plain_write_would(tmp_path):
+    write_atomic(tmp_path / "atomic", lambda f: f.write(b"x"))
+    (tmp_path / "plain").write_bytes(b"x")
+    assert (tmp_path / "atomic").stat().st_mode == (tmp_path / "plain").stat().st_mode  # not mkstemp's 0600
