@@ -1,9 +1,12 @@
 """The report's intervals over seeds and the claims they decide, against textbook numbers and a tiny real sweep."""
 
 import math
+import shutil
 
+import lightning as L
 import numpy as np
 import pytest
+import torch
 
 from reslab.results.report import report
 from reslab.results.statistics import claims, difference_interval, mean_interval, verdict
@@ -64,3 +67,31 @@ def test_the_report_prints_intervals_differences_and_claims(tiny_sweep):
     assert "95% Student t interval of the mean over seeds" in md and "## Differences" in md
     assert "| plain − residual | 8 |" in md and "## What the data support" in md
     assert "residual beats plain at depth 14 on training error" in md and "no interval possible" in md
+
+
+class _Poison(L.Callback):
+    """Makes the run diverge at step 3 (NaN weights)."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == 3:
+            with torch.no_grad():
+                pl_module.net.fc.weight.fill_(float("nan"))
+
+
+def test_a_diverged_or_failed_job_is_listed_and_left_out_of_the_intervals(tiny_sweep, tmp_path):
+    from conftest import TINY
+
+    from reslab.config import compose_config
+    from reslab.job import train
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(tiny_sweep, sweep)
+    cfg = compose_config([*TINY, "model=plain", "seed=2"], output_dir=sweep / "plain-8_seed2")  # as the others
+    assert train(cfg, callbacks=[_Poison()])["status"] == "diverged"
+    rows = {(r["arm"], r["depth"]): r for r in report(sweep, figures=False, quiet=True)}
+    plain8 = rows["plain", 8]
+    assert plain8["runs"] == 3 and plain8["seeds"] == 2 and "1 diverged" in plain8["status"]
+    assert len(plain8["test_error_values"]) == 2  # the intervals are over the two finished seeds only
+    assert rows["residual", 20]["seeds"] == 0 and rows["residual", 20]["test_error_ci_low"] is None  # failed
+    md = (sweep / "summary.md").read_text()
+    assert "| plain-8_seed2 | diverged |" in md
