@@ -88,3 +88,12 @@ def test_response_layers_pair_each_3x3_conv_with_its_bn():
     ]
     assert all(isinstance(bn, torch.nn.BatchNorm2d) for _, bn in pairs)
     assert pairs[1][1] is net.stage1.block1.bn1
+
+
+def test_a_net_without_batch_norm_trains_and_is_measured_like_one_with_it(tiny_cfg, tmp_path):
+    job = tmp_path / "job"
+    record = train(tiny_cfg("model=residual", "model.norm=none", "model.zero_init_residual=true", out=job))
+    assert record["status"] == "finished" and record["identity"]["model.norm"] == "none"
+    responses, grads = np.load(job / "responses.npz"), np.load(job / "grad_norms.npz")
+    assert responses["values"].shape == (2, 7) and np.isfinite(responses["values"]).all()
+    assert grads["values"].shape == (4, 8) and np.isfinite(grads["values"]).all()

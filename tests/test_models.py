@@ -113,3 +113,31 @@ def test_the_instruments_layer_index_is_the_same_layer_in_every_arm():
     names = {shortcut: [n for n, _ in depth_layers(build_net(20, shortcut))] for shortcut in ("none", "A", "B")}
     assert len(names["B"]) == 20 and names["none"] == names["A"] == names["B"]  # B's 1x1 projections left out
     assert len(weight_layers(build_net(20, "B"))) == 22  # they still count for FLOPs and parameters
+
+
+def test_without_batch_norm_the_net_has_no_bn_and_its_convs_a_bias():
+    net = build_net(20, "A", norm="none")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert all(m.bias is not None for name, m in weight_layers(net))
+    # The same names as with BN: the instruments and their plots compare the two directly.
+    assert [n for n, _ in net.named_modules()] == [n for n, _ in build_net(20, "A").named_modules()]
+    assert torch.isfinite(net(torch.randn(4, 3, 32, 32))).all()
+
+
+@pytest.mark.parametrize("norm", ["batch", "none"])
+def test_zero_init_residual_makes_every_residual_block_start_as_the_identity(norm):
+    net = build_net(20, "A", norm=norm, zero_init_residual=True).eval()
+    block = net.stage1.block2  # stride 1, same width: shortcut is the identity
+    x = torch.rand(2, 16, 8, 8)  # after a ReLU, inputs are non-negative
+    assert torch.equal(block(x), x)
+    changed = build_net(20, "A", norm=norm).eval().stage1.block2
+    assert not torch.allclose(changed(x), x)  # without the option it is not
+
+
+def test_zero_init_residual_on_a_plain_net_and_an_unknown_norm_are_refused_in_one_line():
+    from reslab.errors import UserError
+
+    with pytest.raises(UserError, match="zero_init_residual=true needs a residual arm"):
+        build_net(20, "none", zero_init_residual=True)
+    with pytest.raises(UserError, match=r"unknown model.norm='layer'; choose one of: batch, none"):
+        build_net(20, "A", norm="layer")

@@ -76,7 +76,8 @@ def build_job(cfg: DictConfig, identity: dict | None = None) -> tuple[ImageDataM
         cfg.dataset, data_dir=cfg.data_dir, shuffle_seed=cfg.seed, channels_last=cfg.trainer.channels_last
     )
     info = datamodule.info
-    net = build_net(cfg.depth, cfg.model.shortcut, info.in_channels, info.num_classes, cfg.model.width)
+    m = cfg.model
+    net = build_net(cfg.depth, m.shortcut, info.in_channels, info.num_classes, m.width, m.norm, m.zero_init_residual)
     prepare_net(net, cfg.trainer.channels_last, cfg.trainer.compile)
     datamodule.setup("fit")
     system = instantiate(

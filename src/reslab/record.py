@@ -28,6 +28,8 @@ IDENTITY_KEYS = ("model", "shortcut", "depth", "width", "dataset", "seed")
 # checkpoint resumed, only when every one matches (with the resolved precision). Everything else (log, validation,
 # checkpoint and instrument intervals, memory layout, compilation, the device, data_dir) may differ.
 EXPERIMENT_KEYS = (
+    "model.norm",
+    "model.zero_init_residual",
     "dataset.downsample",
     "dataset.val_fraction",
     "dataset.split_seed",

@@ -23,6 +23,8 @@ class ModelConfig:
     name: str = MISSING
     shortcut: str = MISSING
     width: int = 16
+    norm: str = "batch"
+    zero_init_residual: bool = False
 
 
 @dataclass

@@ -22,6 +22,10 @@ depth  n   params
 1202   200 19.4M
 =====  ==  =========
 
+Without batch norm (``norm="none"``) every BN becomes an identity and the convs get a bias instead (BN's shift);
+the init stays Kaiming's. ``zero_init_residual`` starts each residual branch at zero (its last BN's scale, or with
+no BN its last conv, as Fixup does), so every residual block starts as the identity.
+
 Module names are stable and ordered by depth: ``stem.conv``, ``stage1.block1.conv1``, ...,
 ``stage3.block{n}.conv2``, ``fc``. Gradient-norm tags and plots are keyed by these names.
 """
@@ -35,6 +39,12 @@ from torch import nn
 from reslab.errors import UserError
 
 SHORTCUTS = ("none", "A", "B")
+NORMS = ("batch", "none")
+
+
+def norm_layer(norm: str, channels: int) -> nn.Module:
+    """BN, or nothing (an identity, so that module names and the instruments' hooks stay the same)."""
+    return nn.BatchNorm2d(channels) if norm == "batch" else nn.Identity()
 
 
 def blocks_per_stage(depth: int) -> int:
@@ -62,7 +72,7 @@ class ZeroPadShortcut(nn.Module):
         return F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
 
 
-def make_shortcut(shortcut: str, in_ch: int, out_ch: int, stride: int) -> nn.Module | None:
+def make_shortcut(shortcut: str, in_ch: int, out_ch: int, stride: int, norm: str = "batch") -> nn.Module | None:
     """The module added to a block's output, or None for the plain arm."""
     if shortcut == "none":
         return None
@@ -70,19 +80,20 @@ def make_shortcut(shortcut: str, in_ch: int, out_ch: int, stride: int) -> nn.Mod
         return nn.Identity()
     if shortcut == "A":
         return ZeroPadShortcut(stride, out_ch - in_ch)
-    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch))
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=norm == "none"), norm_layer(norm, out_ch))
 
 
 class Block(nn.Module):
     """Two 3×3 conv-BN layers; adds the shortcut before the last ReLU unless the arm is plain."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, shortcut: str):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, shortcut: str, norm: str = "batch"):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_ch)
-        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_ch)
-        self.shortcut = make_shortcut(shortcut, in_ch, out_ch, stride)
+        bias = norm == "none"  # without BN, a conv keeps the shift BN would have given it
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=bias)
+        self.bn1 = norm_layer(norm, out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=bias)
+        self.bn2 = norm_layer(norm, out_ch)
+        self.shortcut = make_shortcut(shortcut, in_ch, out_ch, stride, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -93,10 +104,10 @@ class Block(nn.Module):
 
 
 class Stem(nn.Module):
-    def __init__(self, in_channels: int, width: int):
+    def __init__(self, in_channels: int, width: int, norm: str = "batch"):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(width)
+        self.conv = nn.Conv2d(in_channels, width, 3, padding=1, bias=norm == "none")
+        self.bn = norm_layer(norm, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(x)))
@@ -105,27 +116,44 @@ class Stem(nn.Module):
 class CifarNet(nn.Module):
     """The §4.2 net; ``shortcut`` selects the arm. Input (B, C, H, W) -> logits (B, num_classes)."""
 
-    def __init__(self, depth: int, shortcut: str = "A", in_channels: int = 3, num_classes: int = 10, width: int = 16):
+    def __init__(
+        self,
+        depth: int,
+        shortcut: str = "A",
+        in_channels: int = 3,
+        num_classes: int = 10,
+        width: int = 16,
+        norm: str = "batch",
+        zero_init_residual: bool = False,
+    ):
         super().__init__()
         if shortcut not in SHORTCUTS:
             raise UserError(f"unknown shortcut {shortcut!r}; choose one of: none (plain), A, B")
+        if norm not in NORMS:
+            raise UserError(f"unknown model.norm={norm!r}; choose one of: {', '.join(NORMS)}")
+        if zero_init_residual and shortcut == "none":
+            raise UserError(
+                "model.zero_init_residual=true needs a residual arm: a plain block has no shortcut, so zeroing its "
+                "last layer would cut the net; use model=residual or zero_init_residual=false"
+            )
         n = blocks_per_stage(depth)
-        self.depth, self.shortcut = depth, shortcut
-        self.stem = Stem(in_channels, width)
+        self.depth, self.shortcut, self.norm, self.zero_init_residual = depth, shortcut, norm, zero_init_residual
+        self.stem = Stem(in_channels, width, norm)
         widths = (width, 2 * width, 4 * width)
         in_ch = width
         for s, out_ch in enumerate(widths, start=1):
             stage = nn.Sequential()
             for b in range(1, n + 1):
                 stride = 2 if (s > 1 and b == 1) else 1
-                stage.add_module(f"block{b}", Block(in_ch, out_ch, stride, shortcut))
+                stage.add_module(f"block{b}", Block(in_ch, out_ch, stride, shortcut, norm))
                 in_ch = out_ch
             self.add_module(f"stage{s}", stage)
         self.fc = nn.Linear(in_ch, num_classes)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Kaiming (He) init for convs and the classifier, BN at weight 1 / bias 0."""
+        """Kaiming (He) init for convs and the classifier, BN at weight 1 / bias 0; with ``zero_init_residual``,
+        each residual branch's last scale (BN) or conv (no BN) at 0, so every residual block starts as the identity."""
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
@@ -134,6 +162,11 @@ class CifarNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        if self.zero_init_residual:
+            for block in self.modules():
+                if isinstance(block, Block):
+                    last = block.bn2 if isinstance(block.bn2, nn.BatchNorm2d) else block.conv2
+                    nn.init.zeros_(last.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -143,10 +176,16 @@ class CifarNet(nn.Module):
 
 
 def build_net(
-    depth: int, shortcut: str = "A", in_channels: int = 3, num_classes: int = 10, width: int = 16
+    depth: int,
+    shortcut: str = "A",
+    in_channels: int = 3,
+    num_classes: int = 10,
+    width: int = 16,
+    norm: str = "batch",
+    zero_init_residual: bool = False,
 ) -> CifarNet:
     """Build either arm; see the module docstring for the table of depths and parameter counts."""
-    return CifarNet(depth, shortcut, in_channels, num_classes, width)
+    return CifarNet(depth, shortcut, in_channels, num_classes, width, norm, zero_init_residual)
 
 
 def weight_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
