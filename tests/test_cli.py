@@ -19,6 +19,9 @@ from reslab.job import train
 from reslab.record import RunRecord
 from reslab.training import ProgressLog
 
+# The tiny sweep holds plain runs at two learning rates, so every plain run is labelled with its lr.
+PLAIN = "plain (optim.lr=0.1)"
+
 
 def reslab(args: list[str], cwd: Path, env: dict, timeout: int = 240) -> subprocess.CompletedProcess:
     """``python -m reslab ...`` as a user runs it, from ``cwd``."""
@@ -41,7 +44,7 @@ def test_help_lists_the_commands_and_config_groups(tmp_path, run_env):
 
 def test_report_is_a_sub_command(tiny_sweep, tmp_path, capsys):
     assert main(["report", str(tiny_sweep), "--no-figures"]) == 0
-    assert "| plain | 8 |" in capsys.readouterr().out
+    assert f"| {PLAIN} | 8 |" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "is not a directory" in capsys.readouterr().err
 

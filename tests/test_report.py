@@ -10,31 +10,34 @@ from reslab.results import figures as plots
 from reslab.results.report import FIGURES, main, report, summarize
 from reslab.results.runs import load_sweep
 
+# The tiny sweep holds plain runs at two learning rates, so every plain run is labelled with its lr.
+PLAIN = "plain (optim.lr=0.1)"
+
 
 def test_table_has_mean_and_std_over_seeds_and_lists_the_failed_job(tiny_sweep):
     rows = report(tiny_sweep, figures=False, quiet=True)
     by_key = {(r["arm"], r["depth"]): r for r in rows}
     assert set(by_key) == {
-        ("plain", 8),
+        (PLAIN, 8),
         ("residual", 8),
-        ("plain", 14),
+        (PLAIN, 14),
         ("residual", 14),
         ("residual", 20),
         ("plain (optim.lr=0.05)", 8),
     }
     runs = {(r.arm, r.depth, r.seed): r.record for r in load_sweep(tiny_sweep)}
-    two = [runs[("plain", 8, s)]["test_error"] for s in (0, 1)]
-    assert by_key[("plain", 8)]["test_error"] == pytest.approx(np.mean(two))
-    assert by_key[("plain", 8)]["test_error_std"] == pytest.approx(np.std(two, ddof=1))
-    assert by_key[("plain", 8)]["runs"] == 2 and by_key[("plain", 8)]["status"] == "2 finished"
-    assert by_key[("plain", 14)]["test_error_std"] is None
+    two = [runs[(PLAIN, 8, s)]["test_error"] for s in (0, 1)]
+    assert by_key[(PLAIN, 8)]["test_error"] == pytest.approx(np.mean(two))
+    assert by_key[(PLAIN, 8)]["test_error_std"] == pytest.approx(np.std(two, ddof=1))
+    assert by_key[(PLAIN, 8)]["runs"] == 2 and by_key[(PLAIN, 8)]["status"] == "2 finished"
+    assert by_key[(PLAIN, 14)]["test_error_std"] is None
     assert by_key[("residual", 20)]["status"] == "1 failed" and by_key[("residual", 20)]["test_error"] is None
 
     with open(tiny_sweep / "summary.csv") as f:
         table = list(csv.DictReader(f))
     assert len(table) == 6 and float(table[0]["test_error"]) == pytest.approx(rows[0]["test_error"])
     md = (tiny_sweep / "summary.md").read_text()
-    assert "| plain | 8 |" in md and " ± " in md
+    assert f"| {PLAIN} | 8 |" in md and " ± " in md
     assert "Jobs that did not finish" in md and "DataError: cifar10: archive is truncated" in md
     assert str(tiny_sweep / "residual-20_seed0" / "error.log") in md
 
@@ -56,7 +59,7 @@ def test_cli_prints_the_table_and_rejects_a_non_sweep(tiny_sweep, tmp_path, caps
 
 
 def test_curves_come_from_tensorboard_events(tiny_sweep):
-    run = next(r for r in load_sweep(tiny_sweep) if r.arm == "plain" and r.depth == 8 and r.seed == 0)
+    run = next(r for r in load_sweep(tiny_sweep) if r.arm == PLAIN and r.depth == 8 and r.seed == 0)
     steps, errors = run.curves["train/error"]
     assert list(steps) == [1, 3, 5, 7] and ((0 <= errors) & (errors <= 1)).all()
     assert run.curves["test/error"][1][-1] == pytest.approx(run.record["test_error"], abs=1e-6)
@@ -71,7 +74,7 @@ def test_a_swept_setting_other_than_seed_gets_its_own_row(tiny_sweep):
     rows = {(r["arm"], r["depth"]): r for r in report(tiny_sweep, figures=False, quiet=True)}
     variant = rows[("plain (optim.lr=0.05)", 8)]
     assert variant["runs"] == 1 and variant["variant"] == "optim.lr=0.05"
-    assert rows[("plain", 8)]["runs"] == 2  # the two seeds only, not the lr=0.05 job
+    assert rows[(PLAIN, 8)]["runs"] == 2  # the two seeds only, not the lr=0.05 job
 
 
 def test_runs_of_different_experiments_are_never_averaged_as_seeds(tiny_sweep, tmp_path):

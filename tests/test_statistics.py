@@ -11,6 +11,9 @@ import torch
 from reslab.results.report import report
 from reslab.results.statistics import claims, difference_interval, mean_interval, verdict
 
+# The tiny sweep holds plain runs at two learning rates, so every plain run is labelled with its lr.
+PLAIN = "plain (optim.lr=0.1)"
+
 T_975_DF2 = 4.302652729911275  # Student t, 97.5th percentile, 2 degrees of freedom (printed tables)
 
 
@@ -59,14 +62,14 @@ def test_claims_name_each_comparison_and_its_verdict():
 
 def test_the_report_prints_intervals_differences_and_claims(tiny_sweep):
     rows = {(r["arm"], r["depth"]): r for r in report(tiny_sweep, figures=False, quiet=True)}
-    two = rows["plain", 8]  # two seeds: an interval around the mean
+    two = rows[PLAIN, 8]  # two seeds: an interval around the mean
     assert two["test_error_ci_low"] <= two["test_error"] <= two["test_error_ci_high"]
-    assert rows["plain", 14]["test_error_ci_low"] is None  # one seed
+    assert rows[PLAIN, 14]["test_error_ci_low"] is None  # one seed
     md = (tiny_sweep / "summary.md").read_text()
     assert md.startswith(f"# Sweep {tiny_sweep.parent.name}/{tiny_sweep.name}")  # the date's folder too
     assert "95% Student t interval of the mean over seeds" in md and "## Differences" in md
-    assert "| plain − residual | 8 |" in md and "## What the data support" in md
-    assert "residual beats plain at depth 14 on training error" in md and "no interval possible" in md
+    assert f"| {PLAIN} − residual | 8 |" in md and "## What the data support" in md
+    assert f"residual beats {PLAIN} at depth 14 on training error" in md and "no interval possible" in md
 
 
 class _Poison(L.Callback):
@@ -89,7 +92,7 @@ def test_a_diverged_or_failed_job_is_listed_and_left_out_of_the_intervals(tiny_s
     cfg = compose_config([*TINY, "model=plain", "seed=2"], output_dir=sweep / "plain-8_seed2")  # as the others
     assert train(cfg, callbacks=[_Poison()])["status"] == "diverged"
     rows = {(r["arm"], r["depth"]): r for r in report(sweep, figures=False, quiet=True)}
-    plain8 = rows["plain", 8]
+    plain8 = rows[PLAIN, 8]
     assert plain8["runs"] == 3 and plain8["seeds"] == 2 and "1 diverged" in plain8["status"]
     assert len(plain8["test_error_values"]) == 2  # the intervals are over the two finished seeds only
     assert rows["residual", 20]["seeds"] == 0 and rows["residual", 20]["test_error_ci_low"] is None  # failed

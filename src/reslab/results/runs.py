@@ -121,13 +121,14 @@ SHOWN_APART = {"seed", "depth", "model", "shortcut"}
 
 
 def label_differences(runs: list[Run]) -> None:
-    """Where runs that the report would group together (same arm, variant and depth) are of different experiments
-    (another dataset, width or schedule), mark each with the identity settings in which they differ, so they are
-    never averaged as if they were seeds of one."""
-    groups: dict[tuple, list[tuple[Run, dict]]] = {}
+    """Where runs of one model in the folder are of different experiments (another dataset, width, schedule or
+    norm: two launches into one folder, say), mark each with the identity settings in which they differ that its
+    variant does not already show. So they are never averaged as if they were seeds of one, and no run is shown
+    under a label that reads like another experiment's (a no-BN run as plain "residual")."""
+    groups: dict[str, list[tuple[Run, dict]]] = {}
     for run in runs:
         if isinstance(identity := run.record.get("identity"), dict):
-            groups.setdefault((run.arm, run.depth), []).append((run, identity))
+            groups.setdefault(run.model, []).append((run, identity))
     for members in groups.values():
         keys = sorted(set().union(*(i for _, i in members)) - SHOWN_APART)
         varying = [k for k in keys if len({json.dumps(i.get(k), sort_keys=True) for _, i in members}) > 1]
