@@ -67,7 +67,7 @@ def error_curves(runs: Sequence[Run], smooth_points: int = 9) -> Figure:
                     mec="black",
                     mew=0.5,
                 )
-        ax.set_title(f"{arm} nets")
+        ax.set_title(_wrap(f"{arm} nets"))
         ax.set_xlabel("iterations")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("error (%)")
@@ -140,6 +140,13 @@ def error_vs_depth(rows: Sequence[dict]) -> Figure:
     return fig
 
 
+def _wrap(title: str, width: int = 38) -> str:
+    """A panel title on as many lines as it needs: an arm's label can carry several settings."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(title, width)) or title
+
+
 def _interval_bar(row: dict, key: str) -> tuple[float, float]:
     """How far the row's interval reaches below and above its mean (0, 0 without an interval)."""
     low, high = row.get(key + "_ci_low"), row.get(key + "_ci_high")
@@ -176,7 +183,7 @@ def grad_norm_profiles(runs: Sequence[Run], fractions: Sequence[float] = (0.0, 0
             i = min(len(steps) - 1, round(frac * (len(steps) - 1)))
             ax = axes[arms.index(arm), col]
             ax.plot(np.arange(1, values.shape[1] + 1), values[i], color=depth_color(depth), label=f"{depth} layers")
-            ax.set_title(f"{arm}, step {steps[i]}")
+            ax.set_title(_wrap(f"{arm}, step {steps[i]}"))
     for ax in axes.flat:
         ax.set_yscale("log")
         _layer_axis(ax, n_max)
@@ -217,7 +224,7 @@ def grad_norm_heatmaps(runs: Sequence[Run]) -> Figure:
             if len(steps) == 1
             else (steps[0], steps[-1], values.shape[1] + 0.5, 0.5),
         )
-        ax.set_title(f"{arm}-{depth}")
+        ax.set_title(_wrap(f"{arm}-{depth}"))
         ax.set_xlabel("iterations")
         ax.set_ylabel("layer index")
     for ax in axes.flat:
