@@ -60,6 +60,7 @@ PREEMPTIBLE = [
 FINAL_KEYS = ("steps", "train_error", "train_loss", "val_error", "val_loss", "test_error", "test_loss")
 
 
+@pytest.mark.slow  # about 25 s: three processes start (the sweep, the job, the requeued job)
 def test_a_job_preempted_under_submitit_is_requeued_and_ends_as_if_never_stopped(tmp_path, run_env):
     straight, sweep = tmp_path / "straight", tmp_path / "sweep"
     train(compose_config(PREEMPTIBLE, output_dir=straight))  # the same run, uninterrupted, in this process

@@ -98,6 +98,7 @@ def test_an_lr_search_trains_each_trial_in_its_own_directory_and_reports_the_bes
     assert all(f"| residual (optim.lr={lr})" in summary for lr in lrs.values())
 
 
+@pytest.mark.slow  # the fast suite runs one search (above); this second one checks failed trials
 def test_a_search_goes_on_past_a_job_that_could_not_run_and_exits_1(tmp_path, run_env):
     sweep = tmp_path / "sweep"
     # The dataset becomes a second parameter of the search; mnist has no files here and downloads are off.
