@@ -157,8 +157,6 @@ class DivergenceGuard(L.Callback):
 
 
 class ProgressLog(L.Callback):
-    rank_zero_only = True  # with several processes, one line per step reached, from rank 0
-
     """One log line every ``every_percent`` of the run: step, loss, error, steps/s and the time left.
 
     For output that is not a terminal (a file, a cluster's job log), where a live bar would write thousands of
