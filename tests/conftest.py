@@ -64,3 +64,12 @@ def tiny_sweep(tmp_path_factory):
     Path(failed.output_dir).mkdir()
     record_failure(failed, "DataError: cifar10: archive is truncated", "Traceback ...\n")
     return root
+
+
+@pytest.fixture
+def analysis_sweep(tiny_sweep, tmp_path):
+    """A copy of the tiny sweep (finished plain and residual runs at depths 8 and 14, a variant, a failed job) that
+    an analysis may write into without touching the shared one."""
+    import shutil
+
+    return Path(shutil.copytree(tiny_sweep, tmp_path / "sweep"))

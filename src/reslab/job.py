@@ -248,6 +248,9 @@ def _fit_and_test(cfg, record, identity, out, accelerator, precision, callbacks)
             last_finite_loss=guard.last_finite_loss,
             error=f"loss became non-finite at step {guard.diverged_at_step}",
         )
+    if trainer.global_step % cfg.callbacks.checkpoint.every_n_steps:
+        # The final weights, whatever the checkpoint interval: the analyses (reslab analyze) read them from here.
+        trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
     if summary.last_val_step != trainer.global_step and t.limit_val_batches != 0:
         trainer.validate(system, datamodule=datamodule, verbose=False)  # the final validation
     trainer.test(system, datamodule=datamodule, verbose=False)

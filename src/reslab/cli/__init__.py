@@ -3,6 +3,7 @@
     reslab [-m] key=value ...              train one run, or with -m sweep every combination (Hydra)
     reslab report SWEEP_DIR                the sweep's tables and figures
     reslab bench [options] [key=value]     throughput of reslab's training path against a plain PyTorch loop
+    reslab analyze KIND DIR [options]      lesion, landscape, shattered or paths analysis of finished runs
 
 A sub-command is the first word; anything else goes to Hydra (``reslab run ...`` says the same explicitly).
 `UserError` reaches the user as one line and exit status 2. In a multirun a failed job is recorded in its
@@ -45,8 +46,14 @@ def _bench(argv: list[str]) -> int:
     return main(argv)
 
 
+def _analyze(argv: list[str]) -> int:
+    from reslab.analysis.cli import main
+
+    return main(argv)
+
+
 # Each sub-command takes the rest of the command line and returns the exit status.
-COMMANDS: dict[str, Callable[[list[str]], int]] = {"report": _report, "bench": _bench}
+COMMANDS: dict[str, Callable[[list[str]], int]] = {"report": _report, "bench": _bench, "analyze": _analyze}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,188 @@
+"""Lesion study (Veit, Wilber and Belongie 2016, §4.1): delete one block at a time at test time, measure test error.
+
+Deleting residual block ``i`` removes its residual branch and keeps its shortcut: the block's output becomes
+``relu(shortcut(x))``, which is ``x`` itself where the shape stays (``x`` is already the output of a ReLU), and the
+subsampled, zero-padded ``x`` (option A) or the 1×1 projection (option B) at a downsampling block. A plain block
+has no shortcut, so deleting it means passing its input on unchanged, ``x``; that is possible only where the block
+keeps the shape. The first block of stages 2 and 3 halves the resolution and doubles the channels, so in a plain
+net it cannot be deleted, and its lesion is missing (NaN) rather than replaced by something the net never had.
+
+Nothing else changes: BN running statistics stay as trained, the rest of the net is untouched. Veit et al. found
+that residual nets barely notice the loss of one block except at downsampling blocks, while plain nets collapse to
+chance; this measures it on the run at hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reslab.analysis.trained import TrainedRun
+from reslab.models.cifar_net import Block
+
+TITLE = "Lesion study: test error with one block deleted (Veit et al. 2016)"
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--images", type=int, default=2000, help="test images to measure on, the first N (default 2000; 0 = all)"
+    )
+
+
+def settings(args: argparse.Namespace) -> dict:
+    from reslab.errors import UserError
+
+    if args.images < 0:
+        raise UserError(f"--images must be 0 (all) or a positive number of test images, got {args.images}")
+    return {"images": args.images}
+
+
+def needs(trained: TrainedRun) -> str | None:
+    return None
+
+
+def blocks(net: nn.Module) -> list[tuple[str, Block]]:
+    """The net's blocks in forward order with their names (``stage2.block1``)."""
+    return [(name, m) for name, m in net.named_modules() if isinstance(m, Block)]
+
+
+def deletable(block: Block) -> bool:
+    """A residual block always (its shortcut stays); a plain block only where it keeps the shape."""
+    return block.shortcut is not None or (
+        block.conv1.stride == (1, 1) and block.conv1.in_channels == block.conv1.out_channels
+    )
+
+
+def deleted_forward(block: Block):
+    if block.shortcut is not None:
+        return lambda x: F.relu(block.shortcut(x))
+    return lambda x: x
+
+
+@contextlib.contextmanager
+def deleted(block: Block):
+    """``block`` deleted while inside: its forward replaced by what is left of it (see the module's docstring)."""
+    block.forward = deleted_forward(block)
+    try:
+        yield
+    finally:
+        del block.forward  # back to the class's forward
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> tuple[float, float]:
+    """Test error and mean cross-entropy of ``net`` on (x, y)."""
+    wrong, loss = 0, 0.0
+    for i in range(0, len(y), batch):
+        logits = net(x[i : i + batch]).float()
+        wrong += int((logits.argmax(1) != y[i : i + batch]).sum())
+        loss += float(F.cross_entropy(logits, y[i : i + batch], reduction="sum"))
+    return wrong / len(y), loss / len(y)
+
+
+def measure(trained: TrainedRun, settings: dict) -> dict[str, np.ndarray]:
+    net = trained.net("trained")
+    x, y = trained.images("test", settings["images"] or None)
+    base_error, base_loss = evaluate(net, x, y)
+    found = blocks(net)
+    errors, losses = np.full(len(found), np.nan), np.full(len(found), np.nan)
+    for i, (_, block) in enumerate(found):
+        if deletable(block):
+            with deleted(block):
+                errors[i], losses[i] = evaluate(net, x, y)
+    return {
+        "blocks": np.array([name for name, _ in found]),
+        "downsampling": np.array([b.conv1.stride != (1, 1) for _, b in found]),
+        "error": errors,
+        "loss": losses,
+        "base_error": np.array(base_error),
+        "base_loss": np.array(base_loss),
+        "images": np.array(len(y)),
+    }
+
+
+def scalars(arrays: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    position = np.arange(1, len(arrays["error"]) + 1)
+    return {"analysis/lesion/test_error_by_deleted_block": (position, arrays["error"])}
+
+
+def _groups(results) -> dict[tuple[str, int], list]:
+    from reslab.results.figure_style import arm_order
+
+    groups: dict[tuple[str, int], list] = {}
+    for r in sorted(results, key=lambda r: (r.depth, arm_order(r.label), r.seed)):
+        groups.setdefault((r.label, r.depth), []).append(r)
+    return groups
+
+
+def figure(results, settings: dict):
+    """One panel per depth: test error (%) against the deleted block's position, one line per arm (mean over
+    seeds, range shaded), the intact net's error as a dotted line, downsampling blocks shaded grey."""
+    from matplotlib.ticker import MaxNLocator
+
+    from reslab.results.figure_style import PAGE, arm_order, new_figure, styled
+
+    @styled
+    def draw():
+        depths = sorted({r.depth for r in results})
+        labels = sorted({r.label for r in results}, key=arm_order)
+        colors = {label: f"C{i}" for i, label in enumerate(labels)}
+        fig = new_figure(PAGE, 2.4)
+        axes = fig.subplots(1, len(depths), squeeze=False)[0]
+        groups = _groups(results)
+        for ax, depth in zip(axes, depths):
+            first = next(r for r in results if r.depth == depth)
+            position = np.arange(1, len(first.arrays["error"]) + 1)
+            for i in np.flatnonzero(first.arrays["downsampling"]):
+                ax.axvspan(position[i] - 0.5, position[i] + 0.5, color="0.9", lw=0)
+            for (label, d), members in groups.items():
+                if d != depth:
+                    continue
+                errors = 100 * np.stack([m.arrays["error"] for m in members])
+                base = 100 * np.mean([float(m.arrays["base_error"]) for m in members])
+                color = colors[label]
+                seeds = f" ({len(members)} seeds)" if len(members) > 1 else ""
+                ax.plot(position, errors.mean(0), "-o", ms=2.5, color=color, label=f"{label}{seeds}")
+                if len(members) > 1:
+                    ax.fill_between(position, errors.min(0), errors.max(0), color=color, alpha=0.2, lw=0)
+                ax.axhline(base, color=color, ls=":", lw=1)
+                missing = position[np.isnan(errors.mean(0))]
+                if len(missing):
+                    ax.plot(missing, np.full(len(missing), 0.0), "x", color=color, ms=4, clip_on=False)
+            ax.set_title(f"depth {depth} ({len(position)} blocks)")
+            ax.set_xlabel("deleted block (grey: downsampling)")
+            ax.set_ylim(bottom=0)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes[0].set_ylabel("test error (%) after deleting it")
+        axes[0].legend(loc="best", frameon=False)
+        fig.suptitle(
+            "Lesion study (Veit et al. 2016): one block deleted at test time\n"
+            f"{int(results[0].arrays['images'])} test images; dotted: the intact net; x at 0: cannot be deleted"
+        )
+        return fig
+
+    return draw()
+
+
+def summary(results, settings: dict) -> list[str]:
+    lines = []
+    for (label, depth), members in _groups(results).items():
+        errors = 100 * np.stack([m.arrays["error"] for m in members]).mean(0)
+        base = 100 * np.mean([float(m.arrays["base_error"]) for m in members])
+        down = members[0].arrays["downsampling"]
+        inner = errors[~down & ~np.isnan(errors)]
+        at_down = errors[down & ~np.isnan(errors)]
+        seeds = f", mean of {len(members)} seeds" if len(members) > 1 else ""
+        text = f"- **{label}-{depth}**{seeds}: intact {base:.1f}%; one non-downsampling block deleted: "
+        text += f"median {np.median(inner):.1f}%, worst {inner.max():.1f}%" if len(inner) else "none"
+        if len(at_down):
+            text += f"; a downsampling block deleted: {', '.join(f'{e:.1f}%' for e in at_down)}"
+        elif down.any():
+            text += "; downsampling blocks cannot be deleted (no shortcut)"
+        lines.append(text)
+    return lines
