@@ -96,3 +96,15 @@ def test_saved_arrays_are_reused_only_for_the_same_settings(analysis_sweep, monk
     assert calls == []  # same settings, same checkpoint: read back
     assert main(["lesion", str(job), "--images", "64", "--device", "cpu"]) == 0
     assert calls  # other settings: measured again
+
+
+def test_the_report_shows_the_analyses_run_on_its_sweep(analysis_sweep):
+    from reslab.results.report import report
+
+    report(analysis_sweep, figures=False, quiet=True)
+    assert "Analyses" not in (analysis_sweep / "summary.md").read_text()
+    assert main(["lesion", str(analysis_sweep), "--images", "32", "--device", "cpu"]) == 0
+    report(analysis_sweep, figures=False, quiet=True)
+    md = (analysis_sweep / "summary.md").read_text()
+    assert "## Analyses (reslab analyze)" in md and "![lesion](analysis/lesion.png)" in md
+    assert "**residual-14**" in md

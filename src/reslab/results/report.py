@@ -182,6 +182,18 @@ def problems_table(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
+def analyses_section(sweep_dir: Path) -> str:
+    """What ``reslab analyze`` wrote for this sweep (``analysis/<kind>.md``, each with its figure), in the order of
+    `reslab.analysis.KINDS`; empty if none has run."""
+    from reslab.analysis import KINDS
+
+    found = [sweep_dir / "analysis" / f"{kind}.md" for kind in KINDS]
+    parts = [p.read_text().strip() for p in found if p.is_file()]
+    if not parts:
+        return ""
+    return "## Analyses (reslab analyze)\n\n" + "\n\n".join(parts) + "\n"
+
+
 def write_tables(sweep_dir: Path, runs: list[Run], rows: list[dict]) -> str:
     table = io.StringIO(newline="")
     writer = csv.DictWriter(table, fieldnames=COLUMNS)
@@ -197,6 +209,8 @@ def write_tables(sweep_dir: Path, runs: list[Run], rows: list[dict]) -> str:
         text += f"\n{stats_text}"
     if problems := problems_table(runs):
         text += f"\n## Jobs that did not finish\n\n{problems}\n"
+    if analyses := analyses_section(sweep_dir):
+        text += f"\n{analyses}"
     write_text_atomic(sweep_dir / "summary.md", text)
     return text
 
