@@ -188,9 +188,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="where the run's dataset is (default: the run's own data_dir)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: a GPU if any")
     parser.add_argument("--force", action="store_true", help="measure again even where saved arrays match")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads (default: torch's, one per core; 1 is faster on a busy CPU)"
+    )
     module.add_options(parser)
     args = parser.parse_args(argv[1:])
     try:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise UserError(f"--threads must be a positive number of CPU threads, got {args.threads}")
+            torch.set_num_threads(args.threads)
         return run_analysis(kind, args, argv[1:])
     except UserError as e:
         print(f"reslab: error: {e}", file=sys.stderr)

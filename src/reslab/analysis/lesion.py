@@ -146,8 +146,7 @@ def figure(results, settings: dict):
                 errors = 100 * np.stack([m.arrays["error"] for m in members])
                 base = 100 * np.mean([float(m.arrays["base_error"]) for m in members])
                 color = colors[label]
-                seeds = f" ({len(members)} seeds)" if len(members) > 1 else ""
-                ax.plot(position, errors.mean(0), "-o", ms=2.5, color=color, label=f"{label}{seeds}")
+                ax.plot(position, errors.mean(0), "-o", ms=2.5, color=color, label=label.replace("model.", ""))
                 if len(members) > 1:
                     ax.fill_between(position, errors.min(0), errors.max(0), color=color, alpha=0.2, lw=0)
                 ax.axhline(base, color=color, ls=":", lw=1)
@@ -159,10 +158,15 @@ def figure(results, settings: dict):
             ax.set_ylim(bottom=0)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[0].set_ylabel("test error (%) after deleting it")
-        axes[0].legend(loc="best", frameon=False)
+        handles = {}
+        for ax in axes:  # one entry per arm, whichever depths it ran at
+            for handle, name in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(name, handle)
+        fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=2, frameon=False)
         fig.suptitle(
             "Lesion study (Veit et al. 2016): one block deleted at test time\n"
-            f"{int(results[0].arrays['images'])} test images; dotted: the intact net; x at 0: cannot be deleted"
+            f"{int(results[0].arrays['images'])} test images; mean over seeds (range shaded); dotted: intact net; "
+            "x: cannot be deleted"
         )
         return fig
 

@@ -1,0 +1,436 @@
+"""Loss landscape (Li, Xu, Taylor, Studer and Goldstein 2018): the training loss around the trained weights along
+filter-normalised random directions.
+
+With θ the trained weights and d1, d2 random directions, it measures the mean cross-entropy (and the error) on the
+first ``--images`` training images at ``θ + α d1`` for ``--points`` values of α evenly spaced in [-span, span]
+(1-D), and at ``θ + α d1 + β d2`` on a ``--grid`` × ``--grid`` square of the same extent (2-D); α = β = 0, the
+trained net itself, is on both grids (the counts are odd). The 2-D scan's line β = 0 is the 1-D curve at the
+coarser spacing. The images are the first N of the run's training split, normalised as in training, without
+augmentation, and every point of a scan is measured on the same ones.
+
+Directions, as in the paper: each weight's direction is drawn from N(0, 1) with the weight's shape, then every
+filter (one output channel's slice of a conv weight, one row of the classifier's weight) is rescaled to the
+Frobenius norm of the same filter of θ, so that a step of α = 1 changes every filter by as much as its own size.
+This removes the scale invariance that BN gives a conv's weights, which would otherwise make nets with larger
+weights look flatter. Biases and BN's scales and shifts get a direction of zero (the paper's ``ignore='biasbn'``),
+so they stay at their trained values, and BN runs in evaluation mode with its running statistics as trained (not
+re-estimated at each point): the landscape is the one of the function the trained net computes at test time.
+Without BN (``model.norm=none``) the convs' biases are likewise held fixed.
+
+The draws come from a generator seeded by ``--seed``, the direction's index and the parameter's name, so plain and
+option-A residual nets of one depth (the same parameter names and shapes) get the same random draws before the
+rescaling, and a layer's draw does not depend on which other layers the net has. The two arms are then compared
+along the same random directions, each scaled to its own filters.
+
+The summary's sharpness measures are ratios to the loss at θ: the 1-D curve at α = ±span/2 and ±span, and on the
+2-D grid the fraction of points within 2× the loss at θ (the size of the basin around θ in that slice) and the
+fraction of interior grid points where the slice is locally convex (its finite-difference 2×2 Hessian has no
+eigenvalue below -0.1% of its largest in magnitude, which tolerates rounding in flat regions). Li et al. map the
+full Hessian's eigenvalue ratio instead; the slice's convexity is a weaker proxy: non-convexity in a slice means
+the loss is not convex there, but a convex-looking slice can hide negative curvature in other directions.
+
+Saved per run: ``alphas``, ``loss_1d``, ``error_1d`` (1-D), ``grid``, ``loss_2d``, ``error_2d`` (2-D, with
+``loss_2d[i, j]`` at α = grid[i], β = grid[j]), ``origin_loss``, ``origin_error`` and ``images``. Cost: one forward
+pass over the images per point; the defaults (256 images, 41 + 11² points) take 10 to 80 s for a 56-layer net of
+width 16 on 14×14 images on a busy 2-core CPU. The paper used the whole training set and much finer grids: raise
+``--images`` and ``--grid`` for that, on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import zlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reslab.analysis.trained import TrainedRun
+
+TITLE = "Loss landscape along filter-normalised random directions (Li et al. 2018)"
+DIMS = ("1", "2", "both")
+EVAL_BATCH = 1024  # images per forward pass: large enough to keep the CPU's threads busy on small images
+CONVEX_TOLERANCE = 1e-3  # a slice's curvature counts as convex down to -0.1% of its largest eigenvalue
+BASIN = 2.0  # the 2-D summary's basin: grid points with a loss below this multiple of the loss at θ
+NOT_FINITE = "0.8"  # the 2-D panels' colour where the loss overflowed
+DECADES = 4  # the figures show losses up to this many decades above the lowest; higher ones saturate
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--images", type=int, default=256, help="training images to measure on, the first N (default 256; 0 = all)"
+    )
+    parser.add_argument("--points", type=int, default=41, help="points of the 1-D scan, odd (default 41)")
+    parser.add_argument("--grid", type=int, default=11, help="points per axis of the 2-D scan, odd (default 11)")
+    parser.add_argument("--span", type=float, default=1.0, help="the scans cover [-span, span] (default 1.0)")
+    parser.add_argument("--dims", default="both", help="which scans: 1, 2 or both (default both)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random directions (default 0)")
+
+
+def settings(args: argparse.Namespace) -> dict:
+    from reslab.errors import UserError
+
+    if args.images < 0:
+        raise UserError(f"--images must be 0 (all) or a positive number of training images, got {args.images}")
+    for option, value in (("--points", args.points), ("--grid", args.grid)):
+        if value < 3 or value % 2 == 0:
+            raise UserError(f"{option} must be odd and at least 3 (so that the trained weights are on it), got {value}")
+    if not (np.isfinite(args.span) and args.span > 0):
+        raise UserError(f"--span must be a positive number, got {args.span}")
+    if str(args.dims) not in DIMS:
+        raise UserError(f"--dims must be one of {', '.join(DIMS)}, got {args.dims!r}")
+    if args.seed < 0:
+        raise UserError(f"--seed must be a non-negative integer, got {args.seed}")
+    return {
+        "images": args.images,
+        "points": args.points,
+        "grid": args.grid,
+        "span": float(args.span),
+        "dims": str(args.dims),
+        "seed": args.seed,
+    }
+
+
+def needs(trained: TrainedRun) -> str | None:
+    return None
+
+
+def scans(settings: dict) -> tuple[bool, bool]:
+    """Whether the 1-D and the 2-D scan are asked for."""
+    return settings["dims"] in ("1", "both"), settings["dims"] in ("2", "both")
+
+
+def axis(points: int, span: float) -> np.ndarray:
+    """``points`` (odd) evenly spaced values in [-span, span] with the middle one exactly 0."""
+    half = (points - 1) // 2
+    return span * np.arange(-half, half + 1) / half
+
+
+def moves(param: torch.Tensor) -> bool:
+    """Whether a parameter gets a direction: conv and linear weights do, biases and BN's scales and shifts (1-D)
+    do not."""
+    return param.dim() > 1
+
+
+def raw_direction(net: nn.Module, seed: int, index: int) -> dict[str, torch.Tensor]:
+    """Direction ``index`` before normalisation: N(0, 1) draws for each moving weight, zero for the rest. Each
+    weight's draw comes from its own generator seeded by (seed, index, name), on the CPU so that every device gets
+    the same numbers."""
+    out = {}
+    for name, param in net.named_parameters():
+        if moves(param):
+            entropy = np.random.SeedSequence([seed, index, zlib.crc32(name.encode())]).generate_state(2, np.uint32)
+            g = torch.Generator().manual_seed(int(entropy[0]) << 32 | int(entropy[1]))
+            d = torch.randn(param.shape, generator=g, dtype=torch.float32)
+            out[name] = d.to(device=param.device, dtype=param.dtype)
+        else:
+            out[name] = torch.zeros_like(param)
+    return out
+
+
+def filter_normalised(net: nn.Module, direction: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``direction`` with every filter (a slice along the weight's first axis: a conv's output channel, a linear
+    layer's row) rescaled to the Frobenius norm of the trained weight's same filter; zero directions stay zero."""
+    out = {}
+    for name, param in net.named_parameters():
+        d = direction[name]
+        if moves(param):
+            theta_norm = torch.linalg.vector_norm(param.detach().flatten(1), dim=1)
+            d_norm = torch.linalg.vector_norm(d.flatten(1), dim=1)
+            scale = theta_norm / d_norm.clamp_min(torch.finfo(d.dtype).tiny)
+            d = d * scale.view(-1, *([1] * (d.dim() - 1)))
+        out[name] = d
+    return out
+
+
+def directions(net: nn.Module, seed: int, count: int) -> list[dict[str, torch.Tensor]]:
+    """``count`` filter-normalised random directions for ``net``, keyed by parameter name."""
+    return [filter_normalised(net, raw_direction(net, seed, k)) for k in range(count)]
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = EVAL_BATCH) -> tuple[float, float]:
+    """Mean cross-entropy and error of ``net`` on (x, y)."""
+    wrong, loss = 0, 0.0
+    for i in range(0, len(y), batch):
+        logits = net(x[i : i + batch]).float()
+        wrong += int((logits.argmax(1) != y[i : i + batch]).sum())
+        loss += float(F.cross_entropy(logits, y[i : i + batch], reduction="sum"))
+    return loss / len(y), wrong / len(y)
+
+
+@torch.no_grad()
+def scan(
+    net: nn.Module, x: torch.Tensor, y: torch.Tensor, dirs: list[dict[str, torch.Tensor]], coords: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Loss and error at ``θ + Σ_k coords[p, k] · dirs[k]`` for each row ``p`` of ``coords`` (points × directions).
+    The weights are set in place from a saved copy of θ at each point, and θ is copied back afterwards, bit for
+    bit, whatever happens in between."""
+    params = {name: p for name, p in net.named_parameters() if any(d[name].any() for d in dirs)}
+    saved = {name: p.detach().clone() for name, p in params.items()}
+    losses, errors = np.empty(len(coords)), np.empty(len(coords))
+    try:
+        for i, point in enumerate(coords):
+            for name, p in params.items():
+                p.copy_(saved[name])
+                for step, d in zip(point, dirs):
+                    p.add_(d[name], alpha=float(step))
+            losses[i], errors[i] = evaluate(net, x, y)
+    finally:
+        for name, p in params.items():
+            p.copy_(saved[name])
+    return losses, errors
+
+
+def measure(trained: TrainedRun, settings: dict) -> dict[str, np.ndarray]:
+    net = trained.net("trained")
+    x, y = trained.images("train", settings["images"] or None)
+    one, two = scans(settings)
+    dirs = directions(net, settings["seed"], 2 if two else 1)
+    out: dict[str, np.ndarray] = {"images": np.array(len(y))}
+    if one:
+        alphas = axis(settings["points"], settings["span"])
+        out["alphas"] = alphas
+        out["loss_1d"], out["error_1d"] = scan(net, x, y, dirs[:1], alphas[:, None])
+        center = len(alphas) // 2
+        out["origin_loss"], out["origin_error"] = out["loss_1d"][center], out["error_1d"][center]
+    if two:
+        grid = axis(settings["grid"], settings["span"])
+        a, b = np.meshgrid(grid, grid, indexing="ij")  # loss_2d[i, j] is at α = grid[i], β = grid[j]
+        losses, errors = scan(net, x, y, dirs, np.stack([a.ravel(), b.ravel()], 1))
+        out["grid"] = grid
+        out["loss_2d"], out["error_2d"] = losses.reshape(a.shape), errors.reshape(a.shape)
+        center = len(grid) // 2
+        out.setdefault("origin_loss", out["loss_2d"][center, center])
+        out.setdefault("origin_error", out["error_2d"][center, center])
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def scalars(arrays: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The 1-D curve, indexed by grid point: step i is α = span · (2i / (points - 1) - 1)."""
+    if "loss_1d" not in arrays:
+        return {}
+    index = np.arange(len(arrays["loss_1d"]))
+    return {
+        "analysis/landscape/train_loss_1d_by_grid_index": (index, arrays["loss_1d"]),
+        "analysis/landscape/train_error_1d_by_grid_index": (index, arrays["error_1d"]),
+    }
+
+
+def sharpness_1d(arrays: dict, span: float) -> dict[float, float]:
+    """L(α) / L(0) at α = ±span/2 and ±span, interpolated linearly on the 1-D curve."""
+    base = float(arrays["origin_loss"])
+    return {
+        a: float(np.interp(a, arrays["alphas"], arrays["loss_1d"])) / base for a in (-span, -span / 2, span / 2, span)
+    }
+
+
+def basin_fraction(arrays: dict) -> float:
+    """The fraction of the 2-D grid whose loss is within `BASIN` × the loss at θ."""
+    return float(np.mean(arrays["loss_2d"] <= BASIN * float(arrays["origin_loss"])))
+
+
+def convex_fraction(loss: np.ndarray, step: float) -> float:
+    """The fraction of the 2-D grid's interior points where the slice is locally convex: the central-difference
+    Hessian [[L_aa, L_ab], [L_ab, L_bb]] has no eigenvalue below -`CONVEX_TOLERANCE` × its largest magnitude.
+    Points whose stencil touches a loss that is not finite are left out."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        c = loss[1:-1, 1:-1]
+        l_aa = (loss[2:, 1:-1] - 2 * c + loss[:-2, 1:-1]) / step**2
+        l_bb = (loss[1:-1, 2:] - 2 * c + loss[1:-1, :-2]) / step**2
+        l_ab = (loss[2:, 2:] - loss[2:, :-2] - loss[:-2, 2:] + loss[:-2, :-2]) / (4 * step**2)
+    hessians = np.stack([np.stack([l_aa, l_ab], -1), np.stack([l_ab, l_bb], -1)], -1)
+    finite = np.isfinite(hessians).all(axis=(-1, -2))
+    if not finite.any():
+        return float("nan")
+    eig = np.linalg.eigvalsh(hessians[finite])  # ascending
+    return float(np.mean(eig[:, 0] >= -CONVEX_TOLERANCE * np.abs(eig).max(-1)))
+
+
+def _groups(results) -> dict[tuple[str, int], list]:
+    from reslab.results.figure_style import arm_order
+
+    groups: dict[tuple[str, int], list] = {}
+    for r in sorted(results, key=lambda r: (r.depth, arm_order(r.label), r.seed)):
+        groups.setdefault((r.label, r.depth), []).append(r)
+    return groups
+
+
+def _short(label: str) -> str:
+    """An arm's label for a narrow panel title: without the ``model.`` prefixes, broken at the variant's
+    parentheses and commas (the 1-D legend gives it in full)."""
+    return label.replace("model.", "").replace(" (", "\n(").replace(", ", ",\n")
+
+
+def _loss_range(values: list[np.ndarray]) -> tuple[float, float]:
+    """The lowest and highest positive finite loss among ``values``, the highest at most `DECADES` decades above the
+    lowest, so that one diverging arm does not flatten the others' scale."""
+    finite = np.concatenate([v[np.isfinite(v) & (v > 0)].ravel() for v in values])
+    if not len(finite):
+        return 1e-3, 1.0
+    low = float(finite.min())
+    return low, max(min(float(finite.max()), low * 10**DECADES), low * 1.01)
+
+
+def _nice_ticks(low: float, high: float, most: int = 6) -> list[float]:
+    """1-2-5 values within [low, high], thinned to at most ``most``, for a log colour bar."""
+    exponents = np.arange(np.floor(np.log10(low)), np.ceil(np.log10(high)) + 1)
+    ticks = [m * 10**e for e in exponents for m in (1, 2, 5) if low <= m * 10**e <= high]
+    return ticks[:: max(1, int(np.ceil(len(ticks) / most)))] or [low, high]
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.3g}×" if np.isfinite(value) else "not finite"
+
+
+def figure(results, settings: dict):
+    """Top row: the 1-D loss curves, one panel per depth, one line per arm (mean over seeds, range shaded; plain
+    arms solid, residual dashed); log scale where the losses span more than a factor of 20. Below: the 2-D
+    landscape of each arm (columns) at each depth (rows), the lowest seed, as filled contours on log-spaced levels
+    shared within a depth, with the 2× loss-at-θ contour dashed in white; + marks θ, x the grid's lowest point,
+    grey where the loss is not finite. Losses more than `DECADES` decades above a depth's lowest are drawn at the
+    top of the scale."""
+    from matplotlib.colors import LogNorm
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    from reslab.results.figure_style import PAGE, arm_order, new_figure, styled
+
+    one, two = scans(settings)
+
+    @styled
+    def draw():
+        depths = sorted({r.depth for r in results})
+        labels = sorted({r.label for r in results}, key=arm_order)
+        colors = {label: f"C{i}" for i, label in enumerate(labels)}
+        styles = {label: "-" if label.split(" (")[0] == "plain" else "--" for label in labels}
+        groups = _groups(results)
+        top_h, row_h = 2.4, float(np.clip(5.6 / len(labels), 1.6, 2.6))  # square 2-D panels filling the width
+        heights = [top_h] * one + [row_h * len(depths) + 0.6] * two
+        fig = new_figure(PAGE, sum(heights) + 0.4)
+        parts = list(fig.subfigures(len(heights), 1, height_ratios=heights, squeeze=False)[:, 0])
+        top, bottom = parts[0] if one else None, parts[-1] if two else None
+        if one:
+            axes = top.subplots(1, len(depths), squeeze=False)[0]
+            seen = {}  # one legend entry per arm, whichever depths it ran at
+            for ax, depth in zip(axes, depths):
+                curves = []
+                for (label, d), members in groups.items():
+                    if d != depth:
+                        continue
+                    losses = np.stack([m.arrays["loss_1d"] for m in members])
+                    alphas, mean = members[0].arrays["alphas"], losses.mean(0)
+                    curves.append(losses)
+                    (line,) = ax.plot(alphas, mean, styles[label], color=colors[label])
+                    seen.setdefault(label, line)
+                    if len(members) > 1:
+                        ax.fill_between(alphas, losses.min(0), losses.max(0), color=colors[label], alpha=0.2, lw=0)
+                    ax.plot(0, mean[len(alphas) // 2], "o", ms=3, color=colors[label])
+                low, high = _loss_range(curves)
+                if high / low > 20:
+                    ax.set_yscale("log")
+                    ax.set_ylim(low / 1.5, high * 1.5)
+                else:
+                    ax.set_ylim(0, high * 1.05)
+                ax.set_title(f"depth {depth}")
+                ax.set_xlabel("α")
+            axes[0].set_ylabel("training loss (nats)")
+            several = "; several seeds: mean, range shaded" if any(len(m) > 1 for m in groups.values()) else ""
+            top.suptitle(
+                f"1-D: loss at θ + α·d (d filter-normalised: α = 1 moves each filter by its own norm); dot: θ{several}",
+                fontsize=8,
+            )
+            top.legend(seen.values(), seen.keys(), loc="outside lower center", ncol=min(len(seen), 2), frameon=False)
+        if two:
+            axes = bottom.subplots(len(depths), len(labels), squeeze=False, sharex=True, sharey=True)
+            for ax, label in zip(axes[0], labels):
+                ax.set_title(_short(label), fontsize=6.5, color=colors[label])
+            for row, depth in zip(axes, depths):
+                firsts = {label: groups[(label, depth)][0] for label in labels if (label, depth) in groups}
+                low, high = _loss_range([r.arrays["loss_2d"] for r in firsts.values()])
+                levels, norm = np.geomspace(low, high, 15), LogNorm(low, high)
+                filled = None
+                for ax, label in zip(row, labels):
+                    ax.set_aspect("equal")
+                    if label not in firsts:
+                        ax.text(0.5, 0.5, "no run", ha="center", va="center", transform=ax.transAxes)
+                        continue
+                    ax.set_facecolor(NOT_FINITE)  # shows where the loss overflowed (masked below)
+                    r = firsts[label]
+                    grid, loss = r.arrays["grid"], np.ma.masked_invalid(r.arrays["loss_2d"])
+                    filled = ax.contourf(grid, grid, loss.T, levels=levels, norm=norm, cmap="viridis", extend="both")
+                    basin = BASIN * float(r.arrays["origin_loss"])
+                    if loss.min() < basin < loss.max():
+                        ax.contour(grid, grid, loss.T, levels=[basin], colors="white", linewidths=0.8, linestyles="--")
+                    i, j = np.unravel_index(np.ma.argmin(loss), loss.shape)
+                    ax.plot(0, 0, "+", color="white", ms=7, mew=1.2)
+                    ax.plot(grid[i], grid[j], "x", color="red", ms=5, mew=1.0, clip_on=False)
+                    ax.tick_params(labelsize=6)
+                row[0].set_ylabel(f"depth {depth}\nβ")
+                if filled is not None:
+                    bar = bottom.colorbar(filled, ax=list(row), shrink=0.9, pad=0.02, aspect=15)
+                    bar.set_label("training loss (nats)", fontsize=7)
+                    bar.ax.yaxis.set_major_locator(FixedLocator(_nice_ticks(low, high)))
+                    bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                    bar.ax.yaxis.set_minor_locator(NullLocator())
+                    bar.ax.tick_params(labelsize=6)
+            for ax in axes[-1]:
+                ax.set_xlabel("α")
+            marks = [
+                Line2D([], [], ls="", marker="+", color="k", ms=6, label="θ (trained weights)"),
+                Line2D([], [], ls="", marker="x", color="red", ms=5, label="lowest grid point"),
+                Line2D([], [], ls="--", color="0.4", lw=0.8, label=f"{BASIN:g}× the loss at θ"),
+            ]
+            if any(not np.isfinite(r.arrays["loss_2d"]).all() for r in results):
+                marks.append(Patch(color=NOT_FINITE, label="loss not finite"))
+            bottom.legend(handles=marks, loc="outside lower center", ncol=len(marks), frameon=False)
+            seeds = ", the lowest seed of each" if any(len(m) > 1 for m in groups.values()) else ""
+            same = "d1 = d above" if one else "d1, d2 filter-normalised"
+            bottom.suptitle(f"2-D: loss at θ + α·d1 + β·d2 ({same}, colours shared within a depth{seeds})", fontsize=8)
+        fig.suptitle(
+            "Loss landscape along filter-normalised random directions (Li et al. 2018)\n"
+            f"{int(results[0].arrays['images'])} training images; BN in evaluation mode; biases and BN parameters "
+            f"held fixed; direction seed {settings['seed']}"
+        )
+        return fig
+
+    return draw()
+
+
+def summary(results, settings: dict) -> list[str]:
+    one, two = scans(settings)
+    span = settings["span"]
+    lines = []
+    for (label, depth), members in _groups(results).items():
+        seeds = f", mean of {len(members)} seeds" if len(members) > 1 else ""
+        loss0 = np.mean([float(m.arrays["origin_loss"]) for m in members])
+        error0 = 100 * np.mean([float(m.arrays["origin_error"]) for m in members])
+        text = f"- **{label}-{depth}**{seeds}: at θ training loss {loss0:.3g} (error {error0:.1f}%)"
+        if one:
+            ratios = [sharpness_1d(m.arrays, span) for m in members]
+            mean = {a: float(np.mean([r[a] for r in ratios])) for a in ratios[0]}
+            text += (
+                f"; 1-D, loss / loss at θ: {_ratio(mean[-span / 2])} at α = -{span / 2:g}, {_ratio(mean[span / 2])} "
+                f"at +{span / 2:g}, {_ratio(mean[-span])} at -{span:g}, {_ratio(mean[span])} at +{span:g}"
+            )
+        if two:
+            basin = 100 * np.mean([basin_fraction(m.arrays) for m in members])
+            step = 2 * span / (settings["grid"] - 1)
+            convex = 100 * np.mean([convex_fraction(m.arrays["loss_2d"], step) for m in members])
+            text += f"; 2-D: {basin:.0f}% of the grid within {BASIN:g}× the loss at θ, locally convex at {convex:.0f}%"
+        lines.append(text)
+    if one:
+        lines.append(
+            "- 1-D: the loss at θ + α·d divided by the loss at θ; large ratios mean a sharp minimum along d "
+            "(d is scaled filter by filter to the net's own weights, so nets of different weight scales compare)"
+        )
+    if two:
+        lines.append(
+            f"- 2-D: the share of the α-β grid whose loss is within {BASIN:g}× the loss at θ (the basin's extent), and "
+            f"of its interior points where the slice's finite-difference Hessian has no eigenvalue below "
+            f"-{CONVEX_TOLERANCE:g}× its largest (locally convex); a non-convex slice shows negative curvature of the "
+            f"loss, a convex one may still hide it in other directions (Li et al. map the full Hessian's eigenvalues)"
+        )
+    return lines
