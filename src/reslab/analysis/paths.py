@@ -1,0 +1,379 @@
+"""Effective depth of gradient paths (Veit, Wilber and Belongie 2016, §4.3, Fig. 6): how much gradient reaches the
+input through paths of each length.
+
+A residual net of B blocks unrolls into 2^B paths: a path of length k goes through the residual branch of k blocks
+and the shortcut of the other B - k, and there are binom(B, k) of them. Backpropagation is linear in the gradient
+it carries, so the gradient at the first block's input (the stem's output) is exactly the sum of the gradients
+along the 2^B paths, each taken with every ReLU's derivative (inside the branches and after each addition) fixed
+by the ordinary forward pass: the linearisation Veit et al. use.
+
+How it is measured: one forward pass of the trained net (fp32, BN in evaluation mode) on training images, with
+every block's two terms, ``branch(x)`` and ``shortcut(x)``, passed through a gate that is the identity forward and
+multiplies the gradient by a 0/1 switch read when the backward pass reaches it (`gated`). The graph is kept, and
+each backward pass sets the switches so that in k blocks only the branch and in the other B - k only the shortcut
+passes gradient: the gradient at the stem's output is then the gradient through that one path. Each image gets
+its own random k-subset of blocks (drawn uniformly, ``--seed``) in every backward pass, so ``--samples`` passes per
+length give ``--samples`` × ``--images`` single-path gradients per length (the paper does not say how it drew its
+subsets; independent ones per image cost nothing more and spread the draws over many more paths). The loss is each
+image's own training cross-entropy (summed over the batch, so an image's gradient does not depend on the batch
+size). The gradient of a long path can be tens of orders of magnitude below that of the shortcut-only path, so the
+backward pass carries it times 2^64 (exact, a power of two) and norms are taken in float64.
+
+For each length k: the per-path magnitude is the mean over images and subsets of the norm of the single-path
+gradient (Veit's Fig. 6b); times the number of paths binom(B, k) (Fig. 6a) it is the total magnitude contributed
+by paths of that length (Fig. 6c), here normalised to sum to 1 so that depths compare. The summary reports the
+shortest interval of lengths holding 90% of it and its weighted mean length. Veit et al. found, for a CIFAR-10
+ResNet-110 (54 blocks), almost all gradient in paths of length 5-17: the net trains as an ensemble of shallow
+nets. A plain net has one path, through all its blocks, so it is left out; so is, from the figure and the numbers
+of its group, a collapsed run whose output does not depend on its input (no gradient at all to divide).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.special import comb
+from torch import nn
+
+from reslab.analysis.trained import TrainedRun
+from reslab.errors import UserError
+from reslab.models.cifar_net import Block, blocks_per_stage
+
+TITLE = "Effective depth: gradient through paths of each length (Veit et al. 2016, §4.3)"
+COVERAGE = 0.9  # the share of the total gradient magnitude the reported interval of path lengths holds
+BATCH = 64  # images per forward pass: bounds the memory of the kept graph, not what is measured
+# The backward pass carries the gradient times 2^64, divided out in float64: exact (a power of two), and it keeps the
+# gradient of a long path, which can shrink tenfold per residual branch, clear of fp32's smallest numbers.
+SCALE = 2.0**64
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--images", type=int, default=64, help="training images to measure on, the first N (default 64)"
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=10,
+        help="backward passes per path length, each through a random path per image (default 10)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random choice of paths (default 0)")
+
+
+def settings(args: argparse.Namespace) -> dict:
+    if args.images < 1:
+        raise UserError(f"--images must be a positive number of training images, got {args.images}")
+    if args.samples < 1:
+        raise UserError(f"--samples must be a positive number of backward passes per path length, got {args.samples}")
+    if args.seed < 0:
+        raise UserError(f"--seed must be 0 or a positive integer, got {args.seed}")
+    return {"images": args.images, "samples": args.samples, "seed": args.seed}
+
+
+def needs(trained: TrainedRun) -> str | None:
+    if trained.is_residual:
+        return None
+    count = 3 * blocks_per_stage(trained.depth)
+    return (
+        f"{trained.path.name}: a plain net has one path, through all {count} blocks: it has no distribution of "
+        f"path lengths to measure; analyse residual runs"
+    )
+
+
+class Switch:
+    """A gate's setting, read when the backward pass reaches the gate: None passes the gradient unchanged; a tensor
+    of 0/1 (one per image, shaped to broadcast over the gradient) multiplies it."""
+
+    def __init__(self) -> None:
+        self.scale: torch.Tensor | None = None
+
+
+class _Gate(torch.autograd.Function):
+    """The identity forward; backward, the gradient times its switch's scale at the time of the backward pass."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, switch: Switch) -> torch.Tensor:
+        ctx.switch = switch
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        scale = ctx.switch.scale
+        if scale is None:
+            return grad, None
+        if not scale.any():
+            return None, None  # no image takes this term: autograd skips the backward of what lies behind it
+        return grad * scale, None
+
+
+def _gated_forward(block: Block, branch: Switch, shortcut: Switch):
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(block.bn1(block.conv1(x)))  # Block.forward's operations in its order, so the output is the same
+        out = block.bn2(block.conv2(out))
+        return F.relu(_Gate.apply(out, branch) + _Gate.apply(block.shortcut(x), shortcut))
+
+    return forward
+
+
+def blocks(net: nn.Module) -> list[Block]:
+    return [m for m in net.modules() if isinstance(m, Block)]
+
+
+@contextlib.contextmanager
+def gated(net: nn.Module) -> Iterator[list[tuple[Switch, Switch]]]:
+    """While inside, every block's branch and shortcut output pass through a gate; yields each block's (branch,
+    shortcut) switches in forward order. A graph built inside keeps its gates after the blocks get their class's
+    forward back on leaving."""
+    found = blocks(net)
+    if any(b.shortcut is None for b in found):
+        raise ValueError("a plain block has no shortcut to gate")
+    switches = [(Switch(), Switch()) for _ in found]
+    for block, (branch, shortcut) in zip(found, switches):
+        block.forward = _gated_forward(block, branch, shortcut)
+    try:
+        yield switches
+    finally:
+        for block in found:
+            del block.forward  # back to the class's forward
+
+
+@contextlib.contextmanager
+def stem_output_as_leaf(net: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """While inside, the stem's output is a leaf that requires grad (the list it yields holds it after a forward):
+    the gradient is taken at the first block's input."""
+    held: list[torch.Tensor] = []
+
+    def hook(module, inputs, output):
+        held[:] = [output.detach().requires_grad_()]
+        return held[0]
+
+    handle = net.stem.register_forward_hook(hook)
+    try:
+        yield held
+    finally:
+        handle.remove()
+
+
+class PathGradients:
+    """One forward pass of ``net`` on (x, y) with gated blocks, kept for any number of backward passes."""
+
+    def __init__(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        with torch.enable_grad(), stem_output_as_leaf(net) as held, gated(net) as switches:
+            self.loss = F.cross_entropy(net(x).float(), y, reduction="sum")
+        self.stem_output, self.switches = held[0], switches
+
+    def gradient(self, through_branch: torch.Tensor | None = None) -> torch.Tensor:
+        """The gradient of each image's loss at the stem's output, in float64: along the single path whose residual
+        branches are the True entries of its row of ``through_branch`` (images × blocks, bool; the other blocks'
+        shortcuts), or the ordinary gradient (all paths) for None. The backward pass carries it times `SCALE`."""
+        if through_branch is not None:
+            through_branch = through_branch.to(self.stem_output.device, self.stem_output.dtype)
+        for j, (branch, shortcut) in enumerate(self.switches):
+            if through_branch is None:
+                branch.scale = shortcut.scale = None
+            else:
+                take = through_branch[:, j].view(-1, 1, 1, 1)
+                branch.scale, shortcut.scale = take, 1 - take
+        seed = torch.tensor(SCALE, device=self.loss.device)
+        (grad,) = torch.autograd.grad(self.loss, self.stem_output, seed, retain_graph=True)
+        return grad.double() / SCALE
+
+
+def ordinary_gradient(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The gradient of each image's loss at the stem's output, by the net's own forward (no gates)."""
+    with torch.enable_grad(), stem_output_as_leaf(net) as held:
+        loss = F.cross_entropy(net(x).float(), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, held[0])
+    return grad
+
+
+def random_paths(rng: np.random.Generator, images: int, count: int, length: int) -> np.ndarray:
+    """For each image, a uniformly random set of ``length`` of ``count`` blocks (images × count, bool)."""
+    return rng.random((images, count)).argsort(axis=1) < length  # where a random permutation is below `length`
+
+
+def shortest_interval(share: np.ndarray, coverage: float = COVERAGE) -> tuple[int, int]:
+    """The shortest run of path lengths [lo, hi] whose shares sum to at least ``coverage`` of the total (of equally
+    short ones, the one holding the most)."""
+    cum = np.concatenate([[0.0], np.cumsum(share)])
+    need = coverage * cum[-1] * (1 - 1e-9)  # float round-off must not push an exact fit out
+    best = (len(share), -1.0, 0, len(share) - 1)
+    for lo in range(len(share)):
+        end = int(np.searchsorted(cum, cum[lo] + need, side="left"))
+        if end >= len(cum):
+            break
+        best = min(best, (end - lo, -(cum[end] - cum[lo]), lo, end - 1))
+    return best[2], best[3]
+
+
+def measure(trained: TrainedRun, settings: dict) -> dict[str, np.ndarray]:
+    net = trained.net("trained").requires_grad_(False)  # only the gradient at the stem's output is wanted
+    x, y = trained.images("train", settings["images"])
+    count, images, samples = len(blocks(net)), len(y), settings["samples"]
+    rng = np.random.default_rng(settings["seed"])
+    # All paths drawn first, in one order, so the batching of images does not change which paths are measured.
+    chosen = np.stack([[random_paths(rng, images, count, k) for _ in range(samples)] for k in range(count + 1)])
+    norms = np.zeros((count + 1, samples, images))  # float64: a long path's norm can be below fp32's range
+    full = np.zeros(images)
+    for start in range(0, images, BATCH):
+        part = slice(start, start + BATCH)
+        paths = PathGradients(net, x[part], y[part])
+        full[part] = paths.gradient(None).flatten(1).norm(dim=1).cpu().numpy()
+        for k in range(count + 1):
+            for s in range(samples):
+                grad = paths.gradient(torch.from_numpy(chosen[k, s, part]))
+                norms[k, s, part] = grad.flatten(1).norm(dim=1).cpu().numpy()
+        del paths  # frees the kept graph before the next batch's
+    lengths = np.arange(count + 1)
+    number = comb(count, lengths)
+    per_path = norms.mean(axis=(1, 2))
+    total = number * per_path
+    if total.sum() > 0:
+        share = total / total.sum()
+        interval, mean_length = np.array(shortest_interval(share), dtype=float), float((lengths * share).sum())
+    else:  # the output does not depend on the input at all (a collapsed net): there is no gradient to divide
+        share, interval, mean_length = np.full(count + 1, np.nan), np.full(2, np.nan), np.nan
+    return {
+        "blocks": np.array(count),
+        "length": lengths,
+        "paths": number,
+        "norms": norms,
+        "per_path": per_path,
+        "total": total,
+        "share": share,
+        "interval": interval,
+        "mean_length": np.array(mean_length),
+        "full_gradient": np.array(float(full.mean())),
+        "images": np.array(images),
+        "samples": np.array(samples),
+    }
+
+
+def scalars(arrays: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    length = arrays["length"]
+    return {
+        "analysis/paths/gradient_share_by_path_length": (length, arrays["share"]),
+        "analysis/paths/gradient_per_path_by_length": (length, arrays["per_path"]),
+    }
+
+
+def _groups(results) -> dict[tuple[str, int], list]:
+    from reslab.results.figure_style import arm_order
+
+    groups: dict[tuple[str, int], list] = {}
+    for r in sorted(results, key=lambda r: (r.depth, arm_order(r.label), r.seed)):
+        groups.setdefault((r.label, r.depth), []).append(r)
+    return groups
+
+
+def _alive(members) -> list:
+    """The runs with some gradient at the first block's input (a collapsed net has none: its share is NaN)."""
+    return [m for m in members if np.isfinite(m.arrays["share"]).all()]
+
+
+def _combined(members) -> tuple[np.ndarray, np.ndarray, tuple[int, int], float]:
+    """The per-path magnitude and share of runs with a gradient (means over seeds), the interval and mean length of
+    that share."""
+    per_path = np.mean([m.arrays["per_path"] for m in members], axis=0)
+    share = np.mean([m.arrays["share"] for m in members], axis=0)
+    return per_path, share, shortest_interval(share), float((np.arange(len(share)) * share).sum())
+
+
+def figure(results, settings: dict):
+    """Veit et al.'s Fig. 6 for every residual run: (a) the number of paths of each length, (b) the gradient
+    magnitude per path, (c) the share of the total gradient magnitude from paths of each length. Colour: depth;
+    line style: arm; mean over seeds, the range over seeds shaded; in (c) a marker at each weighted mean length.
+    Runs with no gradient at the first block's input (collapsed nets) are left out of (b) and (c)."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    from reslab.results.figure_style import PAGE, arm_order, depth_color, new_figure, styled
+
+    @styled
+    def draw():
+        groups = _groups(results)
+        labels = sorted({label for label, _ in groups}, key=arm_order)
+        styles = dict(zip(labels, ["-", "--", ":", "-."] * len(labels)))
+        fig = new_figure(PAGE, 3.0)
+        ax_count, ax_per, ax_share = fig.subplots(1, 3)
+        drawn: list[int] = []
+        for (label, depth), members in groups.items():
+            color, ls = depth_color(depth), styles[label]
+            if depth not in drawn:
+                drawn.append(depth)
+                ax_count.plot(members[0].arrays["length"], members[0].arrays["paths"], color=color)
+            members = _alive(members)
+            if not members:
+                continue  # said in the summary
+            per_path, share, _, mean_length = _combined(members)
+            length = np.arange(len(share))
+            ax_per.plot(length, np.where(per_path > 0, per_path, np.nan), color=color, ls=ls)
+            ax_share.plot(length, share, color=color, ls=ls)
+            if len(members) > 1:
+                each = np.stack([m.arrays["per_path"] for m in members])
+                ax_per.fill_between(length, each.min(0), each.max(0), color=color, alpha=0.15, lw=0)
+                each = np.stack([m.arrays["share"] for m in members])
+                ax_share.fill_between(length, each.min(0), each.max(0), color=color, alpha=0.15, lw=0)
+            ax_share.plot([mean_length], [np.interp(mean_length, length, share)], "v", color=color, ms=4)
+        ax_count.set_yscale("log")
+        ax_per.set_yscale("log")
+        ax_share.set_ylim(bottom=0)
+        ax_count.set_title("(a) number of paths")
+        ax_per.set_title("(b) gradient magnitude per path")
+        ax_share.set_title("(c) total gradient magnitude")
+        ax_count.set_ylabel("paths of that length, binom(B, k)")
+        ax_per.set_ylabel("mean gradient norm per image")
+        ax_share.set_ylabel("share of the total over all lengths")
+        for ax in (ax_count, ax_per, ax_share):
+            ax.set_xlabel("path length k (residual branches)")
+            ax.set_xlim(left=0)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        handles = [Line2D([], [], color=depth_color(d), label=f"depth {d}, B={_blocks(results, d)}") for d in drawn]
+        if len(labels) > 1:
+            handles += [Line2D([], [], color="0.3", ls=styles[label], label=label) for label in labels]
+        handles.append(Line2D([], [], color="0.3", marker="v", ls="none", label="weighted mean length"))
+        one_row = sum(len(h.get_label()) + 8 for h in handles) <= 110  # characters (and line samples) in 7 in
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles) if one_row else 3, frameon=False)
+        images, samples = int(results[0].arrays["images"]), int(results[0].arrays["samples"])
+        arms = labels[0] if len(labels) == 1 else "residual arms"
+        fig.suptitle(
+            f"Gradient through paths of each length (Veit et al. 2016, Fig. 6): {arms}\n"
+            f"gradient at the first block's input, {images} training images x {samples} random paths per length"
+        )
+        return fig
+
+    return draw()
+
+
+def _blocks(results, depth: int) -> int:
+    return int(next(r for r in results if r.depth == depth).arrays["blocks"])
+
+
+def summary(results, settings: dict) -> list[str]:
+    lines = []
+    for (label, depth), members in _groups(results).items():
+        count, alive = int(members[0].arrays["blocks"]), _alive(members)
+        dead = [str(m.seed) for m in members if m not in alive]
+        zero = "the gradient at the first block's input is exactly zero on every image: the net's output does not "
+        zero += "depend on its input (a collapsed net), so there is nothing to divide among paths"
+        if not alive:
+            lines.append(f"- **{label}-{depth}** ({count} blocks): {zero}")
+            continue
+        per_path, share, (lo, hi), mean_length = _combined(alive)
+        seeds = f", mean of {len(alive)} seeds" if len(alive) > 1 else ""
+        mode = f"{count // 2}" if count % 2 == 0 else f"{count // 2} or {count // 2 + 1}"  # binom(B, k)'s peak
+        text = (
+            f"- **{label}-{depth}** ({count} blocks{seeds}): {COVERAGE:.0%} of the gradient magnitude from paths of "
+            f"{lo}-{hi} blocks ({lo / count:.2f}-{hi / count:.2f} of the net), weighted mean {mean_length:.1f} "
+            f"blocks ({mean_length / count:.2f}); per path, the shortcut-only path carries {per_path[0]:.2g} and "
+            f"the path through all blocks {per_path[-1]:.2g}; most paths have {mode} blocks"
+        )
+        if dead:
+            text += f"; left out: seed {', '.join(dead)}, where {zero}"
+        lines.append(text)
+    return lines
