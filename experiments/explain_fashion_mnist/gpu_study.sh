@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Issue 14's study at a longer budget, on one GPU: train the explain study's arms at Fashion-MNIST's native 28x28 for
-# STEPS iterations (plain and residual with BN, plain without BN, residual without BN with zero-initialised branches;
-# depths 56 and 110; seed 0; residual nets without BN and Kaiming init diverge at once, see train.sh), all 8 jobs
-# sharing the GPU through the joblib launcher; then run the four analyses on the sweep, on the GPU, and pack
-# everything but the checkpoints (which stay on the GPU machine) into $OUT.
+# STEPS iterations (plain and residual with and without BN, residual without BN with zero-initialised branches;
+# depths 56 and 110; seed 0; residual nets without BN and Kaiming init diverge at once, as in train.sh), all 10 jobs
+# sharing the GPU through the joblib launcher. Then, with ANALYSES=1, run the four analyses on the sweep on the GPU
+# and pack everything but the checkpoints into $OUT; with WEIGHTS=1 (the default) pack the sweep with its final
+# weights instead (each last.ckpt reduced to the weights, its step and identity, which is what `reslab analyze` reads;
+# the optimiser's state stays behind), in parts of 15 MB, to analyse elsewhere.
 # Not the paper's schedule (64k iterations on CIFAR-10): a reduced run on another dataset, labelled as such.
 #
 # Run from the repository root with Hydra's wheels on PYTHONPATH and Fashion-MNIST in data/:
@@ -13,7 +15,10 @@ OUT=${OUT:-gpu_out}
 STEPS=${STEPS:-2500}
 DEADLINE=${DEADLINE:-250}
 SWEEP=${SWEEP:-/tmp/reslab_explain28}
-N_JOBS=${N_JOBS:-4}
+N_JOBS=${N_JOBS:-8}
+ANALYSES=${ANALYSES:-0}
+WEIGHTS=${WEIGHTS:-1}
+DEPTHS=${DEPTHS:-56,110}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 
@@ -29,17 +34,29 @@ COMMON=(dataset.downsample=1 data_dir=data seed=0
   callbacks.responses.every_n_steps=500 callbacks.responses.figure_every_n_steps=1000
   hydra/launcher=joblib hydra.launcher.n_jobs=$N_JOBS hydra.sweep.dir=$SWEEP)
 start=$(date +%s.%N)
-# Three launches at once into one folder (plain nets refuse zero-init, so each no-BN arm is a launch of its own).
-timeout --signal=TERM --kill-after=30 "$DEADLINE" python3 -m reslab -m depth=56,110 model=plain,residual \
-  model.norm=batch "${COMMON[@]}" > "$OUT/train.log" 2>&1 &
-timeout --signal=TERM --kill-after=30 "$DEADLINE" python3 -m reslab -m depth=56,110 model=plain \
-  model.norm=none "${COMMON[@]}" hydra.launcher.n_jobs=2 > "$OUT/train_plain_nobn.log" 2>&1 &
-timeout --signal=TERM --kill-after=30 "$DEADLINE" python3 -m reslab -m depth=56,110 model=residual \
+# Two launches at once into one folder. Their job directories must differ by name: the first sweeps model.norm, so its
+# names say it (plain-56_seed0_model.norm=none); the second (zero-init, refused for plain nets) is residual-56_seed0.
+timeout --signal=TERM --kill-after=30 "$DEADLINE" python3 -m reslab -m depth=$DEPTHS model=plain,residual \
+  model.norm=batch,none "${COMMON[@]}" > "$OUT/train.log" 2>&1 &
+timeout --signal=TERM --kill-after=30 "$DEADLINE" python3 -m reslab -m depth=$DEPTHS model=residual \
   model.norm=none model.zero_init_residual=true "${COMMON[@]}" hydra.launcher.n_jobs=2 > "$OUT/train_zero.log" 2>&1
 wait
 end=$(date +%s.%N)
 python3 -c "print(f'training wall time {$end - $start:.1f} s')" | tee "$OUT/times.txt"
 python3 -m reslab report "$SWEEP" > "$OUT/report.log" 2>&1
+if [ "$WEIGHTS" = 1 ]; then
+  python3 - "$SWEEP" <<'PY'
+import sys, pathlib, torch
+for ckpt in pathlib.Path(sys.argv[1]).glob("*/checkpoints/last.ckpt"):
+    full = torch.load(ckpt, map_location="cpu", weights_only=True)
+    torch.save({k: full[k] for k in ("state_dict", "global_step", "epoch", "reslab_identity")}, ckpt)
+PY
+  find "$SWEEP" -name 'step*.ckpt' -delete
+  tar czf - -C "$(dirname "$SWEEP")" "$(basename "$SWEEP")" | split -b 15M - "$OUT/sweep_with_weights.tgz.part"
+  ls -la "$OUT"
+  exit 0
+fi
+[ "$ANALYSES" = 1 ] || exit 0
 for analysis in "lesion --images 0" "landscape --images 1000 --points 41 --grid 21" \
   "shattered --pairs 8 --points 128" "paths --images 128 --samples 10"; do
   a_start=$(date +%s.%N)
