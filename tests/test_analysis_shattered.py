@@ -184,3 +184,15 @@ def test_a_sweep_gets_one_figure_and_every_run_its_arrays_and_tensorboard_curves
         assert [p.step for p in points] == [1, 3, 5, 7, 9, 11, 13, 14]
         assert [p.value for p in points] == pytest.approx(list(arrays[f"{state}_lag"][:, 1]), abs=1e-6)
     assert "analysis/shattered" in EventAccumulator(str(analysis_sweep)).Reload().Tags()["images"]
+
+
+def test_a_net_whose_gradients_are_all_zero_is_drawn_without_it_and_said_so(analysis_sweep):
+    from reslab.analysis.cli import Measured
+
+    run = TrainedRun(load_run(analysis_sweep / "residual-8_seed0"))
+    arrays = shattered.measure(run, {"pairs": 1, "points": 8, "seed": 0, "bn_images": 64})
+    collapsed = {k: (np.full_like(v, np.nan) if k.endswith("lag") else v) for k, v in arrays.items()}
+    results = [Measured("residual", 8, 0, "a", arrays), Measured("plain", 8, 0, "b", collapsed)]
+    shattered.figure(results, {}).savefig(analysis_sweep / "figure.png")  # no line to draw for "plain": no crash
+    lines = shattered.summary(results, {})
+    assert any("**plain-8**: every input gradient is zero" in line for line in lines)

@@ -234,7 +234,12 @@ def _groups(results) -> dict[tuple[str, int], list]:
 
 
 def _mean(members, key: str) -> np.ndarray:
-    return np.nanmean(np.stack([m.arrays[key] for m in members]), axis=0)
+    """Mean over seeds, leaving out NaN (a net whose gradients are all zero); NaN where every seed's is."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "mean of empty slice": the all-NaN case, NaN on purpose
+        return np.nanmean(np.stack([m.arrays[key] for m in members]), axis=0)
 
 
 def first_below(layer_number: np.ndarray, values: np.ndarray, level: float = THRESHOLD) -> int | None:
@@ -279,6 +284,8 @@ def figure(results, settings: dict):
                 ls, marker = style[arm]
                 kw = dict(color=depth_color(depth), ls=ls, marker=marker, ms=3.5, mfc="white", mew=0.9, lw=1.1)
                 layer, lag = members[0].arrays["layer_number"], _mean(members, f"{state}_lag")
+                if not np.isfinite(lag[:, 1]).any():
+                    continue  # a net whose gradients are all zero (collapsed to a constant): nothing to draw
                 top.plot(layer, lag[:, 1], markevery=0.1, **kw)  # evenly spaced on the page
                 t = members[0].arrays["lag_t"]
                 bottom.plot(t[1:], lag[-1, 1:], markevery=0.1, **kw)
@@ -328,6 +335,12 @@ def summary(results, settings: dict) -> list[str]:
         layer = members[0].arrays["layer_number"]
         init, trained = _mean(members, "init_lag")[:, 1], _mean(members, "trained_lag")[:, 1]
         seeds = f", mean of {len(members)} seeds" if len(members) > 1 else ""
+        if not np.isfinite(trained).any():
+            out.append(
+                f"- **{label}-{depth}**{seeds}: every input gradient is zero (the net's output is constant): "
+                "no correlation to measure"
+            )
+            continue
         out.append(
             f"- **{label}-{depth}**{seeds}: lag-1 gradient correlation at the logits {init[-1]:.2f} at init, "
             f"{trained[-1]:.2f} trained (last block {init[-2]:.2f}, {trained[-2]:.2f}); first below {THRESHOLD}: "
