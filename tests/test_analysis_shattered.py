@@ -186,13 +186,19 @@ def test_a_sweep_gets_one_figure_and_every_run_its_arrays_and_tensorboard_curves
     assert "analysis/shattered" in EventAccumulator(str(analysis_sweep)).Reload().Tags()["images"]
 
 
-def test_a_net_whose_gradients_are_all_zero_is_drawn_without_it_and_said_so(analysis_sweep):
+def test_nets_whose_gradients_are_zero_at_some_or_all_layers_are_drawn_and_said_so(analysis_sweep):
     from reslab.analysis.cli import Measured
 
     run = TrainedRun(load_run(analysis_sweep / "residual-8_seed0"))
     arrays = shattered.measure(run, {"pairs": 1, "points": 8, "seed": 0, "bn_images": 64})
     collapsed = {k: (np.full_like(v, np.nan) if k.endswith("lag") else v) for k, v in arrays.items()}
-    results = [Measured("residual", 8, 0, "a", arrays), Measured("plain", 8, 0, "b", collapsed)]
+    partly = {k: v.copy() for k, v in arrays.items()}
+    partly["trained_lag"][::2] = np.nan  # some layers' gradients zero, others not
+    results = [
+        Measured("residual", 8, 0, "a", arrays),
+        Measured("plain", 8, 0, "b", collapsed),
+        Measured("residual (model.norm=none)", 8, 0, "c", partly),
+    ]
     shattered.figure(results, {}).savefig(analysis_sweep / "figure.png")  # no line to draw for "plain": no crash
     lines = shattered.summary(results, {})
     assert any("**plain-8**: every input gradient is zero" in line for line in lines)

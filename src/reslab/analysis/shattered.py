@@ -286,9 +286,10 @@ def figure(results, settings: dict):
                 layer, lag = members[0].arrays["layer_number"], _mean(members, f"{state}_lag")
                 if not np.isfinite(lag[:, 1]).any():
                     continue  # a net whose gradients are all zero (collapsed to a constant): nothing to draw
-                top.plot(layer, lag[:, 1], markevery=0.1, **kw)  # evenly spaced on the page
+                # Every tenth point marked (a count, not matplotlib's distance-based float, which NaN points break).
+                top.plot(layer, lag[:, 1], markevery=max(1, len(layer) // 10), **kw)
                 t = members[0].arrays["lag_t"]
-                bottom.plot(t[1:], lag[-1, 1:], markevery=0.1, **kw)
+                bottom.plot(t[1:], lag[-1, 1:], markevery=max(1, len(t) // 10), **kw)
             top.set_title("at initialisation (BN statistics estimated)" if state == "init" else "after training")
             top.set_xlabel("layer (weighted layers from the input; last point: logits)")
             top.set_xlim(left=0)
