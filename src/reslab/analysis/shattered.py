@@ -331,6 +331,9 @@ def summary(results, settings: dict) -> list[str]:
         below = first_below(layer_number, values)
         return f"layer {below}" if below is not None else "never"
 
+    def value(v: float) -> str:
+        return f"{v:.2f}" if np.isfinite(v) else "none (zero gradient)"
+
     out = []
     for (label, depth), members in _groups(results).items():
         layer = members[0].arrays["layer_number"]
@@ -343,8 +346,8 @@ def summary(results, settings: dict) -> list[str]:
             )
             continue
         out.append(
-            f"- **{label}-{depth}**{seeds}: lag-1 gradient correlation at the logits {init[-1]:.2f} at init, "
-            f"{trained[-1]:.2f} trained (last block {init[-2]:.2f}, {trained[-2]:.2f}); first below {THRESHOLD}: "
-            f"{at(layer, init)} at init, {at(layer, trained)} trained"
+            f"- **{label}-{depth}**{seeds}: lag-1 gradient correlation at the logits {value(init[-1])} at init, "
+            f"{value(trained[-1])} trained (last block {value(init[-2])}, {value(trained[-2])}); "
+            f"first below {THRESHOLD}: {at(layer, init)} at init, {at(layer, trained)} trained"
         )
     return out
