@@ -308,7 +308,7 @@ def figure(results, settings: dict):
         styles = {label: "-" if label.split(" (")[0] == "plain" else "--" for label in labels}
         groups = _groups(results)
         top_h, row_h = 2.4, float(np.clip(5.6 / len(labels), 1.6, 2.6))  # square 2-D panels filling the width
-        heights = [top_h] * one + [row_h * len(depths) + 0.6] * two
+        heights = [top_h] * one + [row_h * len(depths) + 1.1] * two  # + titles of up to 3 lines, axis labels, legend
         fig = new_figure(PAGE, sum(heights) + 0.4)
         parts = list(fig.subfigures(len(heights), 1, height_ratios=heights, squeeze=False)[:, 0])
         top, bottom = parts[0] if one else None, parts[-1] if two else None
