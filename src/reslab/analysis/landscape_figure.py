@@ -1,0 +1,205 @@
+"""The loss-landscape analysis's figure and summary lines: what `reslab analyze landscape` draws and prints
+from the arrays that `reslab.analysis.landscape` measured (kept apart so that each module stays short)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reslab.analysis.landscape import (
+    BASIN,
+    CONVEX_TOLERANCE,
+    DECADES,
+    NOT_FINITE,
+    basin_fraction,
+    convex_fraction,
+    scans,
+    sharpness_1d,
+)
+
+
+def _groups(results) -> dict[tuple[str, int], list]:
+    from reslab.results.figure_style import arm_order
+
+    groups: dict[tuple[str, int], list] = {}
+    for r in sorted(results, key=lambda r: (r.depth, arm_order(r.label), r.seed)):
+        groups.setdefault((r.label, r.depth), []).append(r)
+    return groups
+
+
+def _short(label: str) -> str:
+    """An arm's label for a narrow panel title: without the ``model.`` prefixes, broken at the variant's
+    parentheses and commas (the 1-D legend gives it in full)."""
+    return label.replace("model.", "").replace(" (", "\n(").replace(", ", ",\n")
+
+
+def _loss_range(values: list[np.ndarray]) -> tuple[float, float]:
+    """The lowest and highest positive finite loss among ``values``, the highest at most `DECADES` decades above the
+    lowest, so that one diverging arm does not flatten the others' scale."""
+    finite = np.concatenate([v[np.isfinite(v) & (v > 0)].ravel() for v in values])
+    if not len(finite):
+        return 1e-3, 1.0
+    low = float(finite.min())
+    return low, max(min(float(finite.max()), low * 10**DECADES), low * 1.01)
+
+
+def _nice_ticks(low: float, high: float, most: int = 6) -> list[float]:
+    """1-2-5 values within [low, high], thinned to at most ``most``, for a log colour bar."""
+    exponents = np.arange(np.floor(np.log10(low)), np.ceil(np.log10(high)) + 1)
+    ticks = [m * 10**e for e in exponents for m in (1, 2, 5) if low <= m * 10**e <= high]
+    return ticks[:: max(1, int(np.ceil(len(ticks) / most)))] or [low, high]
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.3g}×" if np.isfinite(value) else "not finite"
+
+
+def figure(results, settings: dict):
+    """Top row: the 1-D loss curves, one panel per depth, one line per arm (mean over seeds, range shaded; plain
+    arms solid, residual dashed); log scale where the losses span more than a factor of 20. Below: the 2-D
+    landscape of each arm (columns) at each depth (rows), the lowest seed, as filled contours on log-spaced levels
+    shared within a depth, with the 2× loss-at-θ contour dashed in white; + marks θ, x the grid's lowest point,
+    grey where the loss is not finite. Losses more than `DECADES` decades above a depth's lowest are drawn at the
+    top of the scale."""
+    from matplotlib.colors import LogNorm
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    from reslab.results.figure_style import PAGE, arm_order, new_figure, styled
+
+    one, two = scans(settings)
+
+    @styled
+    def draw():
+        depths = sorted({r.depth for r in results})
+        labels = sorted({r.label for r in results}, key=arm_order)
+        colors = {label: f"C{i}" for i, label in enumerate(labels)}
+        styles = {label: "-" if label.split(" (")[0] == "plain" else "--" for label in labels}
+        groups = _groups(results)
+        top_h, row_h = 2.4, float(np.clip(5.6 / len(labels), 1.6, 2.6))  # square 2-D panels filling the width
+        heights = [top_h] * one + [row_h * len(depths) + 1.1] * two  # + titles of up to 3 lines, axis labels, legend
+        fig = new_figure(PAGE, sum(heights) + 0.4)
+        parts = list(fig.subfigures(len(heights), 1, height_ratios=heights, squeeze=False)[:, 0])
+        top, bottom = parts[0] if one else None, parts[-1] if two else None
+        if one:
+            axes = top.subplots(1, len(depths), squeeze=False)[0]
+            seen = {}  # one legend entry per arm, whichever depths it ran at
+            for ax, depth in zip(axes, depths):
+                curves = []
+                for (label, d), members in groups.items():
+                    if d != depth:
+                        continue
+                    losses = np.stack([m.arrays["loss_1d"] for m in members])
+                    alphas, mean = members[0].arrays["alphas"], losses.mean(0)
+                    curves.append(losses)
+                    (line,) = ax.plot(alphas, mean, styles[label], color=colors[label])
+                    seen.setdefault(label, line)
+                    if len(members) > 1:
+                        ax.fill_between(alphas, losses.min(0), losses.max(0), color=colors[label], alpha=0.2, lw=0)
+                    ax.plot(0, mean[len(alphas) // 2], "o", ms=3, color=colors[label])
+                low, high = _loss_range(curves)
+                if high / low > 20:
+                    ax.set_yscale("log")
+                    ax.set_ylim(low / 1.5, high * 1.5)
+                else:
+                    ax.set_ylim(0, high * 1.05)
+                ax.set_title(f"depth {depth}")
+                ax.set_xlabel("α")
+            axes[0].set_ylabel("training loss (nats)")
+            several = "; several seeds: mean, range shaded" if any(len(m) > 1 for m in groups.values()) else ""
+            top.suptitle(
+                f"1-D: loss at θ + α·d (d filter-normalised: α = 1 moves each filter by its own norm); dot: θ{several}",
+                fontsize=8,
+            )
+            top.legend(seen.values(), seen.keys(), loc="outside lower center", ncol=min(len(seen), 2), frameon=False)
+        if two:
+            axes = bottom.subplots(len(depths), len(labels), squeeze=False, sharex=True, sharey=True)
+            for ax, label in zip(axes[0], labels):
+                ax.set_title(_short(label), fontsize=6.5, color=colors[label])
+            for row, depth in zip(axes, depths):
+                firsts = {label: groups[(label, depth)][0] for label in labels if (label, depth) in groups}
+                low, high = _loss_range([r.arrays["loss_2d"] for r in firsts.values()])
+                levels, norm = np.geomspace(low, high, 15), LogNorm(low, high)
+                filled = None
+                for ax, label in zip(row, labels):
+                    ax.set_aspect("equal")
+                    if label not in firsts:
+                        ax.text(0.5, 0.5, "no run", ha="center", va="center", transform=ax.transAxes)
+                        continue
+                    ax.set_facecolor(NOT_FINITE)  # shows where the loss overflowed (masked below)
+                    r = firsts[label]
+                    grid, loss = r.arrays["grid"], np.ma.masked_invalid(r.arrays["loss_2d"])
+                    filled = ax.contourf(grid, grid, loss.T, levels=levels, norm=norm, cmap="viridis", extend="both")
+                    basin = BASIN * float(r.arrays["origin_loss"])
+                    if loss.min() < basin < loss.max():
+                        ax.contour(grid, grid, loss.T, levels=[basin], colors="white", linewidths=0.8, linestyles="--")
+                    i, j = np.unravel_index(np.ma.argmin(loss), loss.shape)
+                    ax.plot(0, 0, "+", color="white", ms=7, mew=1.2)
+                    ax.plot(grid[i], grid[j], "x", color="red", ms=5, mew=1.0, clip_on=False)
+                    ax.tick_params(labelsize=6)
+                row[0].set_ylabel(f"depth {depth}\nβ")
+                if filled is not None:
+                    bar = bottom.colorbar(filled, ax=list(row), shrink=0.9, pad=0.02, aspect=15)
+                    bar.set_label("training loss (nats)", fontsize=7)
+                    bar.ax.yaxis.set_major_locator(FixedLocator(_nice_ticks(low, high)))
+                    bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                    bar.ax.yaxis.set_minor_locator(NullLocator())
+                    bar.ax.tick_params(labelsize=6)
+            for ax in axes[-1]:
+                ax.set_xlabel("α")
+            marks = [
+                Line2D([], [], ls="", marker="+", color="k", ms=6, label="θ (trained weights)"),
+                Line2D([], [], ls="", marker="x", color="red", ms=5, label="lowest grid point"),
+                Line2D([], [], ls="--", color="0.4", lw=0.8, label=f"{BASIN:g}× the loss at θ"),
+            ]
+            if any(not np.isfinite(r.arrays["loss_2d"]).all() for r in results):
+                marks.append(Patch(color=NOT_FINITE, label="loss not finite"))
+            bottom.legend(handles=marks, loc="outside lower center", ncol=len(marks), frameon=False)
+            seeds = ", the lowest seed of each" if any(len(m) > 1 for m in groups.values()) else ""
+            same = "d1 = d above" if one else "d1, d2 filter-normalised"
+            bottom.suptitle(f"2-D: loss at θ + α·d1 + β·d2 ({same}, colours shared within a depth{seeds})", fontsize=8)
+        fig.suptitle(
+            "Loss landscape along filter-normalised random directions (Li et al. 2018)\n"
+            f"{int(results[0].arrays['images'])} training images; BN in evaluation mode; biases and BN parameters "
+            f"held fixed; direction seed {settings['seed']}"
+        )
+        return fig
+
+    return draw()
+
+
+def summary(results, settings: dict) -> list[str]:
+    one, two = scans(settings)
+    span = settings["span"]
+    lines = []
+    for (label, depth), members in _groups(results).items():
+        seeds = f", mean of {len(members)} seeds" if len(members) > 1 else ""
+        loss0 = np.mean([float(m.arrays["origin_loss"]) for m in members])
+        error0 = 100 * np.mean([float(m.arrays["origin_error"]) for m in members])
+        text = f"- **{label}-{depth}**{seeds}: at θ training loss {loss0:.3g} (error {error0:.1f}%)"
+        if one:
+            ratios = [sharpness_1d(m.arrays, span) for m in members]
+            mean = {a: float(np.mean([r[a] for r in ratios])) for a in ratios[0]}
+            text += (
+                f"; 1-D, loss / loss at θ: {_ratio(mean[-span / 2])} at α = -{span / 2:g}, {_ratio(mean[span / 2])} "
+                f"at +{span / 2:g}, {_ratio(mean[-span])} at -{span:g}, {_ratio(mean[span])} at +{span:g}"
+            )
+        if two:
+            basin = 100 * np.mean([basin_fraction(m.arrays) for m in members])
+            step = 2 * span / (settings["grid"] - 1)
+            convex = 100 * np.mean([convex_fraction(m.arrays["loss_2d"], step) for m in members])
+            text += f"; 2-D: {basin:.0f}% of the grid within {BASIN:g}× the loss at θ, locally convex at {convex:.0f}%"
+        lines.append(text)
+    if one:
+        lines.append(
+            "- 1-D: the loss at θ + α·d divided by the loss at θ; large ratios mean a sharp minimum along d "
+            "(d is scaled filter by filter to the net's own weights, so nets of different weight scales compare)"
+        )
+    if two:
+        lines.append(
+            f"- 2-D: the share of the α-β grid whose loss is within {BASIN:g}× the loss at θ (the basin's extent), and "
+            f"of its interior points where the slice's finite-difference Hessian has no eigenvalue below "
+            f"-{CONVEX_TOLERANCE:g}× its largest (locally convex); a non-convex slice shows negative curvature of the "
+            f"loss, a convex one may still hide it in other directions (Li et al. map the full Hessian's eigenvalues)"
+        )
+    return lines

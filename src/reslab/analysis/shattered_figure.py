@@ -1,0 +1,137 @@
+"""The shattered-gradients analysis's figure and summary lines: what `reslab analyze shattered` draws and prints
+from the arrays that `reslab.analysis.shattered` measured (kept apart so that each module stays short)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reslab.analysis.shattered import STATES, THRESHOLD
+
+
+def _groups(results) -> dict[tuple[str, int], list]:
+    from reslab.results.figure_style import arm_order
+
+    groups: dict[tuple[str, int], list] = {}
+    for r in sorted(results, key=lambda r: (r.depth, arm_order(r.label), r.seed)):
+        groups.setdefault((r.label, r.depth), []).append(r)
+    return groups
+
+
+def _mean(members, key: str) -> np.ndarray:
+    """Mean over seeds, leaving out NaN (a net whose gradients are all zero); NaN where every seed's is."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "mean of empty slice": the all-NaN case, NaN on purpose
+        return np.nanmean(np.stack([m.arrays[key] for m in members]), axis=0)
+
+
+def first_below(layer_number: np.ndarray, values: np.ndarray, level: float = THRESHOLD) -> int | None:
+    """The first layer whose value is below ``level``, or None."""
+    below = np.flatnonzero(values < level)
+    return int(layer_number[below[0]]) if len(below) else None
+
+
+def arm_styles(arms: list[str]) -> dict[str, tuple]:
+    """(line style, marker) per arm: the line style tells plain from residual, the marker a variant of either."""
+    dashes = {"plain": "-", "residual": "--", "residual_b": "-."}
+    markers = "osD^v<>"
+    seen: dict[str, int] = {}
+    styles = {}
+    for arm in arms:
+        base = arm.split(" (")[0]
+        k = seen[base] = seen.get(base, -1) + 1
+        styles[arm] = (dashes.get(base, ":"), markers[k % len(markers)])
+    return styles
+
+
+def figure(results, settings: dict):
+    """Two columns, at initialisation and after training. Top: the lag-1 correlation at every layer against its
+    number of weighted layers from the input. Bottom: at the logits, the correlation against the distance along
+    the line. Colour: depth; line style: plain or residual; marker: the arm's variant; mean over pairs and seeds."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FixedLocator, FormatStrFormatter
+
+    from reslab.results.figure_style import PAGE, arm_order, depth_color, new_figure, styled
+
+    @styled
+    def draw():
+        groups = _groups(results)
+        depths = sorted({d for _, d in groups})
+        arms = sorted({a for a, _ in groups}, key=arm_order)
+        style = arm_styles(arms)
+        fig = new_figure(PAGE, 5.4)
+        axes = fig.subplots(2, 2, sharey="row")
+        for col, state in enumerate(STATES):
+            top, bottom = axes[0, col], axes[1, col]
+            for (arm, depth), members in groups.items():
+                ls, marker = style[arm]
+                kw = dict(color=depth_color(depth), ls=ls, marker=marker, ms=3.5, mfc="white", mew=0.9, lw=1.1)
+                layer, lag = members[0].arrays["layer_number"], _mean(members, f"{state}_lag")
+                if not np.isfinite(lag[:, 1]).any():
+                    continue  # a net whose gradients are all zero (collapsed to a constant): nothing to draw
+                # Every tenth point marked (a count, not matplotlib's distance-based float, which NaN points break).
+                top.plot(layer, lag[:, 1], markevery=max(1, len(layer) // 10), **kw)
+                t = members[0].arrays["lag_t"]
+                bottom.plot(t[1:], lag[-1, 1:], markevery=max(1, len(t) // 10), **kw)
+            top.set_title("at initialisation (BN statistics estimated)" if state == "init" else "after training")
+            top.set_xlabel("layer (weighted layers from the input; last point: logits)")
+            top.set_xlim(left=0)
+            bottom.set_xscale("log")
+            bottom.xaxis.set_major_locator(FixedLocator([0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1]))
+            bottom.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+            bottom.set_xlabel("distance along the line, t (fraction of the way from a to b)")
+            for ax in (top, bottom):
+                ax.axhline(0, color="0.6", lw=0.6, zorder=0)
+                ax.grid(True, color="0.92", lw=0.6)
+        axes[0, 0].set_ylabel("lag-1 gradient correlation\n(neighbouring points)")
+        axes[1, 0].set_ylabel("gradient correlation\nat the logits")
+        for row in axes:
+            lo = min(ax.get_ylim()[0] for ax in row)
+            for ax in row:
+                ax.set_ylim(min(lo, -0.05), 1.05)
+        handles = [Line2D([], [], color=depth_color(d), lw=1.5, label=f"depth {d}") for d in depths]
+        handles += [
+            Line2D([], [], color="0.25", ls=style[a][0], marker=style[a][1], ms=3.5, mfc="white", label=a) for a in arms
+        ]
+        ncol = len(handles) if len(handles) <= 5 else (len(handles) + 1) // 2
+        fig.legend(handles=handles, loc="outside lower center", ncol=ncol, frameon=False)
+        first = results[0].arrays
+        pairs, points = int(first["pairs"]), int(first["points"])
+        seeds = max(len(m) for m in groups.values())
+        fig.suptitle(
+            "Shattered gradients (Balduzzi et al. 2017): correlation of input gradients at nearby inputs\n"
+            f"{pairs} lines between test images a and b, {points} points each; scalar: a fixed random projection "
+            "(blocks), a's class (logits)" + (f"; mean of {seeds} seeds" if seeds > 1 else ""),
+            fontsize="medium",
+        )
+        return fig
+
+    return draw()
+
+
+def summary(results, settings: dict) -> list[str]:
+    def at(layer_number, values) -> str:
+        below = first_below(layer_number, values)
+        return f"layer {below}" if below is not None else "never"
+
+    def value(v: float) -> str:
+        return f"{v:.2f}" if np.isfinite(v) else "none (zero gradient)"
+
+    out = []
+    for (label, depth), members in _groups(results).items():
+        layer = members[0].arrays["layer_number"]
+        init, trained = _mean(members, "init_lag")[:, 1], _mean(members, "trained_lag")[:, 1]
+        seeds = f", mean of {len(members)} seeds" if len(members) > 1 else ""
+        if not np.isfinite(trained).any():
+            out.append(
+                f"- **{label}-{depth}**{seeds}: every input gradient is zero (the net's output is constant): "
+                "no correlation to measure"
+            )
+            continue
+        out.append(
+            f"- **{label}-{depth}**{seeds}: lag-1 gradient correlation at the logits {value(init[-1])} at init, "
+            f"{value(trained[-1])} trained (last block {value(init[-2])}, {value(trained[-2])}); "
+            f"first below {THRESHOLD}: {at(layer, init)} at init, {at(layer, trained)} trained"
+        )
+    return out
