@@ -73,6 +73,7 @@ def test_a_gpu_asked_for_where_there_is_none(analysis_sweep, capsys, monkeypatch
     assert "no CUDA GPU is visible" in err
 
 
+@pytest.mark.slow  # keeps the fast suite under 5 minutes; its parts are tested fast elsewhere
 def test_the_command_prints_one_line_and_exits_2(analysis_sweep, run_env):
     shutil.rmtree(analysis_sweep / "plain-8_seed0" / "checkpoints")
     proc = subprocess.run(

@@ -152,6 +152,7 @@ def test_bad_options_are_one_line_errors(analysis_sweep, capsys, option, value, 
     assert not (analysis_sweep / "analysis").exists()
 
 
+@pytest.mark.slow  # keeps the fast suite under 5 minutes; its parts are tested fast elsewhere
 def test_a_sweep_gets_one_figure_and_every_run_its_arrays_and_tensorboard_curve(analysis_sweep, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

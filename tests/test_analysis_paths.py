@@ -154,6 +154,7 @@ def test_bad_options_are_refused_with_one_line(analysis_sweep, capsys, option, v
     assert err.count("\n") == 1 and option in err and "Traceback" not in err
 
 
+@pytest.mark.slow  # keeps the fast suite under 5 minutes; its parts are tested fast elsewhere
 def test_a_sweep_measures_its_residual_runs_only_and_draws_the_figure(analysis_sweep, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

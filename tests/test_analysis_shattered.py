@@ -155,6 +155,7 @@ def test_bad_options_give_one_line_and_exit_2(analysis_sweep, capsys, option, me
     assert err.startswith("reslab: error: ") and message in err and err.count("\n") == 1, err
 
 
+@pytest.mark.slow  # keeps the fast suite under 5 minutes; its parts are tested fast elsewhere
 def test_a_sweep_gets_one_figure_and_every_run_its_arrays_and_tensorboard_curves(analysis_sweep, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

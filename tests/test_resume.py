@@ -148,6 +148,7 @@ def test_a_checkpoint_of_another_experiment_is_refused(tiny_cfg, tmp_path):
         train(tiny_cfg(f"resume={bad}", out=tmp_path / "x"))
 
 
+@pytest.mark.slow  # keeps the fast suite under 5 minutes; its parts are tested fast elsewhere
 def test_one_failing_job_does_not_stop_the_sweep(tmp_path, run_env):
     sweep = tmp_path / "sweep"
     # dataset=mnist has no files here and downloads are off: that job fails, the others run.
