@@ -57,7 +57,8 @@ def check_same_experiment(out: Path, identity: dict) -> None:
     if differ := identity_differences(saved, identity):
         raise ForeignRunError(
             f"job directory {out} holds a {record.get('status', 'earlier')} run of a different experiment: "
-            f"{', '.join(differ)}; use another output directory, or retrain=true to replace it"
+            f"{', '.join(differ)}; use another output directory (in one sweep folder: sweep that setting, so the "
+            f"job names differ), or retrain=true to replace it"
         )
 
 
