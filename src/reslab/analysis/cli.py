@@ -44,6 +44,16 @@ class Measured:
     arrays: dict[str, np.ndarray]
 
 
+def by_arm_and_depth(results: list[Measured]) -> dict[tuple[str, int], list[Measured]]:
+    """The results grouped by (arm, depth), seeds together, in the figures' order: depth, then arm."""
+    from reslab.results.figure_style import arm_order
+
+    groups: dict[tuple[str, int], list[Measured]] = {}
+    for r in sorted(results, key=lambda r: (r.depth, arm_order(r.label), r.seed)):
+        groups.setdefault((r.label, r.depth), []).append(r)
+    return groups
+
+
 class Analysis(Protocol):
     TITLE: str
 

@@ -43,10 +43,9 @@ import zlib
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from reslab.analysis.trained import TrainedRun
+from reslab.analysis.trained import TrainedRun, evaluate
 
 TITLE = "Loss landscape along filter-normalised random directions (Li et al. 2018)"
 DIMS = ("1", "2", "both")
@@ -150,17 +149,6 @@ def directions(net: nn.Module, seed: int, count: int) -> list[dict[str, torch.Te
 
 
 @torch.no_grad()
-def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = EVAL_BATCH) -> tuple[float, float]:
-    """Mean cross-entropy and error of ``net`` on (x, y)."""
-    wrong, loss = 0, 0.0
-    for i in range(0, len(y), batch):
-        logits = net(x[i : i + batch]).float()
-        wrong += int((logits.argmax(1) != y[i : i + batch]).sum())
-        loss += float(F.cross_entropy(logits, y[i : i + batch], reduction="sum"))
-    return loss / len(y), wrong / len(y)
-
-
-@torch.no_grad()
 def scan(
     net: nn.Module, x: torch.Tensor, y: torch.Tensor, dirs: list[dict[str, torch.Tensor]], coords: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -176,7 +164,7 @@ def scan(
                 p.copy_(saved[name])
                 for step, d in zip(point, dirs):
                     p.add_(d[name], alpha=float(step))
-            losses[i], errors[i] = evaluate(net, x, y)
+            losses[i], errors[i] = evaluate(net, x, y, EVAL_BATCH)
     finally:
         for name, p in params.items():
             p.copy_(saved[name])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from reslab.analysis.cli import by_arm_and_depth
 from reslab.analysis.landscape import (
     BASIN,
     CONVEX_TOLERANCE,
@@ -15,15 +16,6 @@ from reslab.analysis.landscape import (
     scans,
     sharpness_1d,
 )
-
-
-def _groups(results) -> dict[tuple[str, int], list]:
-    from reslab.results.figure_style import arm_order
-
-    groups: dict[tuple[str, int], list] = {}
-    for r in sorted(results, key=lambda r: (r.depth, arm_order(r.label), r.seed)):
-        groups.setdefault((r.label, r.depth), []).append(r)
-    return groups
 
 
 def _short(label: str) -> str:
@@ -75,7 +67,7 @@ def figure(results, settings: dict):
         labels = sorted({r.label for r in results}, key=arm_order)
         colors = {label: f"C{i}" for i, label in enumerate(labels)}
         styles = {label: "-" if label.split(" (")[0] == "plain" else "--" for label in labels}
-        groups = _groups(results)
+        groups = by_arm_and_depth(results)
         top_h, row_h = 2.4, float(np.clip(5.6 / len(labels), 1.6, 2.6))  # square 2-D panels filling the width
         heights = [top_h] * one + [row_h * len(depths) + 1.1] * two  # + titles of up to 3 lines, axis labels, legend
         fig = new_figure(PAGE, sum(heights) + 0.4)
@@ -172,7 +164,7 @@ def summary(results, settings: dict) -> list[str]:
     one, two = scans(settings)
     span = settings["span"]
     lines = []
-    for (label, depth), members in _groups(results).items():
+    for (label, depth), members in by_arm_and_depth(results).items():
         seeds = f", mean of {len(members)} seeds" if len(members) > 1 else ""
         loss0 = np.mean([float(m.arrays["origin_loss"]) for m in members])
         error0 = 100 * np.mean([float(m.arrays["origin_error"]) for m in members])

@@ -18,11 +18,11 @@ import argparse
 import contextlib
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reslab.analysis.trained import TrainedRun
+from reslab.analysis.cli import by_arm_and_depth
+from reslab.analysis.trained import TrainedRun, evaluate
 from reslab.models.cifar_net import Block
 
 TITLE = "Lesion study: test error with one block deleted (Veit et al. 2016)"
@@ -74,27 +74,16 @@ def deleted(block: Block):
         del block.forward  # back to the class's forward
 
 
-@torch.no_grad()
-def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> tuple[float, float]:
-    """Test error and mean cross-entropy of ``net`` on (x, y)."""
-    wrong, loss = 0, 0.0
-    for i in range(0, len(y), batch):
-        logits = net(x[i : i + batch]).float()
-        wrong += int((logits.argmax(1) != y[i : i + batch]).sum())
-        loss += float(F.cross_entropy(logits, y[i : i + batch], reduction="sum"))
-    return wrong / len(y), loss / len(y)
-
-
 def measure(trained: TrainedRun, settings: dict) -> dict[str, np.ndarray]:
     net = trained.net("trained")
     x, y = trained.images("test", settings["images"] or None)
-    base_error, base_loss = evaluate(net, x, y)
+    base_loss, base_error = evaluate(net, x, y)
     found = blocks(net)
     errors, losses = np.full(len(found), np.nan), np.full(len(found), np.nan)
     for i, (_, block) in enumerate(found):
         if deletable(block):
             with deleted(block):
-                errors[i], losses[i] = evaluate(net, x, y)
+                losses[i], errors[i] = evaluate(net, x, y)
     return {
         "blocks": np.array([name for name, _ in found]),
         "downsampling": np.array([b.conv1.stride != (1, 1) for _, b in found]),
@@ -111,15 +100,6 @@ def scalars(arrays: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {"analysis/lesion/test_error_by_deleted_block": (position, arrays["error"])}
 
 
-def _groups(results) -> dict[tuple[str, int], list]:
-    from reslab.results.figure_style import arm_order
-
-    groups: dict[tuple[str, int], list] = {}
-    for r in sorted(results, key=lambda r: (r.depth, arm_order(r.label), r.seed)):
-        groups.setdefault((r.label, r.depth), []).append(r)
-    return groups
-
-
 def figure(results, settings: dict):
     """One panel per depth: test error (%) against the deleted block's position, one line per arm (mean over
     seeds, range shaded), the intact net's error as a dotted line, downsampling blocks shaded grey."""
@@ -134,7 +114,7 @@ def figure(results, settings: dict):
         colors = {label: f"C{i}" for i, label in enumerate(labels)}
         fig = new_figure(PAGE, 2.4)
         axes = fig.subplots(1, len(depths), squeeze=False)[0]
-        groups = _groups(results)
+        groups = by_arm_and_depth(results)
         for ax, depth in zip(axes, depths):
             first = next(r for r in results if r.depth == depth)
             position = np.arange(1, len(first.arrays["error"]) + 1)
@@ -175,7 +155,7 @@ def figure(results, settings: dict):
 
 def summary(results, settings: dict) -> list[str]:
     lines = []
-    for (label, depth), members in _groups(results).items():
+    for (label, depth), members in by_arm_and_depth(results).items():
         errors = 100 * np.stack([m.arrays["error"] for m in members]).mean(0)
         base = 100 * np.mean([float(m.arrays["base_error"]) for m in members])
         down = members[0].arrays["downsampling"]

@@ -5,16 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from reslab.analysis.cli import by_arm_and_depth
 from reslab.analysis.paths import COVERAGE, shortest_interval
-
-
-def _groups(results) -> dict[tuple[str, int], list]:
-    from reslab.results.figure_style import arm_order
-
-    groups: dict[tuple[str, int], list] = {}
-    for r in sorted(results, key=lambda r: (r.depth, arm_order(r.label), r.seed)):
-        groups.setdefault((r.label, r.depth), []).append(r)
-    return groups
 
 
 def _alive(members) -> list:
@@ -42,7 +34,7 @@ def figure(results, settings: dict):
 
     @styled
     def draw():
-        groups = _groups(results)
+        groups = by_arm_and_depth(results)
         labels = sorted({label for label, _ in groups}, key=arm_order)
         styles = dict(zip(labels, ["-", "--", ":", "-."] * len(labels)))
         fig = new_figure(PAGE, 3.0)
@@ -102,7 +94,7 @@ def _blocks(results, depth: int) -> int:
 
 def summary(results, settings: dict) -> list[str]:
     lines = []
-    for (label, depth), members in _groups(results).items():
+    for (label, depth), members in by_arm_and_depth(results).items():
         count, alive = int(members[0].arrays["blocks"]), _alive(members)
         dead = [str(m.seed) for m in members if m not in alive]
         zero = "the gradient at the first block's input is exactly zero on every image: the net's output does not "

@@ -5,16 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from reslab.analysis.cli import by_arm_and_depth
 from reslab.analysis.shattered import STATES, THRESHOLD
-
-
-def _groups(results) -> dict[tuple[str, int], list]:
-    from reslab.results.figure_style import arm_order
-
-    groups: dict[tuple[str, int], list] = {}
-    for r in sorted(results, key=lambda r: (r.depth, arm_order(r.label), r.seed)):
-        groups.setdefault((r.label, r.depth), []).append(r)
-    return groups
 
 
 def _mean(members, key: str) -> np.ndarray:
@@ -56,7 +48,7 @@ def figure(results, settings: dict):
 
     @styled
     def draw():
-        groups = _groups(results)
+        groups = by_arm_and_depth(results)
         depths = sorted({d for _, d in groups})
         arms = sorted({a for a, _ in groups}, key=arm_order)
         style = arm_styles(arms)
@@ -119,7 +111,7 @@ def summary(results, settings: dict) -> list[str]:
         return f"{v:.2f}" if np.isfinite(v) else "none (zero gradient)"
 
     out = []
-    for (label, depth), members in _groups(results).items():
+    for (label, depth), members in by_arm_and_depth(results).items():
         layer = members[0].arrays["layer_number"]
         init, trained = _mean(members, "init_lag")[:, 1], _mean(members, "trained_lag")[:, 1]
         seeds = f", mean of {len(members)} seeds" if len(members) > 1 else ""
