@@ -20,6 +20,19 @@ TINY = ["debug=tiny"]
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One torch thread for a test of tiny nets: their ops take microseconds, and on a busy 2-core machine a second
+    thread mostly waits for its turn (the analyses' tests: several times faster). Not for every test: the
+    channels-last test's tolerance holds at two threads and not at one (NHWC and NCHW gradients differ more)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def tiny_cfg(tmp_path):
     """A composed tiny config; call with extra overrides."""
 

@@ -16,14 +16,7 @@ from reslab.analysis.cli import Measured, main
 from reslab.analysis.trained import TrainedRun
 from reslab.results.runs import load_run
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tiny nets' ops take microseconds; on a busy 2-core machine a second thread mostly waits for its turn."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def trained(job_dir) -> TrainedRun:

@@ -19,13 +19,7 @@ from reslab.results.runs import load_run
 TINY = {"pairs": 2, "points": 6, "seed": 0, "bn_images": 64}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Nets of width 4: with two threads on a busy 2-core CPU, OpenMP's waiting makes each op ~20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def trained(job_dir) -> TrainedRun:
