@@ -154,7 +154,7 @@ def test_a_sweep_measures_its_residual_runs_only_and_draws_the_figure(analysis_s
     argv = ["paths", str(analysis_sweep), "--images", "5", "--samples", "3", "--seed", "7", "--device", "cpu"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    left_out = out.split("- Left out: ")[1]
+    left_out = out.split("- Left out:\n")[1]
     for plain in ("plain-8_seed0", "plain-8_seed1", "plain-14_seed0", "plain-8_seed0_optim.lr=0.05"):
         assert f"{plain}: a plain net has one path" in left_out
         assert not (analysis_sweep / plain / "analysis").exists()

@@ -175,7 +175,8 @@ def run_analysis(kind: str, args: argparse.Namespace, argv: list[str]) -> int:
     write_figure_image(kind, folder, fig)
     lines = module.summary(results, settings)
     if skipped:
-        lines.append("- Left out: " + "; ".join(skipped))
+        # Each reason without its advice (the part after "; "), which the summary does not need.
+        lines.append("- Left out:\n" + "\n".join(f"  - {reason.split('; ')[0]}" for reason in skipped))
     write_text_atomic(out / f"{kind}.md", summary_markdown(kind, module, lines, settings, device, argv))
     print("\n".join(lines))
     print(f"{kind}: {len(results)} run(s); figure {out / kind}.png/.pdf, summary {out / kind}.md")
