@@ -95,3 +95,14 @@ def test_the_list_of_analyses(argv, capsys):
     assert main(argv) == (0 if argv else 2)
     out = capsys.readouterr().out
     assert all(kind in out for kind in ("lesion", "landscape", "shattered", "paths"))
+
+
+def test_a_full_disk_or_read_only_folder(analysis_sweep, capsys, monkeypatch):
+    import errno
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("reslab.analysis.cli.write_atomic", full)
+    err = refused(capsys, "lesion", str(analysis_sweep / "plain-8_seed0"), "--images", "32")
+    assert "lesion.npz: No space left on device; the analysis reads the runs and writes beside them" in err

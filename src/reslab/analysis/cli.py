@@ -213,3 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"reslab: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a read-only folder, a full disk: the analysis writes beside the runs
+        print(
+            f"reslab: error: {e.filename or 'a file'}: {e.strerror or e}; the analysis reads the runs and writes "
+            f"beside them: free space, or analyse a copy of the folder in a writable place",
+            file=sys.stderr,
+        )
+        return 2
