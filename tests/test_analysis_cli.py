@@ -106,3 +106,12 @@ def test_a_full_disk_or_read_only_folder(analysis_sweep, capsys, monkeypatch):
     monkeypatch.setattr("reslab.analysis.cli.write_atomic", full)
     err = refused(capsys, "lesion", str(analysis_sweep / "plain-8_seed0"), "--images", "32")
     assert "lesion.npz: No space left on device; the analysis reads the runs and writes beside them" in err
+
+
+def test_analyses_find_runs_from_their_records_alone_with_the_reports_labels(tiny_sweep):
+    from reslab.results.runs import load_sweep
+
+    full, records = load_sweep(tiny_sweep), load_sweep(tiny_sweep, series=False)
+    assert [(r.path, r.arm, r.status) for r in records] == [(r.path, r.arm, r.status) for r in full]
+    assert all(r.curves == {} and r.grad_norms is None for r in records)  # no event file or array read
+    assert any(r.curves for r in full)

@@ -228,7 +228,8 @@ def find_runs(target: Path) -> tuple[list[Run], bool]:
     if not target.is_dir():
         raise UserError(f"{target} is not a directory; pass a run's job directory or a sweep folder")
     single = (target / "metrics.json").is_file()
-    runs = load_sweep(target) if not single else load_sweep(target.parent)
+    # A single run is labelled among the runs beside it, as the report labels it; records suffice for that.
+    runs = load_sweep(target.parent if single else target, series=False)
     if single:
         runs = [r for r in runs if r.path.resolve() == target.resolve()]
     if not runs or (not single and not job_dirs(target)):

@@ -90,12 +90,15 @@ def read_series(path: Path) -> dict | None:
         return {"steps": data["steps"], "names": [str(n) for n in data["names"]], "values": data["values"]}
 
 
-def load_run(job_dir: Path) -> Run:
+def load_run(job_dir: Path, series: bool = True) -> Run:
+    """A job as found on disk; ``series=False`` reads only its record (no curves or instrument arrays)."""
     job_dir = Path(job_dir)
     try:
         record = json.loads((job_dir / "metrics.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         record = {"status": "unreadable", "error": f"metrics.json: {e}"}
+    if not series:
+        return Run(job_dir, record)
     return Run(
         job_dir,
         record,
@@ -110,8 +113,10 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(p.parent for p in Path(sweep_dir).rglob("metrics.json") if ".hydra" not in p.parts)
 
 
-def load_sweep(sweep_dir: str | Path) -> list[Run]:
-    runs = [load_run(d) for d in job_dirs(Path(sweep_dir))]
+def load_sweep(sweep_dir: str | Path, series: bool = True) -> list[Run]:
+    """Every job of the folder, labelled (`label_differences`); ``series=False``: records only, which is all that
+    naming and grouping need (the analyses), without reading every run's event files."""
+    runs = [load_run(d, series) for d in job_dirs(Path(sweep_dir))]
     label_differences(runs)
     return sorted(runs, key=lambda r: (r.model, r.depth, r.seed, r.path.name))
 
