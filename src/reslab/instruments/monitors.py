@@ -16,6 +16,7 @@ from torch import nn
 
 from reslab.files import write_atomic
 from reslab.models import depth_layers
+from reslab.training.readback import Readback
 
 
 def save_series(path: Path, steps: list[int], names: list[str], rows: list[np.ndarray]) -> None:
@@ -48,18 +49,42 @@ class _Series(L.Callback):
         self.names: list[str] = []
         self.steps: list[int] = []
         self.rows: list[np.ndarray] = []
+        # Measurements on their way to the host (`Readback`): kept in order, recorded once they have arrived.
+        self._pending: list[tuple[int, Readback]] = []
+
+    def _send(self, trainer: L.Trainer, step: int, values: torch.Tensor) -> None:
+        self._trainer = trainer  # to log what arrives later, also where Lightning passes no trainer (state_dict)
+        self._pending.append((step, Readback(values.float())))
+
+    def _receive(self, wait: bool = False) -> None:
+        """Record and log the measurements that have arrived, in order; with ``wait``, all of them."""
+        while self._pending and (wait or self._pending[0][1].ready()):
+            step, copy = self._pending.pop(0)
+            values = copy.wait().numpy()
+            self.steps.append(step)
+            self.rows.append(values)
+            self._record(self._trainer, step, values)
+
+    def _record(self, trainer: L.Trainer, step: int, values: np.ndarray) -> None:
+        """What a measurement does once on the host, besides joining the series (TensorBoard)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._receive()
 
     def save(self) -> None:
+        self._receive(wait=True)  # nothing measured is left out of the file
         if self.names:
             save_series(self.path, self.steps, self.names, self.rows)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._receive(wait=True)
         self.save()
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         self.save()
 
     def state_dict(self) -> dict:
+        self._receive(wait=True)
         return {"steps": list(self.steps), "rows": [r.tolist() for r in self.rows]}
 
     def load_state_dict(self, state: dict) -> None:
@@ -74,7 +99,8 @@ class GradNormMonitor(_Series):
     """L2 norm of each conv/linear weight's gradient, every ``every_n_steps`` steps.
 
     Computed in ``on_before_optimizer_step``, where AMP gradients are already unscaled, only on logging
-    steps, with one ``_foreach_norm`` over all layers and a single copy to the host.
+    steps, with one ``_foreach_norm`` over all layers and a single copy to the host, read once it has arrived
+    (`Readback`: on a GPU the step does not wait for it).
     TensorBoard: ``grad_norm/<layer>`` scalars, a histogram of the per-layer norms, summary scalars
     (``grad_norm_summary/first_over_last`` and the max/min over layers), and figures of norm vs layer
     and the layer × step heat map every ``figure_every_n_steps``.
@@ -91,12 +117,10 @@ class GradNormMonitor(_Series):
         step = trainer.global_step
         if step % self.every_n_steps != 0 or any(w.grad is None for w in self._weights):
             return
-        norms = torch.stack(torch._foreach_norm([w.grad for w in self._weights])).float().cpu().numpy()
-        self.steps.append(step)
-        self.rows.append(norms)
-        self._log(trainer, step, norms)
+        self._send(trainer, step, torch.stack(torch._foreach_norm([w.grad for w in self._weights])))
+        self._receive()
 
-    def _log(self, trainer: L.Trainer, step: int, norms: np.ndarray) -> None:
+    def _record(self, trainer: L.Trainer, step: int, norms: np.ndarray) -> None:
         writer = tensorboard(trainer)
         if writer is None:
             return
@@ -116,6 +140,7 @@ class GradNormMonitor(_Series):
             self._figures(writer, step, norms)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._receive(wait=True)
         # The last measurement gets its figures too, whatever the interval, unless they were just drawn.
         last = self.steps[-1] if self.steps else None
         if last is not None and not self._figure_due(last) and last + 1 < trainer.max_steps:
@@ -163,11 +188,15 @@ class ResponseMonitor(_Series):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step  # already incremented: the measurement follows `step` updates
-        if step % self.every_n_steps == 0 and (not self.steps or self.steps[-1] != step):
+        if step % self.every_n_steps == 0 and self._last_step() != step:
             self.measure(trainer, pl_module, step)
+        self._receive()
+
+    def _last_step(self) -> int | None:
+        return self._pending[-1][0] if self._pending else self.steps[-1] if self.steps else None
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.steps or self.steps[-1] != trainer.global_step:
+        if self._last_step() != trainer.global_step:
             self.measure(trainer, pl_module, trainer.global_step)
         super().on_train_end(trainer, pl_module)
 
@@ -186,9 +215,9 @@ class ResponseMonitor(_Series):
             for h in hooks:
                 h.remove()
             pl_module.train(was_training)
-        values = torch.stack(stds).cpu().numpy()
-        self.steps.append(step)
-        self.rows.append(values)
+        self._send(trainer, step, torch.stack(stds))
+
+    def _record(self, trainer: L.Trainer, step: int, values: np.ndarray) -> None:
         writer = tensorboard(trainer)
         if writer is not None:
             for name, value in zip(self.names, values):

@@ -6,8 +6,8 @@ error line. Final training loss/error are the mean over the last ``train_window`
 images, BN in train mode: the running training error the paper plots).
 
 `DivergenceGuard` stops a run whose loss becomes NaN or inf: the losses stay on the device and every
-``check_every_n_steps`` steps one host sync finds the first non-finite one; the job then records the run as
-``diverged`` with that step and the last finite loss, and the sweep carries on.
+``check_every_n_steps`` steps one copy to the host, read once it has arrived, finds the first non-finite one; the
+job then records the run as ``diverged`` with that step and the last finite loss, and the sweep carries on.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 from reslab.errors import UserError
 from reslab.files import write_json_atomic
 from reslab.training.ranks import is_rank_zero
+from reslab.training.readback import Readback
 
 log = logging.getLogger("reslab")
 
@@ -122,10 +123,19 @@ class RunSummary(L.Callback):
 
 
 class DivergenceGuard(L.Callback):
+    """Stops a run at the first NaN/inf training loss and keeps that step and the last finite loss.
+
+    The losses stay on the device; every ``check_every_n_steps`` steps they start their way to the host as one
+    `Readback`, which is read at the first step it has arrived (on a CPU, at once; on a GPU, typically a step or
+    two later), so the guard never makes the host wait for the GPU. The step recorded is exact either way; on a
+    GPU the run may take those few more steps before it stops.
+    """
+
     def __init__(self, check_every_n_steps: int = 5):
         self.check_every_n_steps = check_every_n_steps
         self._losses: list[torch.Tensor] = []
         self._first_step = 0
+        self._pending: list[tuple[int, Readback]] = []  # (step of the first loss, its copy on the way)
         self.last_finite_loss: float | None = None
         self.diverged_at_step: int | None = None
 
@@ -133,23 +143,35 @@ class DivergenceGuard(L.Callback):
         if not self._losses:
             self._first_step = trainer.global_step - 1  # the step whose loss this is
         self._losses.append(outputs["batch_loss"])
-        if len(self._losses) >= self.check_every_n_steps or trainer.global_step >= trainer.max_steps:
-            self.check(trainer)
+        if len(self._losses) >= self.check_every_n_steps:
+            self._send()
+        self.check()
+        if self.diverged_at_step is not None:
+            trainer.should_stop = True
 
-    def check(self, trainer: L.Trainer) -> None:
-        if not self._losses:
-            return
-        losses = torch.stack(self._losses).float().cpu().tolist()
-        first = self._first_step
-        self._losses = []
-        for offset, loss in enumerate(losses):
-            if not math.isfinite(loss):
-                self.diverged_at_step = first + offset
-                trainer.should_stop = True
-                return
-            self.last_finite_loss = loss
+    def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
+        self.check(wait=True)
+
+    def _send(self) -> None:
+        if self._losses:
+            self._pending.append((self._first_step, Readback(torch.stack(self._losses).float())))
+            self._losses = []
+
+    def check(self, wait: bool = False) -> None:
+        """Read the copies that have arrived (with ``wait``: every loss so far), in order, up to the first
+        non-finite loss."""
+        if wait:
+            self._send()
+        while self._pending and self.diverged_at_step is None and (wait or self._pending[0][1].ready()):
+            first, copy = self._pending.pop(0)
+            for offset, loss in enumerate(copy.wait().tolist()):
+                if not math.isfinite(loss):
+                    self.diverged_at_step = first + offset
+                    return
+                self.last_finite_loss = loss
 
     def state_dict(self) -> dict:
+        self.check(wait=True)  # a checkpoint keeps the last finite loss up to its own step
         return {"last_finite_loss": self.last_finite_loss}
 
     def load_state_dict(self, state: dict) -> None:
