@@ -54,6 +54,7 @@ from reslab.training.device import (
 from reslab.training.global_batchnorm import GlobalBatchNorm
 from reslab.training.ranks import check_not_launched_externally, in_a_rank, is_rank_zero, run_ranks
 from reslab.training.signals import Interrupted, StopOnSignal
+from reslab.training.step_graph import check_cuda_graph, cuda_graph_mode
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,12 @@ def build_job(cfg: DictConfig, identity: dict | None = None) -> tuple[ImageDataM
     prepare_net(net, cfg.trainer.channels_last, cfg.trainer.compile)
     datamodule.setup("fit")
     system = instantiate(
-        cfg.optim, net=net, max_steps=cfg.trainer.max_steps, identity=identity or {}, _convert_="all"
+        cfg.optim,
+        net=net,
+        max_steps=cfg.trainer.max_steps,
+        identity=identity or {},
+        cuda_graph=cfg.trainer.cuda_graph,
+        _convert_="all",
     )  # plain containers: checkpoints hold no OmegaConf objects
     return datamodule, system
 
@@ -165,6 +171,8 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
     precision = resolve_precision(cfg.trainer.precision, accelerator)
     devices = resolve_devices(cfg.trainer.devices, cfg.trainer.strategy, accelerator)
+    graph = cuda_graph_mode(cfg.trainer.cuda_graph)
+    check_cuda_graph(graph, accelerator, devices, precision, compile_mode(cfg.trainer.compile))
     check_not_launched_externally(devices)
     threads = threads_per_process(cfg.trainer.threads, processes=devices if accelerator == "cpu" else 1)
     identity = record.identity(precision)

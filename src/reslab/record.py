@@ -85,6 +85,7 @@ class RunRecord:
             "warmup_steps": o.warmup.steps,
             "channels_last": t.channels_last,
             "compile": str(t.compile) if t.compile not in (None, False) else "off",
+            "cuda_graph": str(t.get("cuda_graph", False)).lower(),
         }
         return cls(
             model=cfg.model.name,

@@ -76,6 +76,7 @@ class TrainerConfig:
     channels_last: bool = True
     cudnn_benchmark: bool = True
     compile: Any = False  # false | a torch.compile mode
+    cuda_graph: Any = False  # false | true | eager
     progress: str = "auto"
     progress_every: float = 5.0
     profiler: str | None = None

@@ -5,6 +5,7 @@ The net is built outside and passed in (either arm); nothing here depends on whi
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reslab.training.device import is_compiled
+from reslab.training.step_graph import GraphedStep, cuda_graph_mode
 
 # The fused SGD kernel: one pass over all parameters instead of a loop of per-tensor ops, the same update to
 # rounding (timings: experiments/performance/optimizer_step.py).
@@ -53,6 +55,9 @@ class Classifier(L.LightningModule):
             (the paper: 32k and 48k of 64k = 0.5, 0.75; gamma 0.1).
         warmup: the optional warm-up (see `Warmup`).
         identity: facts that a checkpoint must match to be resumed (see `reslab.record`).
+        cuda_graph: ``trainer.cuda_graph``: false, Lightning's automatic step; true, forward, loss and backward
+            recorded as one CUDA graph (`reslab.training.step_graph`), the update done by Lightning's manual
+            optimisation; ``eager``, that same manual step unrecorded, on any device.
     """
 
     def __init__(
@@ -67,8 +72,12 @@ class Classifier(L.LightningModule):
         gamma: float = 0.1,
         warmup: Warmup | None = None,
         identity: dict | None = None,
+        cuda_graph: bool | str = False,
     ):
         super().__init__()
+        self.cuda_graph = cuda_graph_mode(cuda_graph)
+        self.automatic_optimization = self.cuda_graph is None
+        self._graphed_step: GraphedStep | None = None
         self.identity = identity or {}  # what the run is (model, depth, ...), stored in checkpoints
         self.net = net
         self.max_steps, self.lr, self.momentum = max_steps, lr, momentum
@@ -82,7 +91,9 @@ class Classifier(L.LightningModule):
         return self.net(x)
 
     def _loss_and_error(self, batch: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = batch
+        return self._loss_and_error_of(*batch)
+
+    def _loss_and_error_of(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         error = (logits.argmax(dim=1) != y).float().mean()
@@ -106,19 +117,35 @@ class Classifier(L.LightningModule):
         """``loss`` is this process's, for its backward pass; ``batch_loss`` and ``error`` are the whole batch's,
         which everything else reads (logs, metrics.json, the divergence guard, the warm-up), so that with several
         processes every one of them sees and decides the same as one process would."""
+        if not self.automatic_optimization:
+            return self._manual_step(batch)
         loss, error = self._loss_and_error(batch)
-        batch_loss, error = loss.detach(), error.detach()
+        return self._after_step(loss, loss.detach(), error.detach(), self._is_logging_step(), self.global_step)
+
+    def _manual_step(self, batch: tuple) -> dict:
+        """The step of ``cuda_graph`` true or eager: the graphed (or eager) forward and backward, then the update
+        and the schedule's step as Lightning's automatic step does them."""
+        logging, step = self._is_logging_step(), self.global_step  # before the update, which counts the step
+        if self._graphed_step is None:
+            params = list(self.net.parameters())
+            self._graphed_step = GraphedStep(self._loss_and_error_of, params, record=self.cuda_graph == "graph")
+        loss, error = self._graphed_step(*batch)
+        self.optimizers().step()
+        self.lr_schedulers().step()
+        return self._after_step(loss, loss, error, logging, step)
+
+    def _after_step(self, loss, batch_loss: torch.Tensor, error: torch.Tensor, logging: bool, step: int) -> dict:
         if self.trainer.world_size > 1:  # equal parts per process: the mean of their means is the batch's
             batch_loss, error = self.trainer.strategy.reduce(torch.stack([batch_loss, error]), reduce_op="mean")
-        if self._is_logging_step():
+        if logging:
             logged = {"train/loss": batch_loss, "train/error": error, **self._by_depth("train_error", error)}
             self.log_dict(logged, on_step=True, on_epoch=False)
         if self.warming_up:
-            self._update_warmup(error)
+            self._update_warmup(error, step)
         return {"loss": loss, "batch_loss": batch_loss, "error": error}
 
-    def _update_warmup(self, error: torch.Tensor) -> None:
-        done = self.global_step + 1 >= self.warmup.steps
+    def _update_warmup(self, error: torch.Tensor, step: int) -> None:
+        done = step + 1 >= self.warmup.steps
         if self.warmup.until_error is not None and error.item() < self.warmup.until_error:
             done = True
         self.warming_up = not done
@@ -168,8 +195,30 @@ class Classifier(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.warming_up = checkpoint.get("warming_up", self.warming_up)
+        carry_step_count(checkpoint, self.automatic_optimization)
         # A saved optimiser's param groups carry the kernel choice of the code that saved them, and loading
         # them would bring it back; which kernel computes the update is this code's choice.
         for state in checkpoint.get("optimizer_states", []):
             for group in state.get("param_groups", []):
                 group.update(SGD_KERNEL)
+
+
+AUTOMATIC_STEPS = "epoch_loop.automatic_optimization.optim_progress"
+MANUAL_STEPS = "epoch_loop.manual_optimization.optim_step_progress"
+
+
+def carry_step_count(checkpoint: dict, automatic: bool) -> None:
+    """Lightning counts the steps of its automatic and manual optimisation apart, and a run resumed in the other
+    mode (``trainer.cuda_graph`` changed between attempts) would restart its count at 0: copy the count of the
+    mode that saved the checkpoint into the one that resumes it."""
+    loops = checkpoint.get("loops", {}).get("fit_loop", {})
+    if AUTOMATIC_STEPS not in loops or MANUAL_STEPS not in loops:
+        return
+    auto, manual = loops[AUTOMATIC_STEPS]["optimizer"]["step"], loops[MANUAL_STEPS]
+    if automatic and auto["total"]["completed"] < manual["total"]["completed"]:
+        auto.update(copy.deepcopy(manual))
+        loops[AUTOMATIC_STEPS]["optimizer"]["zero_grad"] = {
+            part: {**counts, "started": counts["completed"]} for part, counts in copy.deepcopy(manual).items()
+        }
+    elif not automatic and manual["total"]["completed"] < auto["total"]["completed"]:
+        manual.update(copy.deepcopy(auto))

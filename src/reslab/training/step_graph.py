@@ -1,0 +1,134 @@
+"""`GraphedStep`: a training step's forward, loss, error and backward as one CUDA graph (``trainer.cuda_graph``).
+
+A ResNet-56 step on a large GPU is a few milliseconds of kernels, but Python launches them one by one, and the
+host's time per step (Lightning's loop, the autograd engine handing each gradient over) is longer than the GPU's:
+the step is host-bound (experiments/performance/). Recorded once as a CUDA graph, the ~600 kernels of forward and
+backward are launched by one call, so the host runs ahead while the GPU works.
+
+What is in the graph and what is not:
+- in: the forward pass under the run's autocast (bf16), the cross-entropy loss, the batch's error and the
+  backward pass, which writes the gradients into the same tensors on every replay (each step's gradients, not
+  a sum: nothing sets them to None after the capture);
+- out: the batch and its augmentation (copied into the graph's input tensors each step), and the optimiser's
+  update, which stays with Lightning (manual optimisation) so that the step count, the lr schedule and the
+  ``on_before_optimizer_step`` instruments work as in the eager step. The fused SGD update is one kernel launch.
+
+The first `WARMUP_STEPS` steps run eagerly on a side stream, as torch's CUDA-graph guide asks (cuDNN's autotuning,
+lazy allocations); they are real training steps. Then the step is captured and replayed. torch records the
+graph with `torch.cuda.graph` (its "whole network capture"): torch.compile's own CUDA graphs
+(``reduce-overhead``) stop at the boundary between forward and backward and leave the gradients' hand-over on
+the host.
+
+On a CPU the same step runs eagerly (the tests compare it with Lightning's automatic step); ``train`` refuses
+``trainer.cuda_graph=true`` without a GPU rather than ignore it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from reslab.errors import UserError
+
+WARMUP_STEPS = 3
+# torch.compile modes that make CUDA graphs of their own, which cannot be recorded inside another graph.
+COMPILE_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+def cuda_graph_mode(value: object) -> str | None:
+    """``trainer.cuda_graph`` as None (Lightning's automatic step), ``graph`` (true) or ``eager``."""
+    if value is None or value is False or value in ("false", "off"):
+        return None
+    if value is True or value == "true":
+        return "graph"
+    if value == "eager":
+        return "eager"
+    raise UserError(f"unknown trainer.cuda_graph={value!r}; choose false, true or eager")
+
+
+def check_cuda_graph(mode: str | None, accelerator: str, devices: int, precision: str, compiled: str | None) -> None:
+    """One line for each setting that ``trainer.cuda_graph=true`` cannot work with."""
+    if mode != "graph":
+        return
+    if accelerator != "gpu":
+        raise UserError("trainer.cuda_graph=true needs a CUDA GPU; set trainer.cuda_graph=false on a CPU")
+    if devices > 1:
+        raise UserError("trainer.cuda_graph=true runs on one device; set trainer.devices=1 or trainer.cuda_graph=false")
+    if precision == "16-mixed":
+        raise UserError(
+            "trainer.cuda_graph=true cannot record fp16's loss scaling; use trainer.precision=bf16 or 32 with it"
+        )
+    if compiled in COMPILE_GRAPH_MODES:
+        raise UserError(
+            f"trainer.compile={compiled} makes CUDA graphs of its own; with trainer.cuda_graph=true use "
+            f"trainer.compile=default or false"
+        )
+
+
+class GraphedStep:
+    """``step(x, y) -> (loss, error)``: forward, loss and backward of ``loss_and_error`` over ``params``, leaving
+    the gradients in ``p.grad``; with ``record``, recorded as a CUDA graph after `WARMUP_STEPS` eager steps when
+    ``x`` is on a GPU.
+
+    ``loss_and_error(x, y)`` must be the same computation every step (no data-dependent Python branches), as
+    any captured function must. The loss and error returned are new tensors, safe to keep across steps.
+    """
+
+    def __init__(
+        self,
+        loss_and_error: Callable,
+        params: Sequence[torch.nn.Parameter],
+        record: bool = True,
+        warmup_steps: int = WARMUP_STEPS,
+    ):
+        self.loss_and_error = loss_and_error
+        self.record = record
+        self.params = list(params)
+        self.warmup_steps = warmup_steps
+        self.eager_steps = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    @property
+    def captured(self) -> bool:
+        return self.graph is not None
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not (self.record and x.is_cuda):
+            return self._eager(x, y)
+        if self.graph is None and self.eager_steps < self.warmup_steps:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                out = self._eager(x, y)
+            torch.cuda.current_stream().wait_stream(side)
+            self.eager_steps += 1
+            return out
+        if self.graph is None:
+            self._capture(x, y)
+        self._x.copy_(x)
+        self._y.copy_(y)
+        self.graph.replay()
+        return self._loss.clone(), self._error.clone()
+
+    def _eager(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for p in self.params:
+            p.grad = None
+        loss, error = self.loss_and_error(x, y)
+        loss.backward()
+        return loss.detach(), error.detach()
+
+    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        # Inputs with the batch's shape and layout (clone keeps channels-last strides).
+        self._x, self._y = x.clone(), y.clone()
+        for p in self.params:  # the backward pass inside the graph allocates them in the graph's memory
+            p.grad = None
+        # Autocast's cache of cast weights would keep the casts of the capture step; the graph must redo them.
+        autocast = torch.is_autocast_enabled("cuda")
+        dtype = torch.get_autocast_dtype("cuda")
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            with torch.autocast("cuda", dtype=dtype, enabled=autocast, cache_enabled=False):
+                loss, error = self.loss_and_error(self._x, self._y)
+            loss.backward()
+        self._loss, self._error = loss.detach(), error.detach()
