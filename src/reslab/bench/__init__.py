@@ -1,6 +1,14 @@
-"""Throughput benchmark: reslab's Lightning training path against a hand-written PyTorch loop.
+"""Training speed beside the device's name and theoretical peak: a step, the paper's schedule, a sweep sharing a device.
+
+Three modes: step (the default) times a training step of reslab against a plain PyTorch loop; schedule runs the
+paper's ResNet-56 schedule as one whole job; share runs a sweep's jobs in series and several at a time.
 
     reslab bench [--depths 20 56 110] [--steps 12] [--warmup 3] [--out bench.json] [key=value ...]
+    reslab bench --mode schedule [--project-steps N] [--run-dir DIR] [-- key=value ...]
+    reslab bench --mode share [--jobs 4] [--skip-series] [--run-dir DIR] [-- key=value ...]
+
+``--mode schedule`` and ``--mode share`` launch real ``reslab`` commands and read the jobs' records
+(`schedule`, `share`). The rest of this text is about step mode, the default.
 
 Config overrides (``key=value``) go before ``--depths``/``--models``/``--paths`` or after ``--``: those options
 take several values and would read an override that follows them as one of theirs.
@@ -16,8 +24,9 @@ reported. "of peak" divides the achieved FLOP rate by the hardware's theoretical
 "of matmul" divides it by the measured rate of a large matrix product. Prints a table and writes JSON with
 the machine's description. Not a test: timings vary.
 
-Modules: `cli` (options, table, JSON), `timing` (the two paths), `peak` (theoretical peak), `gpu_datasheets`,
-`matmul` (the measured reference), `flops` (multiply-adds per image), `profiler` (``--profile``).
+Modules: `cli` (options, step mode's table and JSON), `schedule` and `share` (the other modes), `timing` (the two
+paths), `peak` (theoretical peak), `gpu_datasheets`, `matmul` (the measured reference), `flops` (multiply-adds per
+image), `profiler` (``--profile``).
 """
 
 from __future__ import annotations
