@@ -58,6 +58,8 @@ CASES = [
     ("unknown shortcut", ["model.shortcut=C"], "unknown shortcut 'C'"),
     ("unknown precision", ["trainer.precision=fp8"], "unknown precision 'fp8'"),
     ("unknown compile mode", ["trainer.compile=fastest"], "unknown trainer.compile='fastest'"),
+    ("unknown CUDA-graph setting", ["trainer.cuda_graph=yes"], "unknown trainer.cuda_graph='yes'"),
+    ("CUDA graph without a GPU", ["trainer.cuda_graph=true"], "trainer.cuda_graph=true needs a CUDA GPU"),
     ("batch size 0", ["dataset.batch_size=0"], "dataset.batch_size=0 is out of range: it must be a positive"),
     ("batch size -1", ["dataset.batch_size=-1"], "dataset.batch_size=-1 is out of range"),
     ("max_steps 0", ["trainer.max_steps=0"], "trainer.max_steps=0 is out of range: it must be a positive number"),

@@ -158,3 +158,11 @@ def test_cudnn_benchmark_follows_the_config(tiny_cfg, tmp_path, flag):
 
     build_trainer(tiny_cfg(f"trainer.cudnn_benchmark={flag}"), tmp_path, "cpu", "32-true", [])
     assert torch.backends.cudnn.benchmark is flag
+
+
+def test_jobs_run_at_once_spread_over_the_visible_gpus_round_robin():
+    from reslab.training.device import gpu_for_job
+
+    assert [gpu_for_job(k, concurrent=4, visible=2) for k in range(5)] == [0, 1, 0, 1, 0]
+    assert [gpu_for_job(k, concurrent=1, visible=2) for k in range(3)] == [0, 0, 0]  # one at a time: the first
+    assert [gpu_for_job(k, concurrent=4, visible=1) for k in range(3)] == [0, 0, 0]  # one GPU (or a cluster's own)

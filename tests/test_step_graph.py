@@ -42,6 +42,7 @@ def test_the_unrecorded_graph_step_trains_exactly_as_lightnings_automatic_step(t
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # BN statistics included
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("first", "then"), [("false", "eager"), ("eager", "false")])
 def test_a_run_resumes_exactly_in_the_other_step_mode(tiny_cfg, tmp_path, first, then):
     """Lightning counts automatic and manual steps apart; the count must carry over, or the run restarts at 0."""

@@ -44,6 +44,9 @@ from reslab.training.checkpoint_io import AtomicCheckpointIO
 from reslab.training.device import (
     check_memory,
     compile_mode,
+    concurrent_jobs,
+    gpu_for_job,
+    job_number,
     prepare_net,
     resolve_accelerator,
     resolve_devices,
@@ -144,7 +147,9 @@ def build_trainer(
         profiler=profiler,
         plugins=plugins,
         accelerator=accelerator,
-        devices=t.devices,
+        devices=[gpu_for_job(job_number(), concurrent_jobs(), torch.cuda.device_count())]
+        if accelerator == "gpu" and not several
+        else t.devices,
         strategy="ddp" if several else "auto",
         sync_batchnorm=several and t.sync_batchnorm and accelerator != "cpu",
         use_distributed_sampler=False,  # training batches are split by reslab; every rank evaluates whole splits

@@ -2,7 +2,7 @@
 
     reslab [-m] key=value ...              train one run, or with -m sweep every combination (Hydra)
     reslab report SWEEP_DIR                the sweep's tables and figures
-    reslab bench [options] [key=value]     throughput of reslab's training path against a plain PyTorch loop
+    reslab bench [options] [key=value]     training speed: one step, the paper's schedule, jobs sharing a device
     reslab analyze KIND DIR [options]      lesion, landscape, shattered or paths analysis of finished runs
 
 A sub-command is the first word; anything else goes to Hydra (``reslab run ...`` says the same explicitly).

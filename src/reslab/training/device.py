@@ -94,6 +94,23 @@ def concurrent_jobs() -> int:
     return n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)
 
 
+def job_number() -> int:
+    """The job's number in its sweep (Hydra's ``job.num``), 0 outside a sweep."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return 0
+    return int(HydraConfig.get().job.get("num", 0) or 0)
+
+
+def gpu_for_job(job: int, concurrent: int, visible: int) -> int:
+    """The GPU a one-device job trains on. Where a launcher runs several jobs at once on a machine with several
+    GPUs, job k takes GPU k mod the GPUs visible, so the jobs spread over them instead of all sharing the first
+    (round robin by job number: a long job can share its GPU while another is idle); else GPU 0. A cluster
+    launcher gives each job its own GPU, which it sees as the only one."""
+    return job % visible if concurrent > 1 and visible > 1 else 0
+
+
 def threads_per_process(setting: object, processes: int = 1) -> int | None:
     """torch's CPU threads for each process of a job; None: torch's default. ``auto``: the cores this process may
     use, shared among the jobs the launcher runs at once and the run's own processes (None when neither shares
