@@ -10,7 +10,7 @@ BEFORE=$1 AFTER=$2 WORK=$3
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=$PWD/.venv/bin/python
 mkdir -p "$WORK"
-lscpu | grep -E "Model name|^CPU\(s\)|avx512_bf16" -o > "$HERE/machine.txt"; "$PY" -c "import torch; print('torch', torch.__version__)" >> "$HERE/machine.txt"
+{ lscpu | grep -E "^(Model name|CPU\(s\))"; grep -o -m1 -w avx512_bf16 /proc/cpuinfo; } > "$HERE/machine.txt"; "$PY" -c "import torch; print('torch', torch.__version__)" >> "$HERE/machine.txt"
 for which in before after; do
   commit=$([ $which = before ] && echo "$BEFORE" || echo "$AFTER")
   git worktree add -f "$WORK/tree_$which" "$commit" >/dev/null 2>&1

@@ -99,13 +99,18 @@ class GraphedStep:
         if self.graph is None and self.eager_steps < self.warmup_steps:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
+            with torch.cuda.stream(side), self._autocast():  # as in the capture: a compiled net sees one state
                 out = self._eager(x, y)
             torch.cuda.current_stream().wait_stream(side)
             self.eager_steps += 1
             return out
         if self.graph is None:
             self._capture(x, y)
+        if x.shape != self._x.shape or y.shape != self._y.shape:
+            raise RuntimeError(
+                f"the CUDA graph was recorded for batches of {tuple(self._x.shape)} and got {tuple(x.shape)}; "
+                f"trainer.cuda_graph=true needs training batches of one size"
+            )
         self._x.copy_(x)
         self._y.copy_(y)
         self.graph.replay()
@@ -118,17 +123,21 @@ class GraphedStep:
         loss.backward()
         return loss.detach(), error.detach()
 
+    @staticmethod
+    def _autocast() -> torch.autocast:
+        """The run's autocast (Lightning's, around the training step) without its cache of cast weights, which
+        would keep the capture step's casts; the graph must redo them every replay."""
+        dtype, enabled = torch.get_autocast_dtype("cuda"), torch.is_autocast_enabled("cuda")
+        return torch.autocast("cuda", dtype=dtype, enabled=enabled, cache_enabled=False)
+
     def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
         # Inputs with the batch's shape and layout (clone keeps channels-last strides).
         self._x, self._y = x.clone(), y.clone()
         for p in self.params:  # the backward pass inside the graph allocates them in the graph's memory
             p.grad = None
-        # Autocast's cache of cast weights would keep the casts of the capture step; the graph must redo them.
-        autocast = torch.is_autocast_enabled("cuda")
-        dtype = torch.get_autocast_dtype("cuda")
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            with torch.autocast("cuda", dtype=dtype, enabled=autocast, cache_enabled=False):
+            with self._autocast():
                 loss, error = self.loss_and_error(self._x, self._y)
             loss.backward()
         self._loss, self._error = loss.detach(), error.detach()
