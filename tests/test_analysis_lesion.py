@@ -69,6 +69,7 @@ def test_the_intact_net_scores_the_runs_own_test_error_and_lesions_are_measured(
     assert "plain-14" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # like the other analyses' sweep tests; the single-run tests stay fast
 def test_a_sweep_gets_one_comparison_figure_and_every_run_its_arrays_and_tensorboard_curve(analysis_sweep, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

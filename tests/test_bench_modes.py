@@ -36,6 +36,7 @@ def bench(*argv: str) -> int:
     return cli.main(["bench", *argv])
 
 
+@pytest.mark.slow  # a whole job in a subprocess; the modes' refusals stay fast
 def test_schedule_runs_one_job_and_projects_from_its_measured_rate(in_tmp, capsys):
     out, run_dir = in_tmp / "bench.json", in_tmp / "run"
     argv = ["--mode", "schedule", "--project-steps", "64000", "--run-dir", str(run_dir), "--out", str(out)]

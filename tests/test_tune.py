@@ -75,6 +75,7 @@ def search(sweep, run_env, *overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # an Optuna sweep of several trials in subprocesses; the objective is tested fast above
 def test_an_lr_search_trains_each_trial_in_its_own_directory_and_reports_the_best(tmp_path, run_env):
     sweep = tmp_path / "sweep"
     proc = search(sweep, run_env)
