@@ -97,6 +97,12 @@ def test_a_bad_override_of_the_step_modes_loop_is_one_line(in_tmp, capsys):
     assert len(err) == 1 and "Could not override 'trainer.no_such_key'" in err[0], err
 
 
+def test_the_step_mode_refuses_a_cuda_graph_without_a_gpu_in_one_line(in_tmp, capsys):
+    assert bench("--out", str(in_tmp / "b.json"), "--", *TINY, "trainer.cuda_graph=true") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "trainer.cuda_graph=true needs a CUDA GPU" in err[0], err
+
+
 def test_a_run_folder_that_holds_an_earlier_run_is_refused(in_tmp, capsys):
     (in_tmp / "run" / "job").mkdir(parents=True)
     (in_tmp / "run" / "job" / "metrics.json").write_text("{}")

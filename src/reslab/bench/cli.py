@@ -28,6 +28,7 @@ from reslab.job import build_job
 from reslab.record import machine
 from reslab.schema import check_ranges
 from reslab.training.device import compile_mode, resolve_accelerator, resolve_precision
+from reslab.training.step_graph import check_cuda_graph, cuda_graph_mode
 
 DEFAULT_WARMUP = 3
 MODES = ("step", "schedule", "share")
@@ -141,6 +142,10 @@ def compose(model: str, depth: int, args: argparse.Namespace, extra: Sequence[st
     except ConfigCompositionException as e:
         raise UserError(composition_error(e)) from None
     check_ranges(cfg)
+    accelerator = resolve_accelerator(cfg.trainer.accelerator)
+    precision = resolve_precision(cfg.trainer.precision, accelerator)
+    graph = cuda_graph_mode(cfg.trainer.cuda_graph)  # as train() checks it: a CPU would run the graph step unrecorded
+    check_cuda_graph(graph, accelerator, cfg.trainer.devices, precision, compile_mode(cfg.trainer.compile))
     return cfg
 
 
