@@ -97,3 +97,32 @@ def test_a_net_without_batch_norm_trains_and_is_measured_like_one_with_it(tiny_c
     responses, grads = np.load(job / "responses.npz"), np.load(job / "grad_norms.npz")
     assert responses["values"].shape == (2, 7) and np.isfinite(responses["values"]).all()
     assert grads["values"].shape == (4, 8) and np.isfinite(grads["values"]).all()
+
+
+def test_figures_are_drawn_off_the_training_thread_in_order_and_their_errors_surface():
+    import threading
+    import time
+
+    import pytest
+
+    from reslab.instruments.figure_writer import FigureWriter
+
+    drawn, writer = [], FigureWriter()
+
+    def draw(i):
+        time.sleep(0.2)
+        drawn.append((i, threading.current_thread() is threading.main_thread()))
+
+    began = time.perf_counter()
+    for i in range(3):
+        writer.submit(draw, i)
+    assert time.perf_counter() - began < 0.1 and drawn == []  # the step did not wait for them
+    writer.flush()
+    assert drawn == [(0, False), (1, False), (2, False)]
+
+    def fail():
+        raise ValueError("a figure that cannot be drawn")
+
+    writer.submit(fail)
+    with pytest.raises(ValueError, match="cannot be drawn"):
+        writer.flush()

@@ -7,6 +7,7 @@ Their state travels in checkpoints, so a resumed run continues the same series.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import lightning as L
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from reslab.files import write_atomic
+from reslab.instruments.figure_writer import FigureWriter
 from reslab.models import depth_layers
 from reslab.training.readback import Readback
 
@@ -51,6 +53,7 @@ class _Series(L.Callback):
         self.rows: list[np.ndarray] = []
         # Measurements on their way to the host (`Readback`): kept in order, recorded once they have arrived.
         self._pending: list[tuple[int, Readback]] = []
+        self._figure_writer = FigureWriter()  # TensorBoard figures drawn off the training thread
 
     def _send(self, trainer: L.Trainer, step: int, values: torch.Tensor) -> None:
         self._trainer = trainer  # to log what arrives later, also where Lightning passes no trainer (state_dict)
@@ -79,9 +82,14 @@ class _Series(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._receive(wait=True)
         self.save()
+        self._figure_writer.flush()  # every figure in the event file before the run's logger closes
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         self.save()
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        with contextlib.suppress(Exception):  # the figures drawn so far reach the event file; the run's error is
+            self._figure_writer.flush()  # the one to report
 
     def state_dict(self) -> dict:
         self._receive(wait=True)
@@ -150,19 +158,9 @@ class GradNormMonitor(_Series):
         super().on_train_end(trainer, pl_module)
 
     def _figures(self, writer, step: int, norms: np.ndarray) -> None:
-        if self.figure_every_n_steps > 0:
-            from reslab.results import figures as plots
-
-            writer.add_figure(
-                "figures/grad_norm_vs_layer",
-                plots.layer_profile_figure(self.names, norms, "gradient L2 norm", title=f"step {step}", log=True),
-                step,
-            )
-            writer.add_figure(
-                "figures/grad_norm_heatmap",
-                plots.heatmap_figure(self.names, np.asarray(self.steps), np.stack(self.rows), "gradient L2 norm"),
-                step,
-            )
+        if self.figure_every_n_steps > 0:  # the series as it is now, copied for the figures' thread
+            args = (writer, step, list(self.names), norms.copy(), np.asarray(self.steps), np.stack(self.rows))
+            self._figure_writer.submit(_draw_grad_norm_figures, *args)
 
 
 class ResponseMonitor(_Series):
@@ -223,13 +221,22 @@ class ResponseMonitor(_Series):
             for name, value in zip(self.names, values):
                 writer.add_scalar(f"response_std/{name}", value, step)
             if self._figure_due(step) or step == trainer.max_steps:
-                from reslab.results import figures as plots
+                self._figure_writer.submit(_draw_response_figure, writer, step, list(self.names), values.copy())
 
-                writer.add_figure(
-                    "figures/response_std_vs_layer",
-                    plots.layer_profile_figure(self.names, values, "response std", title=f"step {step}"),
-                    step,
-                )
+
+def _draw_grad_norm_figures(writer, step: int, names: list, norms: np.ndarray, steps: np.ndarray, rows: np.ndarray):
+    from reslab.results import figures as plots
+
+    profile = plots.layer_profile_figure(names, norms, "gradient L2 norm", title=f"step {step}", log=True)
+    writer.add_figure("figures/grad_norm_vs_layer", profile, step)
+    writer.add_figure("figures/grad_norm_heatmap", plots.heatmap_figure(names, steps, rows, "gradient L2 norm"), step)
+
+
+def _draw_response_figure(writer, step: int, names: list, values: np.ndarray) -> None:
+    from reslab.results import figures as plots
+
+    profile = plots.layer_profile_figure(names, values, "response std", title=f"step {step}")
+    writer.add_figure("figures/response_std_vs_layer", profile, step)
 
 
 def response_layers(net: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
