@@ -213,3 +213,26 @@ def test_a_user_error_is_one_line_and_exit_status_2(capsys):
     assert cli.main(["bench", "--depths", "8", "--out", "unused.json", "debug=tiny", "trainer.accelerator=tpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("reslab bench: error: unknown accelerator 'tpu'")
+
+
+def test_loop_overrides_reach_the_hand_loop_alone(tmp_path, monkeypatch):
+    import reslab.bench.cli as bench_cli
+
+    seen = {}
+    real = {"loop": bench_cli.time_plain_loop, "reslab": bench_cli.time_reslab}
+
+    def loop(cfg, *args):
+        seen["loop"] = cfg.model.width
+        return real["loop"](cfg, *args)
+
+    def reslab(cfg, *args, **kwargs):
+        seen["reslab"] = cfg.model.width
+        return real["reslab"](cfg, *args, **kwargs)
+
+    monkeypatch.setattr(bench_cli, "time_plain_loop", loop)  # wrapped, still timed: only the config is watched
+    monkeypatch.setattr(bench_cli, "time_reslab", reslab)
+    out = tmp_path / "bench.json"
+    argv = ("--paths", "loop", "full", "--steps", "2", "--warmup", "1", "--loop-overrides", "model.width=8")
+    assert run_bench(*argv, "--out", str(out)) == 0
+    assert seen == {"loop": 8, "reslab": 4}  # debug=tiny's width for reslab's path
+    assert json.loads(out.read_text())["rows"][0]["loop_overrides"] == ["model.width=8"]

@@ -119,6 +119,7 @@ def test_figures_are_drawn_off_the_training_thread_in_order_and_their_errors_sur
     assert time.perf_counter() - began < 0.1 and drawn == []  # the step did not wait for them
     writer.flush()
     assert drawn == [(0, False), (1, False), (2, False)]
+    assert not any(t.name.startswith("reslab-figures") for t in threading.enumerate())  # no idle thread left
 
     def fail():
         raise ValueError("a figure that cannot be drawn")

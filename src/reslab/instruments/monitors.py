@@ -54,9 +54,10 @@ class _Series(L.Callback):
         # Measurements on their way to the host (`Readback`): kept in order, recorded once they have arrived.
         self._pending: list[tuple[int, Readback]] = []
         self._figure_writer = FigureWriter()  # TensorBoard figures drawn off the training thread
+        self._trainer: L.Trainer | None = None  # the run's, kept to log what arrives where Lightning passes none
 
     def _send(self, trainer: L.Trainer, step: int, values: torch.Tensor) -> None:
-        self._trainer = trainer  # to log what arrives later, also where Lightning passes no trainer (state_dict)
+        self._trainer = trainer
         self._pending.append((step, Readback(values.float())))
 
     def _receive(self, wait: bool = False) -> None:
@@ -80,8 +81,7 @@ class _Series(L.Callback):
             save_series(self.path, self.steps, self.names, self.rows)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._receive(wait=True)
-        self.save()
+        self.save()  # which records what is still on its way first
         self._figure_writer.flush()  # every figure in the event file before the run's logger closes
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
