@@ -10,17 +10,18 @@ DATA_DIR ?= data
 SWEEP ?= depth=20,56,110 model=plain,residual
 
 BIN := $(VENV)/bin
-# Re-install when the torch choice changes.
-STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH_SPEC) $(TORCH_PIP_ARGS)' | cksum | cut -d' ' -f1)
+# Re-install when the torch choice or the install mode changes.
+STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH_SPEC) $(TORCH_PIP_ARGS) editable-compat' | cksum | cut -d' ' -f1)
 
 BENCH_ARGS ?=
 
-.PHONY: help venv install data demo sweep bench bench-schedule bench-share lint test test-all clean
+.PHONY: help venv install data demo sweep bench bench-schedule bench-share lint test test-slow test-all clean
 
 help:
 	@echo "make demo      environment, data, the default sweep ($(SWEEP)), report"
 	@echo "make test      environment and the fast test suite"
 	@echo "make lint      ruff check and ruff format --check (as CI runs them)"
+	@echo "make test-slow the slow tests alone (what make test-all adds; a real SLURM cluster as root)"
 	@echo "make test-all  the whole suite, slow tests included"
 	@echo "make bench     throughput of reslab vs a plain PyTorch loop (writes bench.json)"
 	@echo "make bench-schedule  the paper's ResNet-56 schedule as one whole job, launch to exit (writes bench.json)"
@@ -31,9 +32,11 @@ help:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# editable_mode=compat: src/ on the path, so Hydra's plugin scan finds src/hydra_plugins (reslab's launchers); the
+# default editable mode hides a namespace package from that scan.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test]" --config-settings editable_mode=compat
 	touch $(STAMP)
 
 venv install: $(STAMP)
@@ -71,6 +74,9 @@ lint: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
 
 test-all: install
 	$(BIN)/python -m pytest -q -m "slow or not slow"

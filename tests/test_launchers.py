@@ -60,8 +60,11 @@ PREEMPTIBLE = [
 FINAL_KEYS = ("steps", "train_error", "train_loss", "val_error", "val_loss", "test_error", "test_loss")
 
 
-@pytest.mark.slow  # about 25 s: three processes start (the sweep, the job, the requeued job)
-def test_a_job_preempted_under_submitit_is_requeued_and_ends_as_if_never_stopped(tmp_path, run_env):
+@pytest.mark.slow  # about 25 s each: three processes start (the sweep, the job, the requeued job)
+@pytest.mark.parametrize("signum", [signal.SIGUSR2, signal.SIGTERM], ids=["SIGUSR2", "SIGTERM"])
+def test_a_job_preempted_under_submitit_is_requeued_and_ends_as_if_never_stopped(signum, tmp_path, run_env):
+    """A signal to a job (submitit's preemption signal, or SIGTERM, a scheduler's requeue and preemption signal)
+    stops that job, which checkpoints and is requeued; the sweep goes on and ends as if never stopped."""
     straight, sweep = tmp_path / "straight", tmp_path / "sweep"
     train(compose_config(PREEMPTIBLE, output_dir=straight))  # the same run, uninterrupted, in this process
     proc = subprocess.Popen(
@@ -84,13 +87,13 @@ def test_a_job_preempted_under_submitit_is_requeued_and_ends_as_if_never_stopped
     try:  # preempt it as SLURM would, with submitit's signal, once training is under way
         assert _wait_for(lambda: (job / "checkpoints" / "step5.ckpt").exists(), 240), "training never started"
         pid = int((job / ".lock").read_text().split()[1])  # "pid N on HOST": the job's own process
-        os.kill(pid, signal.SIGUSR2)
+        os.kill(pid, signum)
         _, err = proc.communicate(timeout=240)
     finally:
         proc.kill()
     assert proc.returncode == 0, err[-3000:]
     log = (job / "reslab.log").read_text()
-    assert "stopped by SIGUSR2" in log and "handing over to the launcher to requeue" in log
+    assert f"stopped by {signum.name}" in log and "handing over to the launcher to requeue" in log
     assert "resuming from" in log  # the requeued job went on from its checkpoint, not from scratch
     submitit_logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*_log.out"))
     assert "Requeued job" in submitit_logs
@@ -117,11 +120,17 @@ def test_the_launcher_presets_compose_with_what_reslab_needs():
 
     from reslab.config import conf_dir
 
+    def launcher(*overrides):
+        return compose("config", list(overrides), return_hydra_config=True).hydra.launcher
+
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        slurm = compose("config", ["hydra/launcher=slurm"], return_hydra_config=True).hydra.launcher
-        parallel = compose("config", ["hydra/launcher=parallel"], return_hydra_config=True).hydra.launcher
-    assert slurm._target_.endswith("SlurmLauncher") and slurm.tasks_per_node == 1 and slurm.max_num_timeout > 0
-    assert slurm.gpus_per_node == 1 and slurm.signal_delay_s > 0
+        gpu, gpus = launcher("hydra/launcher=slurm"), launcher("hydra/launcher=slurm", "trainer.devices=2")
+        cpu, parallel = launcher("hydra/launcher=slurm_cpu"), launcher("hydra/launcher=parallel")
+    for slurm in (gpu, cpu):  # reslab's own launcher (watches every job), one task, requeued on time-outs
+        assert slurm._target_ == "hydra_plugins.reslab_launchers.SlurmLauncher" and slurm.tasks_per_node == 1
+        assert slurm.max_num_timeout > 0 and slurm.signal_delay_s > 0
+    assert gpu.gpus_per_node == 1 and gpus.gpus_per_node == 2  # the GPUs follow the run's trainer.devices
+    assert cpu.gpus_per_node is None and cpu.cpus_per_task <= 2 and cpu.mem_gb <= 4  # fits any node
     assert parallel._target_.endswith("JoblibLauncher") and parallel.n_jobs == -1
 
 
@@ -144,3 +153,32 @@ def test_a_joblib_sweep_stopped_by_sigterm_checkpoints_its_jobs_and_starts_no_ne
         assert record["status"] == "interrupted" and record["steps"] < 3000
     assert not (sweep / "residual-8_seed0").exists() and not (sweep / "residual-8_seed1").exists()
     assert b"rerun the same command" in err
+
+
+@pytest.mark.slow  # about 40 s: a sweep of two jobs, one killed, then the rerun
+def test_a_job_killed_outright_under_submitit_fails_alone_and_the_rerun_completes_it(tmp_path, run_env):
+    """SIGKILL (the OOM killer, a lost node) leaves no result: the launching command waits for the other job, records
+    the killed one as failed with the scheduler's word, reports, exits 1; the same command again completes it."""
+    straight, sweep = tmp_path / "straight", tmp_path / "sweep"
+    args = [{"trainer.max_steps=30": "trainer.max_steps=200"}.get(a, a) for a in PREEMPTIBLE]  # killed mid-run
+    train(compose_config(args, output_dir=straight))
+    cmd = [sys.executable, "-m", "reslab", "-m", *args, "model=plain,residual", "hydra/launcher=submitit_local"]
+    cmd += [f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job = sweep / "plain-8_seed0"
+    try:
+        assert _wait_for(lambda: (job / "checkpoints" / "step5.ckpt").exists(), 240), "training never started"
+        os.kill(int((job / ".lock").read_text().split()[1]), signal.SIGKILL)
+        _, err = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err[-3000:]
+    record = json.loads((job / "metrics.json").read_text())
+    assert record["status"] == "failed" and "without a result" in record["error"], record
+    assert "Traceback" not in err and f"reslab: job {job.name} failed:" in err
+    assert json.loads((sweep / "residual-8_seed0" / "metrics.json").read_text())["status"] == "finished"
+    assert "plain-8_seed0 | failed" in (sweep / "summary.md").read_text()
+    again = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=240)
+    assert again.returncode == 0, again.stderr[-3000:]
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (straight, job))
+    assert b["status"] == "finished" and {k: b[k] for k in FINAL_KEYS} == {k: a[k] for k in FINAL_KEYS}

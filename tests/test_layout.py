@@ -70,4 +70,5 @@ def test_results_never_import_training_code():
 def test_every_package_is_installed():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     packages = {name for name, path in modules().items() if path.name == "__init__.py"} | {"reslab.conf"}
-    assert packages == listed
+    plugins = {p.parent.name for p in (ROOT / "src" / "hydra_plugins").glob("*/__init__.py")}
+    assert packages | {f"hydra_plugins.{name}" for name in plugins} == listed and plugins == {"reslab_launchers"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -172,6 +173,9 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     """Train one job as configured, with ``callbacks`` added to the configured ones; return the final metrics
     record written to ``metrics.json``. Raises `Interrupted` if SIGTERM or SIGINT stopped it (checkpointed)."""
     check_ranges(cfg)
+    # Said on any SLURM host when a process was not started by srun: reslab starts a run's processes itself (one per
+    # device, reslab.training.ranks), and srun in front of the command would start the whole sweep once per task.
+    warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
     record = RunRecord.from_config(cfg)
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
     precision = resolve_precision(cfg.trainer.precision, accelerator)

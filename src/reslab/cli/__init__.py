@@ -70,10 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         preflight(argv)
-    except UserError as e:
+        return run_hydra(argv)
+    except UserError as e:  # raised by the checks before any job starts
         print(f"reslab: error: {e}", file=sys.stderr)
         return 2
-    return run_hydra(argv)
 
 
 def run_hydra(argv: list[str]) -> int:
@@ -89,8 +89,12 @@ def run_hydra(argv: list[str]) -> int:
         if (keys := swept_keys(argv)) and not _sets(argv, "sweep_keys"):
             argv = [*argv, f"sweep_keys=[{','.join(keys)}]"]
         # Resolved once, here: the exit status is read from the jobs' records there, whichever process ran them.
-        sweep = Path(resolved_sweep_dir(argv))
+        sweep_dir, launcher = resolved_sweep(argv)
+        sweep = Path(sweep_dir)
         argv = [a for a in argv if not a.startswith("hydra.sweep.dir=")] + [f"hydra.sweep.dir={sweep}"]
+        if launcher in WATCHED_LAUNCHERS:  # submitit's launchers, watching every job to its end (cli/launchers.py)
+            argv.append(f"hydra.launcher._target_={WATCHED_LAUNCHERS[launcher]}")
+        check_launcher_installed(WATCHED_LAUNCHERS.get(launcher, launcher))
     runner = JobRunner()
     app = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(runner.run)
     sys.argv = [sys.argv[0] if sys.argv else "reslab", *argv]  # hydra.main reads the command line from here
@@ -109,22 +113,18 @@ def run_hydra(argv: list[str]) -> int:
 
 @contextlib.contextmanager
 def stop_signals_for_sweep(sweep: Path | None):
-    """While a sweep runs, SIGTERM and SIGINT reaching this process mark the sweep as stopping (no new job starts)
-    and are passed on to the launcher's worker processes, whose jobs checkpoint and stop; a job training in this
-    process takes the signals itself meanwhile (`StopOnSignal`). A rerun of the same command starts over."""
+    """While a sweep runs, SIGTERM and SIGINT reaching this process stop the sweep (`SweepStop`): no new job starts,
+    the launcher's workers and cluster jobs checkpoint and stop; a job training in this process takes the signals
+    itself meanwhile and passes them on (`StopOnSignal`). A rerun of the same command starts over."""
     import signal
 
-    from reslab.training.signals import STOP_MARKER, forward_to_children, mark_stopping
+    from reslab.training.signals import STOP_MARKER, SweepStop
 
     if sweep is None:
         yield
         return
     (sweep / STOP_MARKER).unlink(missing_ok=True)
-
-    def on_signal(signum, frame) -> None:
-        mark_stopping(sweep, signum)
-        forward_to_children(signum)
-
+    on_signal = SweepStop(sweep)
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
@@ -134,15 +134,37 @@ def stop_signals_for_sweep(sweep: Path | None):
         (sweep / STOP_MARKER).unlink(missing_ok=True)
 
 
-def resolved_sweep_dir(argv: list[str]) -> str:
-    """The sweep directory this launch will use, with ``${now:...}`` resolved."""
+# Hydra's submitit launchers and reslab's own, which submit the same way and see every job to its end.
+_SUBMITIT = "hydra_plugins.hydra_submitit_launcher.submitit_launcher."
+WATCHED_LAUNCHERS = {
+    _SUBMITIT + "SlurmLauncher": "hydra_plugins.reslab_launchers.SlurmLauncher",
+    _SUBMITIT + "LocalLauncher": "hydra_plugins.reslab_launchers.LocalLauncher",
+}
+
+
+def check_launcher_installed(target: str) -> None:
+    """reslab's own launchers are Hydra plugins (src/hydra_plugins), which Hydra finds only on the import path: an
+    editable install in setuptools' default mode hides them from Hydra's scan."""
+    if not target.startswith("hydra_plugins.reslab_launchers."):
+        return
+    from hydra.core.plugins import Plugins
+
+    if target not in Plugins.instance().class_name_to_class:
+        raise UserError(
+            f"Hydra cannot see reslab's launcher {target}: reinstall with `make install` or "
+            "`pip install -e . --config-settings editable_mode=compat` (or a plain `pip install .`)"
+        )
+
+
+def resolved_sweep(argv: list[str]) -> tuple[str, str]:
+    """The sweep directory this launch will use, with ``${now:...}`` resolved, and its launcher's class."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    given = [a for a in argv if a.startswith("hydra.sweep.dir=")]
+    given = [a for a in argv if a.startswith(("hydra.sweep.dir=", "hydra/launcher=", "hydra.launcher._target_="))]
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose(config_name="config", overrides=given, return_hydra_config=True)
-    return str(OmegaConf.select(cfg, "hydra.sweep.dir"))
+    return str(OmegaConf.select(cfg, "hydra.sweep.dir")), str(OmegaConf.select(cfg, "hydra.launcher._target_"))
 
 
 def sweep_exit_code(sweep: Path) -> int:

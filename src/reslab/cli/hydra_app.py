@@ -90,14 +90,14 @@ class JobRunner:
         try:
             return objective(train(cfg))
         except Interrupted as stopped:  # checkpointed
-            if stopped.requeue is not None:  # a launcher that requeues (submitit) takes over here
-                log.warning("%s: checkpointed; handing over to the launcher to requeue", stopped.job_dir.name)
-                stopped.hand_over()
             if not multirun:
                 raise
-            # The sweep stops: this job's worker returns normally (joblib would take an exit for a crash), and
-            # the jobs after it see the marker; the command reports what did not finish.
-            mark_stopping(out.parent, stopped.signum)
+            # A signal to a job stops that job; only the launching command's signal stops the sweep (it marks the
+            # sweep folder). Under the basic launcher the job trains in that process and took over its signals.
+            if in_launching_process():
+                mark_stopping(out.parent, stopped.signum)
+            elif stopped.requeue is not None and sweep_stopping(out.parent) is None:
+                hand_over(stopped)  # a launcher that requeues (submitit) takes over here
             return float("nan")
         except UserError as e:
             line = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -116,6 +116,34 @@ class JobRunner:
         self.failed.append(job)
         print(f"reslab: job {job} failed: {line}" + (f" (traceback: {where})" if where else ""), file=sys.stderr)
         return float("nan")
+
+
+def in_launching_process() -> bool:
+    """Whether this job runs in the process that launched the sweep: Hydra's basic launcher runs jobs in turn in
+    that process (every other launcher in workers or on a cluster), as the job's own Hydra config says."""
+    return str(HydraConfig.get().launcher.get("_target_", "")).endswith(".BasicLauncher")
+
+
+def hand_over(stopped) -> None:
+    """Let the launcher requeue a checkpointed job (submitit requeues it and exits this process), unless the
+    scheduler says the job was cancelled (a user's ``scancel``: the job stays interrupted, and a rerun of the
+    sweep resumes it), or SLURM is requeueing it already (the job then ends without a result, as submitit's own
+    requeue does, so that the launcher keeps waiting for the requeued run). A requeue the scheduler refuses
+    leaves the job interrupted, not failed."""
+    from reslab.cli.slurm import this_job_cancelled, this_job_requeued
+
+    name = stopped.job_dir.name
+    if this_job_cancelled():
+        log.warning("%s: checkpointed; cancelled by the scheduler, so not requeued (rerun the sweep to resume)", name)
+        return
+    if this_job_requeued():
+        log.warning("%s: checkpointed; SLURM is requeueing the job", name)
+        raise SystemExit(128 + stopped.signum)
+    log.warning("%s: checkpointed; handing over to the launcher to requeue", name)
+    try:
+        stopped.hand_over()
+    except Exception as e:  # e.g. scontrol refusing the requeue; SystemExit (submitit's exit after it) passes
+        log.warning("%s: the requeue failed (%s); rerun the sweep to resume", name, str(e).splitlines()[0])
 
 
 def objective(result: dict) -> float:

@@ -117,9 +117,17 @@ def threads_per_process(setting: object, processes: int = 1) -> int | None:
     them); a number: that many."""
     check_threads(setting)
     if setting == "auto":
-        share = concurrent_jobs() * processes
-        return max(1, len(os.sched_getaffinity(0)) // share) if share > 1 else None
+        share, cores = concurrent_jobs() * processes, usable_cores()
+        return max(1, cores // share) if share > 1 or cores < len(os.sched_getaffinity(0)) else None
     return int(setting)
+
+
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity, and no more than SLURM granted the job's task (a cluster
+    without CPU binding, ``TaskPlugin=task/none``, leaves every core visible to a 1-CPU job)."""
+    cores = len(os.sched_getaffinity(0))
+    granted = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return min(cores, int(granted)) if granted.isdigit() and int(granted) > 0 else cores
 
 
 def set_threads(threads: int | None) -> None:

@@ -38,7 +38,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 
 from reslab.errors import UserError
-from reslab.training.signals import Interrupted, preemption_signal, stop_signals
+from reslab.training.signals import Interrupted, launcher_requeue, preemption_signal, stop_signals
 
 log = logging.getLogger("reslab")
 
@@ -173,9 +173,7 @@ def run_ranks(job: Callable[[], dict], world_size: int, job_dir: Path, log_file:
             raise RuntimeError(f"rank {r} of {world_size} failed: {line}\n{tb}")
     if received or any(kind == "interrupted" for kind, _ in outcomes.values()):
         signum = received[0] if received else next(p for k, p in outcomes.values() if k == "interrupted")
-        handler = previous.get(signum)
-        requeue = handler if signum == preemption_signal() and callable(handler) else None
-        raise Interrupted(signum, job_dir, requeue=requeue)
+        raise Interrupted(signum, job_dir, requeue=launcher_requeue(previous.get(preemption_signal())))
     if dead := [r for r in range(world_size) if r not in outcomes]:
         codes = ", ".join(f"rank {r}: exit code {procs[r].exitcode}" for r in dead)
         raise RuntimeError(f"{len(dead)} of {world_size} ranks died without a word ({codes})")

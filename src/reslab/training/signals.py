@@ -5,10 +5,16 @@ Who owns which signal (one owner each, so nothing fights):
 - reslab owns the *checkpoint*: while a job trains, SIGTERM (a scheduler stopping it), SIGINT (Ctrl+C) and
   submitit's preemption signal (SIGUSR2, or ``$SUBMITIT_PREEMPT_SIGNAL``) make the job finish its current step,
   write ``last.ckpt`` atomically, record status ``interrupted`` and stop. Rerunning the same job resumes exactly.
-- the launcher owns the *requeue*: after that checkpoint, the handler that was installed for the preemption
-  signal before training (submitit's, under ``hydra/launcher=submitit_*``) is called, and submitit requeues the
-  job (``scontrol requeue`` on SLURM, a restart under ``submitit_local``); the requeued job resumes from
-  ``last.ckpt``. Without such a launcher the job exits with 128 + the signal's number, as shells do.
+- the launcher owns the *requeue*: after that checkpoint, the handler that submitit installed for its preemption
+  signal before training is called, whichever of the three signals stopped the job (on SLURM, SIGTERM is how
+  ``scontrol requeue``, preemption and a grace time stop a job; submitit itself ignores it), and submitit requeues
+  the job (``scontrol requeue`` on SLURM, a restart under ``submitit_local``); the requeued job resumes from
+  ``last.ckpt``. Not when the user is stopping the whole sweep (`sweep_stopping`) or cancelled the job
+  (`reslab.cli.hydra_app`). Without such a launcher the job exits with 128 + the signal's number, as shells do.
+- the launching command owns the *sweep*: only a signal to the process that launched the sweep stops the sweep
+  (`SweepStop`); a job that trains in that same process (the basic launcher) took over its signals, so its
+  stop is the sweep's (`reslab.cli.hydra_app`). A signal to a job in any other process stops that job alone, and
+  the sweep goes on.
 - Lightning's own SLURM auto-requeue (SIGUSR1) is switched off (`reslab.job.build_trainer`), and its SIGTERM
   handler is replaced while training.
 
@@ -46,8 +52,8 @@ def stop_signals() -> tuple[signal.Signals, ...]:
 class Interrupted(SystemExit):
     """A job stopped by a signal; a SystemExit, so that no launcher mistakes it for a failed job and goes on.
 
-    ``requeue`` is the launcher's own handler of the preemption signal, to be called once the checkpoint is
-    written (`hand_over`)."""
+    ``requeue`` is the launcher's own handler of the preemption signal (submitit's), to be called once the
+    checkpoint is written (`hand_over`) if the job is to be requeued."""
 
     def __init__(self, signum: int, job_dir: Path, requeue: Callable | None = None):
         super().__init__(128 + signum)
@@ -80,15 +86,13 @@ class StopOnSignal(L.Callback):
             signal.raise_signal(signum)
         if self.signum is None:
             self.signum, self._since = signum, now
-        previous = self._previous.get(signum)
-        if signum == preemption_signal() and callable(previous):
-            self.requeue = previous
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # After Lightning installed its own handlers at fit start: ours replace them until training ends.
         for signum in stop_signals():
             self._previous[signum] = signal.getsignal(signum)
             signal.signal(signum, self._handle)
+        self.requeue = launcher_requeue(self._previous.get(preemption_signal()))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.world_size > 1:  # every process stops at the same step: agree on it (one scalar per step)
@@ -108,6 +112,24 @@ class StopOnSignal(L.Callback):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
+
+
+def launcher_requeue(handler: object) -> Callable | None:
+    """The launcher's handler of the preemption signal, if it installed one (submitit does, in every job)."""
+    return handler if callable(handler) and not isinstance(handler, SweepStop) else None
+
+
+class SweepStop:
+    """The launching command's handler of SIGTERM and SIGINT while its sweep runs: mark the sweep as stopping
+    (no new job starts, a stopped job is not requeued; a cluster launcher signals its jobs on seeing the mark,
+    `reslab.cli.launchers`) and pass the signal to the launcher's worker processes."""
+
+    def __init__(self, sweep: Path):
+        self.sweep = Path(sweep)
+
+    def __call__(self, signum, frame) -> None:
+        mark_stopping(self.sweep, signum)
+        forward_to_children(signum)
 
 
 # In a sweep directory: a stop signal arrived, so jobs that have not started yet are not started (whichever process

@@ -1,0 +1,248 @@
+"""reslab on a real SLURM 22.05 cluster: the scheduler's own daemons (slurmctld, slurmd, slurmdbd with MariaDB,
+munge), started on loopback by tools/slurm_cluster.sh for this module and stopped after it. Each way SLURM stops a
+job ends, after the user's one rerun where one is needed, with the same final metrics as an uninterrupted run.
+
+Needs root and Debian's packages (the script installs them); skipped with the reason where they cannot be had.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, TINY
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = ROOT / "tools" / "slurm_cluster.sh"
+# A run of ~15 s that checkpoints every 5 steps: long enough to be stopped mid-run, short enough for the suite.
+ARGS = [
+    *TINY,
+    "model=plain",
+    "trainer.max_steps=300",
+    "callbacks.checkpoint.every_n_steps=5",
+    "callbacks.grad_norms.figure_every_n_steps=0",
+    "callbacks.responses.figure_every_n_steps=0",
+]
+ON_CLUSTER = ["hydra/launcher=slurm_cpu", "hydra.launcher.partition=debug"]  # the CPU preset, only the partition
+FINAL_KEYS = ("steps", "train_error", "train_loss", "val_error", "val_loss", "test_error", "test_loss")
+JOB = "plain-8_seed0"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """SLURM_CONF of a running one-node cluster; every daemon stopped afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("a SLURM test cluster needs root (its daemons run as root)")
+    if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
+        pytest.skip("no SLURM installed and no apt-get to install it (Debian: slurm-wlm slurmdbd munge mariadb-server)")
+    installed = subprocess.run(["bash", str(SCRIPT), "install"], capture_output=True, text=True, timeout=900)
+    if installed.returncode != 0:
+        pytest.skip(f"SLURM's packages could not be installed: {installed.stderr.strip().splitlines()[-1:]}")
+    # munged refuses a socket below a folder that not everyone may enter, as pytest's own temporary folders are.
+    state = Path(tempfile.mkdtemp(prefix="reslab-slurm-"))
+    state.chmod(0o755)
+    started = subprocess.run(["bash", str(SCRIPT), "start", str(state)], capture_output=True, text=True, timeout=300)
+    try:
+        assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+        yield str(state / "slurm.conf")
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "stop", str(state)], capture_output=True, timeout=300)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def env(cluster, run_env):
+    return {**run_env, "SLURM_CONF": cluster}
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """The final metrics of the same run, uninterrupted, in this process."""
+    from reslab.config import compose_config
+    from reslab.job import train
+
+    result = train(compose_config(ARGS, output_dir=tmp_path_factory.mktemp("straight") / JOB))
+    return {k: result[k] for k in FINAL_KEYS}
+
+
+def launch(sweep: Path, env: dict, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "reslab", "-m", *ARGS, *ON_CLUSTER, *extra, f"hydra.sweep.dir={sweep}"]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+    return proc.returncode, err
+
+
+def wait_for(condition, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def slurm(env: dict, *cmd: str) -> str:
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+
+
+def running_job(env: dict, sweep: Path) -> str:
+    """The SLURM id of the sweep's job once it has trained a few steps."""
+    assert wait_for(lambda: (sweep / JOB / "checkpoints" / "step5.ckpt").exists(), 240), "training never started"
+    ids = slurm(env, "squeue", "-h", "-t", "RUNNING", "-o", "%i").split()
+    assert len(ids) == 1, ids
+    return ids[0]
+
+
+def final(job_dir: Path) -> dict:
+    record = json.loads((job_dir / "metrics.json").read_text())
+    assert record["status"] == "finished", record
+    return {k: record[k] for k in FINAL_KEYS}
+
+
+def logs(sweep: Path) -> str:
+    return "".join(p.read_text() for p in [*sweep.rglob("*_log.*"), *sweep.rglob("reslab.log")])
+
+
+def test_a_sweep_on_the_cpu_preset_runs_with_no_gpu_request_and_no_srun_warning(env, straight, tmp_path):
+    sweep = tmp_path / "sweep"
+    code, err = finish(launch(sweep, env, "model=plain,residual"))
+    assert code == 0, err[-3000:]
+    assert final(sweep / JOB) == straight and final(sweep / "residual-8_seed0")["steps"] == 300
+    tres = slurm(env, "sacct", "-X", "-n", "-P", "-o", "AllocTRES")
+    assert "cpu=2" in tres and "gpu" not in tres  # what the preset asked SLURM for
+    assert "srun` command is available" not in logs(sweep)
+
+
+# How SLURM stops a running job, and whether the user has to rerun the command afterwards.
+STOPS = {
+    "SIGUSR2 (time limit or preemption signal)": (["scancel", "--signal=USR2"], "SIGUSR2"),
+    "scontrol requeue (SLURM requeues; SIGTERM)": (["scontrol", "requeue"], "SIGTERM"),
+    "SIGTERM alone (preemption grace time, scancel -s TERM)": (["scancel", "--signal=TERM"], "SIGTERM"),
+}
+
+
+@pytest.mark.parametrize("how", STOPS, ids=["usr2", "scontrol-requeue", "sigterm"])
+def test_a_job_stopped_by_slurm_is_requeued_and_ends_as_if_never_stopped(how, env, straight, tmp_path):
+    command, signame = STOPS[how]
+    sweep = tmp_path / "sweep"
+    proc = launch(sweep, env)
+    job_id = running_job(env, sweep)
+    slurm(env, *command, job_id)
+    code, err = finish(proc)
+    assert code == 0, err[-3000:]
+    log = (sweep / JOB / "reslab.log").read_text()
+    assert f"stopped by {signame}" in log and "resuming from" in log, log[-3000:]
+    assert final(sweep / JOB) == straight
+    assert int(slurm(env, "scontrol", "show", "job", "-o", job_id).split("Restarts=")[1].split()[0]) >= 1
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "scancel"])
+def test_a_job_killed_or_cancelled_ends_alone_and_the_rerun_completes_it(how, env, straight, tmp_path):
+    """SIGKILL (the kernel's OOM killer): no checkpoint at the kill, no result; the command records the failure with
+    SLURM's state. scancel: SIGTERM, the job checkpoints and is not requeued (the user cancelled it). Either way the
+    command reports and exits 1 without a traceback, and the same command again resumes the job."""
+    sweep = tmp_path / "sweep"
+    proc = launch(sweep, env)
+    job_id = running_job(env, sweep)
+    if how == "SIGKILL":
+        os.kill(int((sweep / JOB / ".lock").read_text().split()[1]), signal.SIGKILL)
+    else:
+        slurm(env, "scancel", job_id)
+    code, err = finish(proc)
+    assert code == 1 and "Traceback" not in err, err[-3000:]
+    record = json.loads((sweep / JOB / "metrics.json").read_text())
+    if how == "SIGKILL":
+        assert record["status"] == "failed" and "SLURM job" in record["error"] and "without a result" in record["error"]
+        assert f"{JOB} | failed" in (sweep / "summary.md").read_text()
+    else:
+        assert record["status"] == "interrupted", record
+        assert "cancelled by the scheduler, so not requeued" in (sweep / JOB / "reslab.log").read_text()
+    assert f"did not finish: {JOB}" in err
+    code, err = finish(launch(sweep, env))
+    assert code == 0, err[-3000:]
+    assert final(sweep / JOB) == straight
+
+
+def test_a_time_limit_requeues_the_job_until_it_ends_as_if_never_stopped(env, tmp_path, one_torch_thread):
+    """submitit asks SLURM for SIGUSR2 45 s before a 2-minute limit; SLURM checks limits once a minute, so the signal
+    comes 15 to 75 s into an attempt: the job checkpoints and is requeued (counted against max_num_timeout) until it
+    has trained all its steps, as if never stopped. One torch thread each: the job and the uninterrupted run here
+    train side by side on the 2-core machine."""
+    from reslab.config import compose_config
+    from reslab.job import train
+
+    long = ["trainer.max_steps=2400", "trainer.val_every_n_steps=600", "trainer.threads=1"]
+    sweep = tmp_path / "sweep"
+    proc = launch(sweep, env, *long, "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=45")
+    straight = train(compose_config([*ARGS, *long], output_dir=tmp_path / "straight"))  # meanwhile, here
+    code, err = finish(proc, 600)
+    assert code == 0, err[-3000:]
+    assert "this job is timed-out" in logs(sweep) and "resuming from" in (sweep / JOB / "reslab.log").read_text()
+    assert final(sweep / JOB) == {k: straight[k] for k in FINAL_KEYS}
+
+
+def test_the_users_ctrl_c_checkpoints_and_cancels_the_sweeps_jobs_and_a_rerun_completes_them(env, straight, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = launch(sweep, env, "model=plain,residual")  # one CPU-preset job at a time on the 2-CPU node
+    running_job(env, sweep)
+    proc.send_signal(signal.SIGINT)
+    code, err = finish(proc)
+    assert code == 128 + signal.SIGINT, err[-3000:]
+    assert json.loads((sweep / JOB / "metrics.json").read_text())["status"] == "interrupted"
+    assert not (sweep / "residual-8_seed0" / "metrics.json").exists()  # pending: cancelled before it started
+    assert slurm(env, "squeue", "-h") == ""  # nothing left running unwatched
+    assert "rerun the same command" in err
+    code, err = finish(launch(sweep, env, "model=plain,residual"))
+    assert code == 0, err[-3000:]
+    assert final(sweep / JOB) == straight and final(sweep / "residual-8_seed0")["steps"] == 300
+
+
+def test_a_request_slurm_refuses_or_can_never_start_is_one_line(env, tmp_path):
+    gpu = subprocess.run(
+        [sys.executable, "-m", "reslab", "-m", *ARGS, "hydra/launcher=slurm", f"hydra.sweep.dir={tmp_path / 'a'}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert gpu.returncode == 2 and "Traceback" not in gpu.stderr, gpu.stderr[-3000:]
+    assert gpu.stderr.strip().splitlines()[-1].startswith("reslab: error: SLURM refused the sweep's jobs: Invalid gen")
+    assert "slurm_cpu" in gpu.stderr
+    sweep = tmp_path / "b"
+    code, err = finish(launch(sweep, env, "hydra.launcher.cpus_per_task=8"), 120)  # on a 2-CPU node
+    assert code == 1 and "Traceback" not in err, err[-3000:]
+    record = json.loads((sweep / JOB / "metrics.json").read_text())
+    assert record["status"] == "failed" and "never started" in record["error"] and "cpus_per_task" in record["error"]
+    assert slurm(env, "squeue", "-h") == ""
+
+
+def test_a_run_on_a_slurm_host_outside_srun_has_no_srun_warning(env, tmp_path):
+    """Lightning warns whenever `srun` is on the PATH and the process was not started by it (a login node, a job
+    script without srun, joblib's workers); reslab starts a run's processes itself, so the hint would mislead."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "reslab", *TINY, "trainer.max_steps=2", f"hydra.run.dir={out}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and shutil.which("srun", path=env.get("PATH")), proc.stderr[-3000:]
+    assert "srun` command is available" not in proc.stdout + proc.stderr + (out / "reslab.log").read_text()
