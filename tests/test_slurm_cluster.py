@@ -151,6 +151,23 @@ def test_a_job_stopped_by_slurm_is_requeued_and_ends_as_if_never_stopped(how, en
     assert int(slurm(env, "scontrol", "show", "job", "-o", job_id).split("Restarts=")[1].split()[0]) >= 1
 
 
+def test_a_job_preempted_by_a_higher_priority_partition_is_requeued_and_ends_as_if_never_stopped(
+    env, straight, tmp_path
+):
+    """Real preemption: partition `low` (PreemptMode=REQUEUE, GraceTime=10 s) is preempted by any job of `high`;
+    with preempt_send_user_signal the job gets submitit's SIGUSR2 at once, checkpoints, and SLURM requeues it."""
+    sweep = tmp_path / "sweep"
+    proc = launch(sweep, env, "hydra.launcher.partition=low")
+    job_id = running_job(env, sweep)
+    slurm(env, "sbatch", "-p", "high", "-c", "2", "-o", "/dev/null", "--wrap", "sleep 5")  # takes the whole node
+    code, err = finish(proc)
+    assert code == 0, err[-3000:]
+    log = (sweep / JOB / "reslab.log").read_text()
+    assert "stopped by SIG" in log and "resuming from" in log, log[-3000:]
+    assert final(sweep / JOB) == straight
+    assert int(slurm(env, "scontrol", "show", "job", "-o", job_id).split("Restarts=")[1].split()[0]) >= 1
+
+
 @pytest.mark.parametrize("how", ["SIGKILL", "scancel"])
 def test_a_job_killed_or_cancelled_ends_alone_and_the_rerun_completes_it(how, env, straight, tmp_path):
     """SIGKILL (the kernel's OOM killer): no checkpoint at the kill, no result; the command records the failure with
