@@ -54,7 +54,7 @@ __all__ = [
 
 def main(argv: list[str] | None = None) -> int:
     """``reslab bench``: returns the exit status; a `UserError` (missing data, a bad option) is one line and 2."""
-    from reslab.cli.hydra_app import quiet_console
+    from reslab.console import quiet_console
 
     quiet_console()
     try:

@@ -113,7 +113,7 @@ def _rank_main(rank: int, world_size: int, port: int, job: Callable[[], dict], l
 
 def _log_like_the_parent(log_file: str, rank: int) -> None:
     """Rank 0 logs to the console and the job's log file as the parent does; the others only errors."""
-    from reslab.cli.hydra_app import quiet_console
+    from reslab.console import quiet_console
 
     fmt = logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     root = logging.getLogger()
