@@ -1,5 +1,5 @@
 """Runs every bad-input case of tests/test_bad_input.py as a real `python run.py` process and writes the
-table of messages to experiments/bad_input/README.md.
+table of messages into experiments/bad_input/README.md, below its marker line (MARKER); the text above it is kept.
 
     .venv/bin/python experiments/bad_input/make_table.py
 """
@@ -18,8 +18,13 @@ from test_bad_input import CASES, PREFLIGHT_CASES, run, setup_files  # noqa: E40
 from reslab.config import compose_config  # noqa: E402
 from reslab.job import train  # noqa: E402
 
+README = Path(__file__).parent / "README.md"
+MARKER = "<!-- make_table.py writes everything below this line -->"
+
 
 def main() -> None:
+    if MARKER not in README.read_text():
+        raise SystemExit(f"make_table.py: {README} has no line {MARKER!r}; add it where the table goes")
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), CUDA_VISIBLE_DEVICES="")
     rows = ["| input | command (after the tiny test settings) | exit | the one line printed |", "|---|---|---|---|"]
     for case, args, _ in CASES + PREFLIGHT_CASES:
@@ -60,12 +65,15 @@ def main() -> None:
             f"| checkpoint that could run code | `resume=<a file holding a Python object>` | "
             f"{proc.returncode} | `{line}` |"
         )
-    text = (
-        "Every bad-input case of `tests/test_bad_input.py`, run as a real `python run.py` process on the "
-        "`debug=tiny` preset plus the input shown; made with\n\n"
-        "    .venv/bin/python experiments/bad_input/make_table.py\n\n" + "\n".join(rows) + "\n"
-    )
-    (Path(__file__).parent / "README.md").write_text("# Bad input: what reslab prints\n\n" + text)
+    write_table(rows)
+
+
+def write_table(rows: list[str]) -> None:
+    """The table replaces everything below README.md's marker line; the hand-written text above it stays."""
+    head, found, _ = README.read_text().partition(MARKER)
+    if not found:
+        raise SystemExit(f"make_table.py: {README} has no line {MARKER!r}; add it where the table goes")
+    README.write_text(head + MARKER + "\n" + "\n".join(rows) + "\n")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,14 @@
 #
 # Run from the repository root on a machine with a GPU, Hydra's wheels on PYTHONPATH and Fashion-MNIST in data/:
 #   bash experiments/degradation_fashion28_gpu/run.sh            # writes $OUT (default: gpu_out)
+# The committed study is these three launches (the second and third at the same time, each with its own OUT and
+# SWEEP), its 14 job folders then put into one sweep/ here by the retention rule (experiments/README.md):
+#   bash experiments/degradation_fashion28_gpu/run.sh
+#   ARGS="depth=20,56 model=plain,residual seed=2 trainer.threads=2" N_JOBS=4 bash experiments/degradation_fashion28_gpu/run.sh
+#   ARGS="depth=110 model=plain,residual seed=0 trainer.threads=2" N_JOBS=2 bash experiments/degradation_fashion28_gpu/run.sh
+#   # back here, each $OUT's sweep.tgz and events.tgz unpacked into one folder <all>:
+#   .venv/bin/python experiments/retention.py copy <all> experiments/degradation_fashion28_gpu/sweep
+#   .venv/bin/reslab report experiments/degradation_fashion28_gpu/sweep
 # A deadline (DEADLINE seconds, default 470) stops the sweep with SIGTERM: jobs checkpoint and the report says
 # which did not finish; rerunning the same command with hydra.sweep.dir=<that dir> completes them.
 set -u -o pipefail

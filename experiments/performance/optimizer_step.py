@@ -13,14 +13,14 @@ import time
 
 import torch
 
-from reslab.models import build_net
+from reslab.models import CifarNet
 
 STEPS, WARMUP = 200, 5
 
 
 def time_steps(depth: int, fused: bool | None, device: str) -> tuple[float, list[torch.Tensor]]:
     torch.manual_seed(0)
-    net = build_net(depth, "A", 3, 10, 16).to(device)
+    net = CifarNet(depth, "A", 3, 10, 16).to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4, fused=fused)
     grads = [torch.randn_like(p) for p in net.parameters()]  # random, not zeros: the same work as training
     for p, g in zip(net.parameters(), grads):

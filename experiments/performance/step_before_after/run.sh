@@ -5,10 +5,27 @@
 # Per commit: the main table (both arms, depths 20/56/110, every path, 3 repeats in rotating order), the fixed cost
 # per step on a tiny net, and a torch.profiler breakdown of residual-20's full path. Writes <which>_*.json and
 # profile_<which>/ here.
+# The README's other measurements, at the current commit (they were made at 54d9f55, 8d24707 and e901f8d):
+#   bash experiments/performance/step_before_after/run.sh more
+# the 7-repeat run (after_long.json), the depth-20 and tiny-net reruns (after_log_*.json), the cProfile of
+# residual-20's full path (cprofile_parts.txt) and the README's tables (summarize.py).
 set -u
-BEFORE=$1 AFTER=$2 WORK=$3
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=$PWD/.venv/bin/python
+if [ "${1:-}" = more ]; then
+  "$PY" -m reslab bench --depths 20 56 110 --models residual plain --paths loop full --steps 60 --warmup 5 \
+    --repeats 7 --out "$HERE/after_long.json"
+  "$PY" -m reslab bench --depths 20 --models residual plain --paths loop full --steps 60 --warmup 5 --repeats 7 \
+    --out "$HERE/after_log_d20.json"
+  "$PY" -m reslab bench --depths 8 --models residual --steps 200 --warmup 10 --repeats 3 \
+    --out "$HERE/after_log_overhead.json" -- dataset=synthetic dataset.batch_size=8 model.width=4 \
+    dataset.synthetic_train=4000
+  "$PY" "$HERE/cprofile_parts.py" > "$HERE/cprofile_parts.txt"
+  "$PY" "$HERE/summarize.py"
+  exit
+fi
+[ $# -eq 3 ] || { echo "run.sh: give BEFORE AFTER SCRATCH_DIR, or 'more'" >&2; exit 2; }
+BEFORE=$1 AFTER=$2 WORK=$3
 mkdir -p "$WORK"
 { lscpu | grep -E "^(Model name|CPU\(s\))"; grep -o -m1 -w avx512_bf16 /proc/cpuinfo; } > "$HERE/machine.txt"; "$PY" -c "import torch; print('torch', torch.__version__)" >> "$HERE/machine.txt"
 for which in before after; do
