@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from reslab.analysis import landscape
 from reslab.analysis.cli import main
 from reslab.analysis.trained import TrainedRun
-from reslab.models import build_net
+from reslab.models import CifarNet
+from reslab.plots import landscape as landscape_plots
 from reslab.results.runs import load_run
 
 SMALL = ["--images", "32", "--points", "5", "--grid", "3", "--device", "cpu"]
@@ -73,7 +74,7 @@ def test_the_scan_measures_the_nets_own_loss_at_theta_and_at_the_points_of_the_g
 def test_directions_are_filter_normalised_and_leave_biases_and_bn_alone():
     torch.manual_seed(0)
     for norm in ("batch", "none"):  # without BN the convs have biases
-        net = build_net(8, "A", 3, 10, 4, norm)
+        net = CifarNet(8, "A", 3, 10, 4, norm)
         with torch.no_grad():
             net.stage1.block1.conv1.weight[2].zero_()  # a dead filter gets no direction
         d1, d2 = landscape.directions(net, 0, 2)
@@ -194,9 +195,11 @@ def test_the_summary_measures_tell_a_bowl_from_a_saddle():
     a, b = np.meshgrid(grid, grid, indexing="ij")
     bowl, saddle = 1 + a**2 + 3 * b**2, 2 + a**2 - b**2
     step = grid[1] - grid[0]
-    assert landscape.convex_fraction(bowl, step) == 1.0
-    assert landscape.convex_fraction(saddle, step) == 0.0
-    assert landscape.convex_fraction(np.full((5, 5), 2.3), 0.5) == 1.0  # flat: no negative curvature
-    assert landscape.basin_fraction({"loss_2d": bowl, "origin_loss": np.array(1.0)}) == np.mean(a**2 + 3 * b**2 <= 1)
+    assert landscape_plots.convex_fraction(bowl, step) == 1.0
+    assert landscape_plots.convex_fraction(saddle, step) == 0.0
+    assert landscape_plots.convex_fraction(np.full((5, 5), 2.3), 0.5) == 1.0  # flat: no negative curvature
+    assert landscape_plots.basin_fraction({"loss_2d": bowl, "origin_loss": np.array(1.0)}) == np.mean(
+        a**2 + 3 * b**2 <= 1
+    )
     curve = {"alphas": landscape.axis(5, 1.0), "loss_1d": np.array([5.0, 2.0, 1.0, 3.0, 9.0]), "origin_loss": 1.0}
-    assert landscape.sharpness_1d(curve, 1.0) == {-1.0: 5.0, -0.5: 2.0, 0.5: 3.0, 1.0: 9.0}
+    assert landscape_plots.sharpness_1d(curve, 1.0) == {-1.0: 5.0, -0.5: 2.0, 0.5: 3.0, 1.0: 9.0}

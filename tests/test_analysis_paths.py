@@ -12,8 +12,10 @@ import torch
 from scipy.special import comb
 
 from reslab.analysis import paths
-from reslab.analysis.cli import Measured, main
+from reslab.analysis.cli import main
 from reslab.analysis.trained import TrainedRun
+from reslab.plots import paths as paths_plots
+from reslab.plots.measured import Measured
 from reslab.results.runs import load_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -123,12 +125,15 @@ def test_a_random_path_of_length_k_takes_k_branches_each_block_alike():
 
 
 def test_the_shortest_interval_holding_90_percent():
-    assert paths.shortest_interval(np.array([0.0, 0.5, 0.45, 0.05])) == (1, 2)
-    assert paths.shortest_interval(np.array([0.05, 0.45, 0.45, 0.05])) == (1, 2)  # exactly 90% is enough
-    assert paths.shortest_interval(np.array([0.05, 0.44, 0.44, 0.07])) == (1, 3)  # of two 3 long, the one with more
-    assert paths.shortest_interval(np.array([0.1, 0.1, 0.8])) == (1, 2)
-    assert paths.shortest_interval(np.full(10, 0.1)) in {(0, 8), (1, 9)}
-    assert paths.shortest_interval(np.array([0.0, 0.0, 1.0, 0.0])) == (2, 2)
+    assert paths_plots.shortest_interval(np.array([0.0, 0.5, 0.45, 0.05])) == (1, 2)
+    assert paths_plots.shortest_interval(np.array([0.05, 0.45, 0.45, 0.05])) == (1, 2)  # exactly 90% is enough
+    assert paths_plots.shortest_interval(np.array([0.05, 0.44, 0.44, 0.07])) == (
+        1,
+        3,
+    )  # of two 3 long, the one with more
+    assert paths_plots.shortest_interval(np.array([0.1, 0.1, 0.8])) == (1, 2)
+    assert paths_plots.shortest_interval(np.full(10, 0.1)) in {(0, 8), (1, 9)}
+    assert paths_plots.shortest_interval(np.array([0.0, 0.0, 1.0, 0.0])) == (2, 2)
 
 
 def test_a_plain_run_is_refused_with_one_line(analysis_sweep, capsys):
@@ -172,7 +177,7 @@ def test_a_sweep_measures_its_residual_runs_only_and_draws_the_figure(analysis_s
     assert list(arrays["paths"]) == [comb(6, k, exact=True) for k in range(7)]
     assert arrays["total"] == pytest.approx(arrays["paths"] * arrays["per_path"])
     assert arrays["share"].sum() == pytest.approx(1.0)
-    lo, hi = arrays["interval"].astype(int)
+    lo, hi = paths_plots.shortest_interval(arrays["share"])
     assert arrays["share"][lo : hi + 1].sum() >= 0.9 and 0 <= lo <= float(arrays["mean_length"]) <= hi <= 6
 
     # The stored norms are those of the single-path gradients of the paths drawn with the seed, in order.
@@ -204,11 +209,11 @@ def test_a_collapsed_net_has_no_gradient_to_share_and_is_left_out_and_said_so(an
     dead = paths.measure(run, settings)
     assert not dead["per_path"].any() and np.isnan(dead["share"]).all() and np.isnan(dead["mean_length"])
     alive = paths.measure(trained(analysis_sweep / "residual-8_seed0"), settings)
-    results = [Measured("residual", 8, 1, "residual-8_seed1", dead), Measured("residual", 8, 0, "r", alive)]
-    (line,) = paths.summary(results, settings)
+    results = [Measured("residual", "A", 8, 1, "residual-8_seed1", dead), Measured("residual", "A", 8, 0, "r", alive)]
+    (line,) = paths_plots.summary(results, settings)
     assert "(3 blocks):" in line and "left out: seed 1, where the gradient at the first block's input is" in line
     assert f"weighted mean {float(alive['mean_length']):.1f} blocks" in line
-    (line,) = paths.summary(results[:1], settings)
+    (line,) = paths_plots.summary(results[:1], settings)
     assert "exactly zero on every image" in line and "weighted mean" not in line
     for drawn in (results, results[:1]):
-        assert paths.figure(drawn, settings).axes
+        assert paths_plots.figure(drawn, settings).axes

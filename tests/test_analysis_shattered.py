@@ -110,7 +110,7 @@ def test_the_projections_are_seeded_and_the_logits_do_not_use_them(analysis_swee
 
 
 def test_the_initial_net_is_the_net_training_started_from(analysis_sweep):
-    from reslab.job import build_job
+    from reslab.build import build_job
 
     job = analysis_sweep / "residual-8_seed1"
     run = trained(job)
@@ -182,7 +182,8 @@ def test_a_sweep_gets_one_figure_and_every_run_its_arrays_and_tensorboard_curves
 
 
 def test_nets_whose_gradients_are_zero_at_some_or_all_layers_are_drawn_and_said_so(analysis_sweep):
-    from reslab.analysis.cli import Measured
+    from reslab.plots import shattered as shattered_plots
+    from reslab.plots.measured import Measured
 
     run = TrainedRun(load_run(analysis_sweep / "residual-8_seed0"))
     arrays = shattered.measure(run, {"pairs": 1, "points": 8, "seed": 0, "bn_images": 64})
@@ -190,10 +191,10 @@ def test_nets_whose_gradients_are_zero_at_some_or_all_layers_are_drawn_and_said_
     partly = {k: v.copy() for k, v in arrays.items()}
     partly["trained_lag"][::2] = np.nan  # some layers' gradients zero, others not
     results = [
-        Measured("residual", 8, 0, "a", arrays),
-        Measured("plain", 8, 0, "b", collapsed),
-        Measured("residual (model.norm=none)", 8, 0, "c", partly),
+        Measured("residual", "A", 8, 0, "a", arrays),
+        Measured("plain", "none", 8, 0, "b", collapsed),
+        Measured("residual (model.norm=none)", "A", 8, 0, "c", partly),
     ]
-    shattered.figure(results, {}).savefig(analysis_sweep / "figure.png")  # no line to draw for "plain": no crash
-    lines = shattered.summary(results, {})
+    shattered_plots.figure(results, {}).savefig(analysis_sweep / "figure.png")  # no line to draw for "plain": no crash
+    lines = shattered_plots.summary(results, {})
     assert any("**plain-8**: every input gradient is zero" in line for line in lines)

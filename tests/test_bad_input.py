@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TINY, compose_config
 
-from reslab.cli import preflight
 from reslab.errors import UserError
 from reslab.job import train
+from reslab.overrides import preflight
 
 
 def write_mnist(folder: Path, truncate: bool = False, garbage: bool = False) -> None:
@@ -55,11 +55,11 @@ CASES = [
     ("depth 0", ["depth=0"], "depth=0 is not 6n+2"),
     ("depth -8", ["depth=-8"], "depth=-8 is not 6n+2"),
     ("depth 21", ["depth=21"], "nearest valid depths are 20 or 26"),
-    ("unknown shortcut", ["model.shortcut=C"], "unknown shortcut 'C'"),
-    ("unknown precision", ["trainer.precision=fp8"], "unknown precision 'fp8'"),
-    ("unknown compile mode", ["trainer.compile=fastest"], "unknown trainer.compile='fastest'"),
-    ("unknown CUDA-graph setting", ["trainer.cuda_graph=yes"], "unknown trainer.cuda_graph='yes'"),
-    ("CUDA graph without a GPU", ["trainer.cuda_graph=true"], "trainer.cuda_graph=true needs a CUDA GPU"),
+    ("unknown shortcut", ["model.shortcut=C"], "unknown model.shortcut='C'"),
+    ("unknown precision", ["runtime.precision=fp8"], "unknown runtime.precision='fp8'"),
+    ("unknown compile mode", ["runtime.compile=fastest"], "unknown runtime.compile='fastest'"),
+    ("unknown CUDA-graph setting", ["runtime.cuda_graph=yes"], "unknown runtime.cuda_graph='yes'"),
+    ("CUDA graph without a GPU", ["runtime.cuda_graph=true"], "runtime.cuda_graph=true needs a CUDA GPU"),
     ("batch size 0", ["dataset.batch_size=0"], "dataset.batch_size=0 is out of range: it must be a positive"),
     ("batch size -1", ["dataset.batch_size=-1"], "dataset.batch_size=-1 is out of range"),
     ("max_steps 0", ["trainer.max_steps=0"], "trainer.max_steps=0 is out of range: it must be a positive number"),
@@ -74,7 +74,7 @@ CASES = [
         ["model.width=20000"],
         "GiB is free on the cpu; lower dataset.batch_size, model.width",
     ),
-    ("milestone past the end", ["optim.milestones=[0.5,1.5]"], "each must be a fraction of trainer.max_steps"),
+    ("milestone past the end", ["schedule.milestones=[0.5,1.5]"], "each must be a fraction of trainer.max_steps"),
     ("data dir not writable", ["dataset=mnist", "data_dir={ro}/data"], "not writable"),
     ("data missing offline", ["dataset=mnist", "dataset.download=false", "data_dir={tmp}/data"], "not found"),
     ("truncated data file", ["dataset=mnist", "dataset.download=false", "data_dir={tmp}/data"], "truncated or corrupt"),
@@ -95,8 +95,12 @@ PREFLIGHT_CASES = [
     ("zero instrument interval", ["callbacks.grad_norms.every_n_steps=0"], "must be a positive number of steps"),
     ("config shown for a sweep", ["--cfg", "job", "-m", "depth=8,14"], "--cfg and --info show one composed config"),
     ("search without -m", ["hparams_search=lr"], "hparams_search runs a search of many jobs: add -m"),
-    ("unknown strategy", ["trainer.strategy=ddp_spawn"], "unknown trainer.strategy='ddp_spawn'; choose auto or ddp"),
-    ("zero threads", ["trainer.threads=0"], "trainer.threads=0: choose auto or a positive number of threads"),
+    (
+        "unknown strategy",
+        ["trainer.strategy=ddp_spawn"],
+        "unknown trainer.strategy='ddp_spawn'; choose one of: auto, ddp",
+    ),
+    ("zero threads", ["runtime.threads=0"], "runtime.threads=0: choose auto or a positive number of threads"),
     (
         "batch that does not split across devices",
         ["trainer=ddp", "dataset.batch_size=33"],

@@ -11,7 +11,7 @@ from conftest import TINY
 from reslab import bench, cli
 from reslab.bench.gpu_datasheets import lookup
 from reslab.bench.peak import Clock, cpu_peak, gpu_peak, parse_clock, physical_cores
-from reslab.models import build_net
+from reslab.models import CifarNet
 
 
 def run_bench(*args: str) -> int:
@@ -42,7 +42,7 @@ def test_the_benchmark_runs_across_epoch_ends_and_writes_its_json(tmp_path):
 
 
 def test_multiply_adds_are_counted_layer_by_layer():
-    net = build_net(8, "A", in_channels=1, num_classes=10, width=4)
+    net = CifarNet(8, "A", in_channels=1, num_classes=10, width=4)
     # stem 1->4 at 14x14; stage1 two 4->4 convs at 14x14; stage2 4->8 (stride 2) and 8->8 at 7x7;
     # stage3 8->16 (stride 2) and 16->16 at 4x4; fc 16->10. MACs of a 3x3 conv: H*W*out*in*9.
     expected = (
@@ -212,7 +212,7 @@ def test_reslab_bench_writes_the_peak_its_derivation_and_the_matmul_rate(tmp_pat
 def test_a_user_error_is_one_line_and_exit_status_2(capsys):
     assert cli.main(["bench", "--depths", "8", "--out", "unused.json", "debug=tiny", "trainer.accelerator=tpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("reslab bench: error: unknown accelerator 'tpu'")
+    assert len(err) == 1 and err[0].startswith("reslab bench: error: unknown trainer.accelerator='tpu'")
 
 
 def test_loop_overrides_reach_the_hand_loop_alone(tmp_path, monkeypatch):

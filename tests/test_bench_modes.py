@@ -18,7 +18,7 @@ from reslab import cli
 TINY_JOB = [
     *TINY,
     "depth=8",
-    "trainer.val_every_n_steps=8",
+    "trainer.val_check_interval=8",
     "callbacks.grad_norms.figure_every_n_steps=0",
     "callbacks.responses.figure_every_n_steps=0",
 ]
@@ -72,13 +72,13 @@ def test_schedule_runs_one_job_and_projects_from_its_measured_rate(in_tmp, capsy
         (["--mode", "share", "--jobs", "0"], "--jobs=0 must be at least 1"),
         (["--mode", "schedule", "--project-steps", "-1"], "--project-steps=-1 must be at least 1"),
         (["--mode", "schedule", "--jobs", "2"], "--jobs belongs to --mode share"),
-        (["--mode", "share", "--loop-overrides", "trainer.compile=default"], "--loop-overrides belongs to --mode step"),
+        (["--mode", "share", "--loop-overrides", "runtime.compile=default"], "--loop-overrides belongs to --mode step"),
         (["--mode", "schedule", "--", *TINY_JOB, "trainer.no_such_key=1"], "Could not override 'trainer.no_such_key'"),
         (["--mode", "share", "--", *TINY, "model=plain,resnet"], "unknown model 'resnet'"),
         (["--mode", "share", "--", *TINY, "depth=8,9"], "depth=9"),
         (["--mode", "share", "--", *TINY, "hydra/launcher=joblib"], "the bench sets the launcher"),
         (["--mode", "schedule", "--", *TINY, "depth=8,14"], "--mode schedule runs one job"),
-        (["--mode", "schedule", "--", *TINY_JOB, "trainer.accelerator=tpu"], "unknown accelerator 'tpu'"),
+        (["--mode", "schedule", "--", *TINY_JOB, "trainer.accelerator=tpu"], "unknown trainer.accelerator='tpu'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_status_2_before_any_job_starts(argv, says, in_tmp, capsys):
@@ -98,9 +98,9 @@ def test_a_bad_override_of_the_step_modes_loop_is_one_line(in_tmp, capsys):
 
 
 def test_the_step_mode_refuses_a_cuda_graph_without_a_gpu_in_one_line(in_tmp, capsys):
-    assert bench("--out", str(in_tmp / "b.json"), "--", *TINY, "trainer.cuda_graph=true") == 2
+    assert bench("--out", str(in_tmp / "b.json"), "--", *TINY, "runtime.cuda_graph=true") == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "trainer.cuda_graph=true needs a CUDA GPU" in err[0], err
+    assert len(err) == 1 and "runtime.cuda_graph=true needs a CUDA GPU" in err[0], err
 
 
 def test_a_run_folder_that_holds_an_earlier_run_is_refused(in_tmp, capsys):

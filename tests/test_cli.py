@@ -60,7 +60,7 @@ def test_a_sweep_from_another_directory_names_jobs_by_every_swept_key(tmp_path, 
             *TINY,
             "model=plain",
             "optim.lr=0.1,0.05",
-            "optim=sgd,sgd_warmup",
+            "schedule=step,step_warmup",
             "trainer.max_steps=2",
             "hydra.callbacks.report.figures=false",  # the tables are what this test reads
             "hydra.sweep.dir=sweep",
@@ -71,10 +71,10 @@ def test_a_sweep_from_another_directory_names_jobs_by_every_swept_key(tmp_path, 
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p.name for p in (work / "sweep").iterdir() if (p / "metrics.json").exists())
     assert jobs == [
-        "plain-8_seed0_optim.lr=0.05_optim=sgd",
-        "plain-8_seed0_optim.lr=0.05_optim=sgd_warmup",
-        "plain-8_seed0_optim.lr=0.1_optim=sgd",
-        "plain-8_seed0_optim.lr=0.1_optim=sgd_warmup",
+        "plain-8_seed0_optim.lr=0.05_schedule=step",
+        "plain-8_seed0_optim.lr=0.05_schedule=step_warmup",
+        "plain-8_seed0_optim.lr=0.1_schedule=step",
+        "plain-8_seed0_optim.lr=0.1_schedule=step_warmup",
     ]
     for job in jobs:
         record = json.loads((work / "sweep" / job / "metrics.json").read_text())
@@ -88,7 +88,7 @@ def test_a_sweep_from_another_directory_names_jobs_by_every_swept_key(tmp_path, 
 def test_progress_lines_when_the_output_is_a_file(tmp_path, run_env):
     """Not a terminal: a line every few percent, each log line once, no vendor tips."""
     proc = reslab(
-        [*TINY, "trainer.progress=auto", "trainer.progress_every=25", f"hydra.run.dir={tmp_path}/run"],
+        [*TINY, "runtime.progress=auto", "runtime.progress_every=25", f"hydra.run.dir={tmp_path}/run"],
         tmp_path,
         run_env,
     )
@@ -105,11 +105,11 @@ def test_progress_lines_when_the_output_is_a_file(tmp_path, run_env):
 
 def test_progress_log_reports_each_interval_once(tiny_cfg, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="reslab"):
-        train(tiny_cfg("trainer.progress=log", "trainer.progress_every=50", out=tmp_path / "job"))
+        train(tiny_cfg("runtime.progress=log", "runtime.progress_every=50", out=tmp_path / "job"))
     lines = [r.getMessage() for r in caplog.records if "steps/s" in r.getMessage()]
     assert [line.split(" ")[:2] for line in lines] == [["residual-8_seed0:", "step"]] * 2
     assert [line.split(" ")[2] for line in lines] == ["4/8", "8/8"]
-    with pytest.raises(Exception, match="unknown trainer.progress='loud'"):
+    with pytest.raises(Exception, match="unknown runtime.progress='loud'"):
         ProgressLog.wants_bar("loud")
 
 
@@ -125,7 +125,7 @@ def test_record_is_built_from_the_config_alone(tiny_cfg):
     core = ("model", "shortcut", "depth", "width", "dataset", "seed", "precision")
     assert [identity[k] for k in core] == ["residual_b", "B", 8, 4, "synthetic", 3, "32-true"]
     assert identity["optim.lr"] == 0.1 and identity["dataset.batch_size"] == 16 and "trainer.max_steps" in identity
-    assert "trainer.log_every_n_steps" not in identity and "trainer.compile" not in identity
+    assert "trainer.log_every_n_steps" not in identity and "runtime.compile" not in identity
     facts = record.facts(params=123)
     assert facts["run_name"] == record.name and facts["params"] == 123 and facts["seed"] == 3
     hparams = record.hparams(params=123)
@@ -144,8 +144,8 @@ def test_overfit_preset_drives_the_training_error_down(tmp_path):
             "model.width=8",
             "dataset.batch_size=32",
             "trainer.max_steps=60",
-            "trainer.val_every_n_steps=60",
-            "trainer.precision=32",
+            "trainer.val_check_interval=60",
+            "runtime.precision=32",
             "dataset.eval_batch_size=128",
         ],
         output_dir=tmp_path / "job",
@@ -167,8 +167,8 @@ def test_profile_preset_writes_where_the_time_went(tmp_path):
             "dataset.synthetic_train=256",
             "dataset.synthetic_test=64",
             "trainer.max_steps=4",
-            "trainer.val_every_n_steps=4",
-            "trainer.precision=32",
+            "trainer.val_check_interval=4",
+            "runtime.precision=32",
         ],
         output_dir=tmp_path / "job",
     )

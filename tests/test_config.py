@@ -41,15 +41,15 @@ def test_paper_experiment_is_the_cifar10_recipe(tmp_path):
     cfg = compose_config(["experiment=paper", "depth=110", "model=plain"], tmp_path)
     assert cfg.dataset.name == "cifar10" and cfg.dataset.crop_pad == 4 and cfg.dataset.hflip
     assert cfg.dataset.val_fraction == 0.1 and cfg.dataset.batch_size == 128
-    assert cfg.trainer.max_steps == 64000 and list(cfg.optim.milestones) == [0.5, 0.75]
+    assert cfg.trainer.max_steps == 64000 and list(cfg.schedule.milestones) == [0.5, 0.75]
     assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == (0.1, 0.9, 1e-4)
-    assert cfg.optim.warmup.steps == 0  # warm-up is chosen in config, never by architecture
+    assert cfg.schedule.warmup.steps == 0  # warm-up is chosen in config, never by architecture
     assert RunRecord.from_config(cfg).name == "plain-110_seed0"
 
 
 def test_warmup_preset_is_the_paper_rule(tmp_path):
-    cfg = compose_config(["experiment=paper", "optim=sgd_warmup"], tmp_path)
-    assert cfg.optim.warmup.lr == 0.01 and cfg.optim.warmup.until_error == 0.8
+    cfg = compose_config(["experiment=paper", "schedule=step_warmup"], tmp_path)
+    assert cfg.schedule.warmup.lr == 0.01 and cfg.schedule.warmup.until_error == 0.8
     assert cfg.dataset.name == "cifar10"
 
 

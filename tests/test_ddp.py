@@ -88,8 +88,8 @@ LONG_DDP = [
     *TINY,
     "trainer=ddp",
     "trainer.max_steps=300",
-    "callbacks.checkpoint.every_n_steps=5",
-    "trainer.val_every_n_steps=300",
+    "callbacks.checkpoint.every_n_train_steps=5",
+    "trainer.val_check_interval=300",
     "callbacks.grad_norms.figure_every_n_steps=0",
     "callbacks.responses.figure_every_n_steps=0",
 ]

@@ -6,11 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from reslab.build import build_job
 from reslab.data import ImageDataModule, StepShuffledBatches
+from reslab.data.datamodule import memory_format
 from reslab.errors import UserError
-from reslab.job import build_job, train
-from reslab.models import build_net
-from reslab.training.device import compile_mode, is_compiled, memory_format, prepare_net
+from reslab.job import train
+from reslab.models import CifarNet
+from reslab.training.net_layout import compile_mode, is_compiled, prepare_net
 
 
 @pytest.mark.parametrize(
@@ -29,14 +31,14 @@ def test_compile_mode_reads_the_config(value, mode):
 
 
 def test_unknown_compile_mode_is_refused_in_one_line():
-    with pytest.raises(UserError, match=r"unknown trainer.compile='fast'; choose false or one of: default, "):
+    with pytest.raises(UserError, match=r"unknown runtime.compile='fast'; choose one of: false, default, "):
         compile_mode("fast")
 
 
 def _twin_nets(depth: int = 14, shortcut: str = "A"):
     torch.manual_seed(0)
-    nchw = build_net(depth, shortcut, 3, 10, 8)
-    nhwc = build_net(depth, shortcut, 3, 10, 8)
+    nchw = CifarNet(depth, shortcut, 3, 10, 8)
+    nhwc = CifarNet(depth, shortcut, 3, 10, 8)
     nhwc.load_state_dict(nchw.state_dict())
     return nchw, prepare_net(nhwc, channels_last=True)
 
@@ -62,7 +64,7 @@ def test_channels_last_leaves_parameter_names_and_counts_alone():
 
 def test_the_data_module_hands_over_channels_last_batches(tiny_cfg):
     for flag in (True, False):
-        datamodule, _ = build_job(tiny_cfg(f"trainer.channels_last={flag}"))
+        datamodule, _ = build_job(tiny_cfg(f"runtime.channels_last={flag}"))
         x = datamodule.normalize(datamodule.train[0][:4])
         assert x.is_contiguous(memory_format=torch.channels_last) == flag
         assert x.dtype == torch.float32
@@ -83,8 +85,8 @@ def test_a_run_with_channels_last_learns_like_one_without(tiny_cfg, tmp_path):
         train(
             tiny_cfg(
                 "trainer.max_steps=40",
-                "trainer.val_every_n_steps=40",
-                f"trainer.channels_last={flag}",
+                "trainer.val_check_interval=40",
+                f"runtime.channels_last={flag}",
                 out=tmp_path / str(flag),
             )
         )
@@ -106,7 +108,7 @@ def test_a_compiled_run_trains_and_its_checkpoint_resumes_uncompiled(tiny_cfg, t
                 raise KeyboardInterrupt
 
     with pytest.raises(SystemExit):  # Lightning turns the interrupt into exit 1
-        train(tiny_cfg("trainer.compile=default", out=tmp_path / "job"), callbacks=[StopAtStep5()])
+        train(tiny_cfg("runtime.compile=default", out=tmp_path / "job"), callbacks=[StopAtStep5()])
     path = tmp_path / "job" / "checkpoints" / "last.ckpt"
     ckpt = torch.load(path, weights_only=True)
     assert ckpt["global_step"] == 4
@@ -116,7 +118,7 @@ def test_a_compiled_run_trains_and_its_checkpoint_resumes_uncompiled(tiny_cfg, t
 
 
 def test_compiling_is_in_place_and_visible():
-    net = build_net(8, "A", 1, 10, 4)
+    net = CifarNet(8, "A", 1, 10, 4)
     assert not is_compiled(net)
     prepare_net(net, channels_last=False, compile="default")  # compiles lazily: nothing runs here
     assert is_compiled(net)
@@ -125,7 +127,7 @@ def test_compiling_is_in_place_and_visible():
 def test_the_fused_sgd_makes_the_papers_update(tiny_cfg):
     """reslab's optimiser (fused kernel) against torch's default SGD kernel with the paper's settings."""
     _, system = build_job(tiny_cfg())
-    reference = build_net(8, "A", 3, 10, 4)
+    reference = CifarNet(8, "A", 3, 10, 4)
     reference.load_state_dict(system.net.state_dict())
     ours = system.configure_optimizers()["optimizer"]
     theirs = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
@@ -154,14 +156,14 @@ def test_a_checkpoint_does_not_bring_back_the_optimiser_kernel_it_was_saved_with
 
 @pytest.mark.parametrize("flag", [True, False])
 def test_cudnn_benchmark_follows_the_config(tiny_cfg, tmp_path, flag):
-    from reslab.job import build_trainer
+    from reslab.build import build_trainer
 
-    build_trainer(tiny_cfg(f"trainer.cudnn_benchmark={flag}"), tmp_path, "cpu", "32-true", [])
+    build_trainer(tiny_cfg(f"trainer.benchmark={flag}"), tmp_path, "cpu", "32-true", [])
     assert torch.backends.cudnn.benchmark is flag
 
 
 def test_jobs_run_at_once_spread_over_the_visible_gpus_round_robin():
-    from reslab.training.device import gpu_for_job
+    from reslab.training.placement import gpu_for_job
 
     assert [gpu_for_job(k, concurrent=4, visible=2) for k in range(5)] == [0, 1, 0, 1, 0]
     assert [gpu_for_job(k, concurrent=1, visible=2) for k in range(3)] == [0, 0, 0]  # one at a time: the first

@@ -90,7 +90,9 @@ def test_the_index_lists_every_study():
     top = {p.name for p in EXPERIMENTS.iterdir() if p.is_dir() and p.name not in DEBRIS_FOLDERS}
     with_readme = {str(p.parent.relative_to(EXPERIMENTS)) for p in EXPERIMENTS.rglob("README.md")} - {"."}
     assert not top - studies, f"folders of experiments/ missing from its index: {sorted(top - studies)}"
-    assert not with_readme - studies, f"folders with a README.md missing from the index: {sorted(with_readme - studies)}"
+    assert not with_readme - studies, (
+        f"folders with a README.md missing from the index: {sorted(with_readme - studies)}"
+    )
     assert all((EXPERIMENTS / s).is_dir() for s in studies), "the index lists a folder that does not exist"
 
 
@@ -133,7 +135,7 @@ def test_scripts_import_and_keep_their_work_under_main(script, monkeypatch):
         isinstance(n, ast.If) and "__name__" in ast.unparse(n.test) and "__main__" in ast.unparse(n.test)
         for n in tree.body
     )
-    assert guarded, f"{rel(script)} has no `if __name__ == \"__main__\":` block"
+    assert guarded, f'{rel(script)} has no `if __name__ == "__main__":` block'
     assert not _runs_work_at_import(tree), f"{rel(script)} does work at import, lines {_runs_work_at_import(tree)}"
     monkeypatch.setattr(sys, "path", list(sys.path))  # a script may put tests/ or src/ on it
     module = load_script(script)
@@ -157,7 +159,9 @@ def test_bad_input_table_keeps_the_readme_above_its_marker(tmp_path, monkeypatch
 def test_no_runtime_debris_is_tracked():
     allowed = set(kept_logs())
     files = tracked()
-    assert allowed <= set(files), f"experiments/README.md keeps logs that are not tracked: {sorted(allowed - set(files))}"
+    assert allowed <= set(files), (
+        f"experiments/README.md keeps logs that are not tracked: {sorted(allowed - set(files))}"
+    )
     debris = [
         f
         for f in files
@@ -184,11 +188,15 @@ def test_runtime_debris_is_ignored():
         "experiments/s/sweep/events.out.tfevents.1.vm.1.reslab-sweep",
     ]
     kept = ["experiments/s/sweep/job/events.out.tfevents.1.vm.1.0", "experiments/s/sweep/job/metrics.json"]
-    proc = subprocess.run(["git", "check-ignore", "--no-index", *debris, *kept], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", "check-ignore", "--no-index", *debris, *kept], cwd=ROOT, capture_output=True, text=True
+    )
     if proc.returncode == 128:
         pytest.skip(f"git check-ignore: {proc.stderr.strip()}")
     ignored = set(proc.stdout.split())
-    assert ignored == set(debris), f"not ignored: {sorted(set(debris) - ignored)}; ignored: {sorted(ignored - set(debris))}"
+    assert ignored == set(debris), (
+        f"not ignored: {sorted(set(debris) - ignored)}; ignored: {sorted(ignored - set(debris))}"
+    )
 
 
 def test_committed_sweeps_keep_only_what_the_retention_rule_keeps():
@@ -247,6 +255,6 @@ def test_the_retention_rule_as_code(tmp_path):
     assert sorted(map(str, rule.dropped(sweep))) == sorted(drop)
     copied = rule.copy_sweep(sweep, tmp_path / "kept")
     assert sorted(map(str, copied)) == sorted(keep)
-    assert sorted(str(p.relative_to(tmp_path / "kept")) for p in (tmp_path / "kept").rglob("*") if p.is_file()) == sorted(
-        keep
-    )
+    assert sorted(
+        str(p.relative_to(tmp_path / "kept")) for p in (tmp_path / "kept").rglob("*") if p.is_file()
+    ) == sorted(keep)

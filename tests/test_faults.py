@@ -25,8 +25,8 @@ from reslab.training.checkpoint_io import AtomicCheckpointIO, load_checkpoint
 LONG = [
     *TINY,
     "trainer.max_steps=400",
-    "callbacks.checkpoint.every_n_steps=5",
-    "trainer.val_every_n_steps=400",
+    "callbacks.checkpoint.every_n_train_steps=5",
+    "trainer.val_check_interval=400",
     "callbacks.grad_norms.figure_every_n_steps=0",
     "callbacks.responses.figure_every_n_steps=0",
 ]
@@ -109,7 +109,7 @@ def test_a_rerun_of_another_experiment_is_refused_and_a_log_interval_is_not(tiny
         ("optim.lr=0.05", "optim.lr=0.1 (this run: 0.05)"),
         ("depth=14", "depth=8 (this run: 14)"),
         ("dataset.crop_pad=2", "dataset.crop_pad=0 (this run: 2)"),
-        ("trainer.precision=bf16", "precision='32-true' (this run: 'bf16-mixed')"),
+        ("runtime.precision=bf16", "precision='32-true' (this run: 'bf16-mixed')"),
     ]:
         with pytest.raises(
             UserError,

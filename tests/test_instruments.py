@@ -6,13 +6,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from reslab.instruments import response_layers
 from reslab.job import train
-from reslab.models import build_net, weight_layers
+from reslab.models import CifarNet, weight_layers
 
 
 def test_instruments_record_arrays_and_tensorboard_tags(tiny_cfg, tmp_path):
     job = tmp_path / "job"
     train(tiny_cfg("model=residual", "depth=14", out=job))
-    names = [n for n, _ in weight_layers(build_net(14, "A"))]
+    names = [n for n, _ in weight_layers(CifarNet(14, "A"))]
 
     grads = np.load(job / "grad_norms.npz")
     assert list(grads["names"]) == names  # depth order, stable names
@@ -43,7 +43,7 @@ def test_instruments_record_arrays_and_tensorboard_tags(tiny_cfg, tmp_path):
 def test_grad_norms_equal_a_direct_computation(tiny_cfg, tmp_path):
     """The step-0 norms are those of the first batch's loss gradient at the initial weights (fp32: debug=tiny
     pins the precision, so this means the same on a CPU where `auto` would pick bf16)."""
-    from reslab.job import build_job
+    from reslab.build import build_job
 
     cfg = tiny_cfg("model=plain", "trainer.max_steps=1", out=tmp_path / "job")
     train(cfg)
@@ -60,9 +60,9 @@ def test_grad_norms_equal_a_direct_computation(tiny_cfg, tmp_path):
 def test_bf16_grad_norms_are_close_to_fp32_ones(tiny_cfg, tmp_path):
     """In bf16 autocast (native or emulated) the step-0 norms agree with an fp32 computation to a few percent:
     bf16 keeps 8 bits of mantissa. They also differ from it, so the run really was in bf16."""
-    from reslab.job import build_job
+    from reslab.build import build_job
 
-    cfg = tiny_cfg("model=plain", "trainer.max_steps=1", "trainer.precision=bf16", out=tmp_path / "job")
+    cfg = tiny_cfg("model=plain", "trainer.max_steps=1", "runtime.precision=bf16", out=tmp_path / "job")
     record = train(cfg)
     assert record["precision"] == "bf16-mixed"
     recorded = np.load(tmp_path / "job" / "grad_norms.npz")["values"][0]
@@ -75,7 +75,7 @@ def test_bf16_grad_norms_are_close_to_fp32_ones(tiny_cfg, tmp_path):
 
 
 def test_response_layers_pair_each_3x3_conv_with_its_bn():
-    net = build_net(8, "B")
+    net = CifarNet(8, "B")
     pairs = response_layers(net)
     assert [c for c, _ in pairs] == [
         "stem.conv",

@@ -12,7 +12,7 @@ from conftest import ROOT, TINY
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from reslab.job import train
-from reslab.models import build_net, count_parameters
+from reslab.models import CifarNet, count_parameters
 from reslab.record import RunRecord
 from reslab.training import Classifier
 
@@ -52,7 +52,7 @@ def test_train_returns_and_writes_final_metrics(tiny_cfg, tmp_path):
 
 
 def test_training_learns_the_synthetic_task(tiny_cfg, tmp_path):
-    cfg = tiny_cfg("trainer.max_steps=40", "trainer.val_every_n_steps=40", out=tmp_path / "job")
+    cfg = tiny_cfg("trainer.max_steps=40", "trainer.val_check_interval=40", out=tmp_path / "job")
     record = train(cfg)
     assert record["test_error"] < 0.5  # chance is 0.9
 
@@ -66,7 +66,7 @@ def test_lr_schedule_decays_at_half_and_three_quarters(tiny_cfg, tmp_path):
 
 
 def test_warmup_holds_the_low_lr_then_returns(tiny_cfg, tmp_path):
-    cfg = tiny_cfg("optim.warmup.steps=3", "trainer.log_every_n_steps=1", out=tmp_path / "job")
+    cfg = tiny_cfg("schedule.warmup.steps=3", "trainer.log_every_n_steps=1", out=tmp_path / "job")
     train(cfg)
     lrs = [round(e.value, 6) for e in EventAccumulator(str(tmp_path / "job")).Reload().Scalars("lr")]
     assert lrs[:4] == [0.01, 0.01, 0.01, 0.1]
@@ -75,10 +75,10 @@ def test_warmup_holds_the_low_lr_then_returns(tiny_cfg, tmp_path):
 def test_warmup_ends_when_the_training_error_drops_below_the_threshold(tiny_cfg, tmp_path):
     # The paper's rule: lr 0.01 until training error < 80%; the step cap (30) is far away.
     cfg = tiny_cfg(
-        "optim=sgd_warmup",
-        "optim.warmup.steps=30",
+        "schedule=step_warmup",
+        "schedule.warmup.steps=30",
         "trainer.max_steps=30",
-        "trainer.val_every_n_steps=30",
+        "trainer.val_check_interval=30",
         "trainer.log_every_n_steps=1",
         out=tmp_path / "job",
     )
@@ -93,7 +93,7 @@ def test_warmup_ends_when_the_training_error_drops_below_the_threshold(tiny_cfg,
 
 
 def test_validation_runs_at_its_interval_and_once_at_the_end(tiny_cfg, tmp_path):
-    train(tiny_cfg("trainer.max_steps=10", "trainer.val_every_n_steps=4", out=tmp_path / "job"))
+    train(tiny_cfg("trainer.max_steps=10", "trainer.val_check_interval=4", out=tmp_path / "job"))
     acc = EventAccumulator(str(tmp_path / "job")).Reload()
     assert len(acc.Scalars("val/error")) == 3  # after steps 4 and 8, and the final one at 10
     assert len(acc.Scalars("test/error")) == 1
@@ -103,8 +103,8 @@ def test_several_periodic_checkpoints_can_be_kept(tiny_cfg, tmp_path):
     train(
         tiny_cfg(
             "trainer.max_steps=12",
-            "callbacks.checkpoint.every_n_steps=3",
-            "callbacks.checkpoint.keep=2",
+            "callbacks.checkpoint.every_n_train_steps=3",
+            "callbacks.checkpoint.save_top_k=2",
             out=tmp_path / "job",
         )
     )
@@ -127,15 +127,15 @@ def test_job_dir_name_adds_only_swept_keys(tmp_path):
         "depth=20,56",
         "model=plain,residual",
         "optim.lr=0.1,0.05",
-        "optim=sgd,sgd_warmup",
+        "schedule=step,step_warmup",
         "trainer.max_steps=10",
         "hydra.launcher.n_jobs=1,2",
     ]
-    assert swept_keys(argv) == ["depth", "model", "optim.lr", "optim"]
-    job = ["depth=20", "model=plain", "optim.lr=0.05", "optim=sgd_warmup", "trainer.max_steps=10"]
-    cfg = compose_config([*job, "sweep_keys=[depth,model,optim.lr,optim]"], tmp_path)
-    record = RunRecord.from_config(cfg, choices={"model": "plain", "optim": "sgd_warmup"})
-    assert record.job_dir_name == "plain-20_seed0_optim.lr=0.05_optim=sgd_warmup"
+    assert swept_keys(argv) == ["depth", "model", "optim.lr", "schedule"]
+    job = ["depth=20", "model=plain", "optim.lr=0.05", "schedule=step_warmup", "trainer.max_steps=10"]
+    cfg = compose_config([*job, "sweep_keys=[depth,model,optim.lr,schedule]"], tmp_path)
+    record = RunRecord.from_config(cfg, choices={"model": "plain", "schedule": "step_warmup"})
+    assert record.job_dir_name == "plain-20_seed0_optim.lr=0.05_schedule=step_warmup"
     assert RunRecord.from_config(compose_config(job, tmp_path)).job_dir_name == "plain-20_seed0"
 
 
@@ -189,7 +189,7 @@ def test_sweep_subprocess_writes_one_readable_job_dir_per_combination(tmp_path, 
 
 
 def test_precision_auto_reads_the_cpu_flags(tmp_path, monkeypatch):
-    from reslab.training import device as precision
+    from reslab.training import accelerator as precision
 
     native, emulated = tmp_path / "native", tmp_path / "emulated"
     native.write_text("flags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile\n")
@@ -218,9 +218,9 @@ def test_paper_experiment_runs_end_to_end_on_cifar_format_files(tmp_path):
             "model.width=4",
             "dataset.batch_size=16",
             "trainer.max_steps=8",
-            "trainer.val_every_n_steps=4",
+            "trainer.val_check_interval=4",
             "trainer.log_every_n_steps=1",
-            "callbacks.checkpoint.every_n_steps=3",
+            "callbacks.checkpoint.every_n_train_steps=3",
             "callbacks.grad_norms.every_n_steps=2",
             "callbacks.responses.every_n_steps=3",
         ],
@@ -228,13 +228,13 @@ def test_paper_experiment_runs_end_to_end_on_cifar_format_files(tmp_path):
     )
     record = train(cfg)
     assert record["status"] == "finished" and record["dataset"] == "cifar10" and record["image_size"] == 32
-    assert record["params"] == count_parameters(build_net(8, "A", in_channels=3, num_classes=10, width=4))
+    assert record["params"] == count_parameters(CifarNet(8, "A", in_channels=3, num_classes=10, width=4))
     lrs = [round(e.value, 6) for e in EventAccumulator(str(tmp_path / "job")).Reload().Scalars("lr")]
     assert lrs == [0.1] * 4 + [0.01] * 2 + [0.001] * 2  # ÷10 at 50% and 75% of the budget
 
 
 class CountingClassifier(Classifier):
-    """reslab's module, counting its writes of training scalars (chosen through the config's ``optim._target_``)."""
+    """reslab's module, counting its writes of training scalars (chosen through the config's ``module._target_``)."""
 
     calls: list = []
 
@@ -257,7 +257,7 @@ class LightningLogsEveryStep(Classifier):
 def test_training_scalars_are_written_as_lightnings_self_log_writes_them(tiny_cfg, tmp_path):
     # reslab writes the training scalars itself, only on the steps Lightning would write (self.log costs a
     # millisecond per value): the same tags, steps and values. 10 steps, every 4, is not a multiple.
-    overrides = ("trainer.max_steps=10", "trainer.log_every_n_steps=4", "trainer.val_every_n_steps=10")
+    overrides = ("trainer.max_steps=10", "trainer.log_every_n_steps=4", "trainer.val_check_interval=10")
     tags = ("train/loss", "train/error", "lr", "by_depth/8/train_error")
 
     def written(out):
@@ -265,9 +265,9 @@ def test_training_scalars_are_written_as_lightnings_self_log_writes_them(tiny_cf
         return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in tags}
 
     CountingClassifier.calls = []
-    train(tiny_cfg(*overrides, "optim._target_=test_job.CountingClassifier", out=tmp_path / "reslab"))
+    train(tiny_cfg(*overrides, "module._target_=test_job.CountingClassifier", out=tmp_path / "reslab"))
     ours = written(tmp_path / "reslab")
-    train(tiny_cfg(*overrides, "optim._target_=test_job.LightningLogsEveryStep", out=tmp_path / "lightning"))
+    train(tiny_cfg(*overrides, "module._target_=test_job.LightningLogsEveryStep", out=tmp_path / "lightning"))
     assert ours == written(tmp_path / "lightning")
     assert [step for step, _ in ours["lr"]] == [3, 7]  # batches 4 and 8; TensorBoard counts from 0
     assert CountingClassifier.calls == [3, 7]  # no write whose values Lightning would drop

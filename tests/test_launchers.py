@@ -53,7 +53,7 @@ PREEMPTIBLE = [
     *TINY,
     "model=plain",
     "trainer.max_steps=30",
-    "callbacks.checkpoint.every_n_steps=5",
+    "callbacks.checkpoint.every_n_train_steps=5",
     "callbacks.grad_norms.figure_every_n_steps=0",
     "callbacks.responses.figure_every_n_steps=0",
 ]
@@ -105,7 +105,7 @@ def test_a_job_preempted_under_submitit_is_requeued_and_ends_as_if_never_stopped
 def test_under_slurm_lightning_leaves_preemption_to_reslab_and_submitit(tiny_cfg, tmp_path, monkeypatch):
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-    from reslab.job import build_trainer
+    from reslab.build import build_trainer
 
     monkeypatch.setenv("SLURM_NTASKS", "1")
     monkeypatch.setenv("SLURM_JOB_NAME", "reslab")

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from reslab.results import figures as plots
+from reslab.plots import training as plots
 from reslab.results.report import FIGURES, main, report, summarize
 from reslab.results.runs import load_sweep
 

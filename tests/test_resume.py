@@ -49,7 +49,7 @@ def test_resume_in_process_matches_an_uninterrupted_run(tiny_cfg, tmp_path):
     """Stop at step 7 (checkpoint every 3, so the last one is step 6), continue to 16: same as straight 16."""
     overrides = [
         "trainer.max_steps=16",
-        "callbacks.checkpoint.every_n_steps=3",
+        "callbacks.checkpoint.every_n_train_steps=3",
         "dataset.crop_pad=2",
         "dataset.hflip=true",
     ]
@@ -82,7 +82,7 @@ def test_sigkill_then_rerun_resumes_to_the_same_final_metrics(tmp_path, run_env)
     overrides = [
         *TINY,
         "trainer.max_steps=40",
-        "callbacks.checkpoint.every_n_steps=5",
+        "callbacks.checkpoint.every_n_train_steps=5",
         "dataset.crop_pad=2",
         "dataset.hflip=true",
         "callbacks.grad_norms.figure_every_n_steps=0",

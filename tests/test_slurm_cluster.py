@@ -28,7 +28,7 @@ ARGS = [
     *TINY,
     "model=plain",
     "trainer.max_steps=300",
-    "callbacks.checkpoint.every_n_steps=5",
+    "callbacks.checkpoint.every_n_train_steps=5",
     "callbacks.grad_norms.figure_every_n_steps=0",
     "callbacks.responses.figure_every_n_steps=0",
 ]
@@ -203,7 +203,7 @@ def test_a_time_limit_requeues_the_job_until_it_ends_as_if_never_stopped(env, tm
     from reslab.config import compose_config
     from reslab.job import train
 
-    long = ["trainer.max_steps=2400", "trainer.val_every_n_steps=600", "trainer.threads=1"]
+    long = ["trainer.max_steps=2400", "trainer.val_check_interval=600", "runtime.threads=1"]
     sweep = tmp_path / "sweep"
     proc = launch(sweep, env, *long, "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=45")
     straight = train(compose_config([*ARGS, *long], output_dir=tmp_path / "straight"))  # meanwhile, here

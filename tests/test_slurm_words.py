@@ -8,7 +8,7 @@ import os
 import pytest
 
 from reslab.cli.slurm import submission_error
-from reslab.training.device import threads_per_process, usable_cores
+from reslab.training.placement import threads_per_process, usable_cores
 
 # sbatch's own words (SLURM 22.05), as the FailedJobError from submitit carries them.
 REFUSALS = {

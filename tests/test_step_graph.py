@@ -1,4 +1,4 @@
-"""The CUDA-graph step (``trainer.cuda_graph``): on a CPU its unrecorded form (``eager``) must train exactly as
+"""The CUDA-graph step (``runtime.cuda_graph``): on a CPU its unrecorded form (``eager``) must train exactly as
 Lightning's automatic step, resume across the two, and every setting it cannot work with is refused in one line.
 The recording itself needs a GPU (experiments/performance/gpu/ has the script that checks it there)."""
 
@@ -22,10 +22,10 @@ OVERRIDES = (
     "trainer.max_steps=12",
     "dataset.crop_pad=2",
     "dataset.hflip=true",
-    "optim=sgd_warmup",
-    "optim.warmup.steps=5",
-    "optim.warmup.until_error=0.0",
-    "callbacks.checkpoint.every_n_steps=3",
+    "schedule=step_warmup",
+    "schedule.warmup.steps=5",
+    "schedule.warmup.until_error=0.0",
+    "callbacks.checkpoint.every_n_train_steps=3",
 )
 
 
@@ -35,7 +35,7 @@ def weights(job) -> dict:
 
 def test_the_unrecorded_graph_step_trains_exactly_as_lightnings_automatic_step(tiny_cfg, tmp_path):
     auto = train(tiny_cfg(*OVERRIDES, out=tmp_path / "auto"))
-    eager = train(tiny_cfg(*OVERRIDES, "trainer.cuda_graph=eager", out=tmp_path / "eager"))
+    eager = train(tiny_cfg(*OVERRIDES, "runtime.cuda_graph=eager", out=tmp_path / "eager"))
     assert final(eager) == final(auto) and auto["status"] == "finished"
     assert_same_series(tmp_path / "auto", tmp_path / "eager")
     a, b = weights(tmp_path / "auto"), weights(tmp_path / "eager")
@@ -55,17 +55,17 @@ def test_a_run_resumes_exactly_in_the_other_step_mode(tiny_cfg, tmp_path, first,
                 raise Crash
 
     with pytest.raises(Crash):
-        train(tiny_cfg(*OVERRIDES, f"trainer.cuda_graph={first}", out=out), callbacks=[CrashAtStep7()])
+        train(tiny_cfg(*OVERRIDES, f"runtime.cuda_graph={first}", out=out), callbacks=[CrashAtStep7()])
     assert json.loads((out / "metrics.json").read_text())["status"] == "failed"  # its last checkpoint: step 6
-    resumed = train(tiny_cfg(*OVERRIDES, f"trainer.cuda_graph={then}", out=out))
+    resumed = train(tiny_cfg(*OVERRIDES, f"runtime.cuda_graph={then}", out=out))
     assert final(resumed) == final(straight)
     assert_same_series(tmp_path / "straight", out)
 
 
 def test_settings_the_graph_cannot_work_with_are_refused_in_one_line(tiny_cfg, tmp_path):
-    with pytest.raises(UserError, match=r"trainer.cuda_graph=true needs a CUDA GPU"):
-        train(tiny_cfg("trainer.cuda_graph=true", out=tmp_path / "job"))
-    with pytest.raises(UserError, match=r"unknown trainer.cuda_graph='sometimes'; choose false, true or eager"):
+    with pytest.raises(UserError, match=r"runtime.cuda_graph=true needs a CUDA GPU"):
+        train(tiny_cfg("runtime.cuda_graph=true", out=tmp_path / "job"))
+    with pytest.raises(UserError, match=r"unknown runtime.cuda_graph='sometimes'; choose one of: false, true, eager"):
         cuda_graph_mode("sometimes")
     refusals = {
         ("gpu", 2, "bf16-mixed", None): "runs on one device",

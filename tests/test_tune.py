@@ -13,10 +13,10 @@ from conftest import ROOT, TINY
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
-from reslab.cli import preflight
 from reslab.cli.hydra_app import objective
 from reslab.cli.tuning import FailedJobIsFailedTrial, JobFailed
 from reslab.errors import UserError
+from reslab.overrides import preflight
 
 
 def test_the_objective_is_the_final_validation_error_one_if_diverged_nan_if_the_job_could_not_run():

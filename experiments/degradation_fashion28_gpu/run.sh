@@ -11,8 +11,8 @@
 # The committed study is these three launches (the second and third at the same time, each with its own OUT and
 # SWEEP), its 14 job folders then put into one sweep/ here by the retention rule (experiments/README.md):
 #   bash experiments/degradation_fashion28_gpu/run.sh
-#   ARGS="depth=20,56 model=plain,residual seed=2 trainer.threads=2" N_JOBS=4 bash experiments/degradation_fashion28_gpu/run.sh
-#   ARGS="depth=110 model=plain,residual seed=0 trainer.threads=2" N_JOBS=2 bash experiments/degradation_fashion28_gpu/run.sh
+#   ARGS="depth=20,56 model=plain,residual seed=2 runtime.threads=2" N_JOBS=4 bash experiments/degradation_fashion28_gpu/run.sh
+#   ARGS="depth=110 model=plain,residual seed=0 runtime.threads=2" N_JOBS=2 bash experiments/degradation_fashion28_gpu/run.sh
 #   # back here, each $OUT's sweep.tgz and events.tgz unpacked into one folder <all>:
 #   .venv/bin/python experiments/retention.py copy <all> experiments/degradation_fashion28_gpu/sweep
 #   .venv/bin/reslab report experiments/degradation_fashion28_gpu/sweep
@@ -36,9 +36,9 @@ git rev-parse HEAD 2>/dev/null | tee -a "$OUT/machine.txt"
 # shellcheck disable=SC2206  # ARGS is split into overrides on purpose
 CMD=(python3 -m reslab -m $ARGS
   dataset.downsample=1 data_dir=data
-  trainer.max_steps=$STEPS trainer.val_every_n_steps=1000 trainer.limit_val_batches=1.0 trainer.log_every_n_steps=50
-  trainer.progress=log trainer.progress_every=10
-  callbacks.checkpoint.every_n_steps=1000
+  trainer.max_steps=$STEPS trainer.val_check_interval=1000 trainer.limit_val_batches=1.0 trainer.log_every_n_steps=50
+  runtime.progress=log runtime.progress_every=10
+  callbacks.checkpoint.every_n_train_steps=1000
   callbacks.grad_norms.every_n_steps=50 callbacks.grad_norms.figure_every_n_steps=2000
   callbacks.responses.every_n_steps=500 callbacks.responses.figure_every_n_steps=2000
   hydra/launcher=joblib hydra.launcher.n_jobs=$N_JOBS hydra.sweep.dir=$SWEEP)

@@ -11,7 +11,7 @@ HERE=experiments/degradation_fashion_mnist
 RESLAB=${RESLAB:-.venv/bin/reslab}
 SWEEP=${SWEEP:-/tmp/reslab_degradation_fashion_mnist}
 CMD=("$RESLAB" -m depth=8,20,32,56,110 model=plain,residual seed=0,1,2 hydra/launcher=parallel
-  trainer.progress=none hydra.sweep.dir="$SWEEP")
+  runtime.progress=none hydra.sweep.dir="$SWEEP")
 rm -rf "$SWEEP"
 { lscpu | grep -E "Model name|^CPU\(s\)|Flags" | sed 's/\(Flags: *\).*\(avx512_bf16\).*/\1... \2 .../'; nproc; \
   git rev-parse HEAD; date -u; echo "${CMD[*]}"; } > "$HERE/machine.txt"

@@ -27,9 +27,9 @@ python3 -c "import torch, lightning, os; print('torch', torch.__version__, 'ligh
 torch.cuda.get_device_name(), 'cpus', os.cpu_count())" | tee -a "$OUT/machine.txt"
 
 COMMON=(dataset.downsample=1 data_dir=data seed=0
-  trainer.max_steps=$STEPS trainer.val_every_n_steps=1000 trainer.limit_val_batches=1.0 trainer.log_every_n_steps=50
-  trainer.progress=log trainer.progress_every=20 trainer.threads=1
-  callbacks.checkpoint.every_n_steps=1000 callbacks.checkpoint.keep=0
+  trainer.max_steps=$STEPS trainer.val_check_interval=1000 trainer.limit_val_batches=1.0 trainer.log_every_n_steps=50
+  runtime.progress=log runtime.progress_every=20 runtime.threads=1
+  callbacks.checkpoint.every_n_train_steps=1000 callbacks.checkpoint.save_top_k=0
   callbacks.grad_norms.every_n_steps=50 callbacks.grad_norms.figure_every_n_steps=1000
   callbacks.responses.every_n_steps=500 callbacks.responses.figure_every_n_steps=1000
   hydra/launcher=joblib hydra.launcher.n_jobs=$N_JOBS hydra.sweep.dir=$SWEEP)

@@ -6,7 +6,7 @@
 #   bash experiments/explain_fashion_mnist/train.sh        # from the repository root, after make install
 set -uo pipefail
 SWEEP=${SWEEP:-/tmp/reslab_explain}
-COMMON=(hydra/launcher=parallel trainer.progress=none hydra.sweep.dir="$SWEEP")
+COMMON=(hydra/launcher=parallel runtime.progress=none hydra.sweep.dir="$SWEEP")
 .venv/bin/reslab -m depth=20,56 model=plain,residual model.norm=batch,none seed=0,1 "${COMMON[@]}"
 .venv/bin/reslab -m depth=20,56 model=residual model.norm=none model.zero_init_residual=true seed=0,1 "${COMMON[@]}"
 exit 0  # the diverged runs make each launch exit 1; the report lists them

@@ -15,14 +15,14 @@ import argparse
 import torch
 import torch.nn.functional as F
 
+from reslab.build import build_job
 from reslab.config import compose_config
-from reslab.job import build_job
 from reslab.models import weight_layers
 
 
 def grad_norms(depth: int, model: str, channels_last: bool, dtype: torch.dtype) -> torch.Tensor:
     cfg = compose_config(
-        [f"model={model}", f"depth={depth}", f"trainer.channels_last={channels_last}"], output_dir="unused"
+        [f"model={model}", f"depth={depth}", f"runtime.channels_last={channels_last}"], output_dir="unused"
     )
     datamodule, system = build_job(cfg)
     net = system.net.to(dtype)

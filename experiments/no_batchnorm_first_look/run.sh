@@ -8,8 +8,8 @@
 set -euo pipefail
 HERE=experiments/no_batchnorm_first_look
 SWEEP=${SWEEP:-/tmp/reslab_no_batchnorm}
-COMMON=(trainer.max_steps=200 trainer.val_every_n_steps=100 callbacks.grad_norms.every_n_steps=10
-  hydra/launcher=parallel trainer.progress=none hydra.sweep.dir="$SWEEP")
+COMMON=(trainer.max_steps=200 trainer.val_check_interval=100 callbacks.grad_norms.every_n_steps=10
+  hydra/launcher=parallel runtime.progress=none hydra.sweep.dir="$SWEEP")
 # A launch with a diverged run exits with status 1 (the report lists the run): go on to the next step.
 .venv/bin/reslab -m depth=20,56 model=plain,residual model.norm=batch,none "${COMMON[@]}" || true
 .venv/bin/reslab -m depth=20,56 model=residual model.norm=none model.zero_init_residual=true "${COMMON[@]}" || true

@@ -12,7 +12,7 @@ the seconds spent and their share of the window:
     responses: measure    the eager forward pass with hooks on the fixed batch (ResponseMonitor.measure, minus
                           its logging)
     figures               building and rendering the three matplotlib figures into TensorBoard
-                          (reslab.results.figures.*_figure and SummaryWriter.add_figure)
+                          (reslab.plots.training.*_figure and SummaryWriter.add_figure)
 
 The parts are nested calls, so each is reported net of the parts inside it.
 """
@@ -30,7 +30,7 @@ from torch.utils.tensorboard import SummaryWriter
 from reslab.bench.timing import StepTimer, time_reslab
 from reslab.config import compose_config
 from reslab.instruments import GradNormMonitor, ResponseMonitor
-from reslab.results import figures
+from reslab.plots import training as figures
 
 WARMUP = 3
 
@@ -100,9 +100,9 @@ def main() -> None:
                 "model=residual",
                 f"depth={depth}",
                 f"trainer.max_steps={args.steps + WARMUP}",
-                "trainer.val_every_n_steps=1000000",
+                "trainer.val_check_interval=1000000",
                 "trainer.limit_val_batches=0",
-                "callbacks.checkpoint.every_n_steps=1000000",
+                "callbacks.checkpoint.every_n_train_steps=1000000",
                 *args.overrides,
             ],
             output_dir=tempfile.mkdtemp(),

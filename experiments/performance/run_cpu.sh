@@ -18,6 +18,6 @@ $PY -m reslab bench --depths 20 56 --models residual --paths full bare --steps 3
 $PY $OUT/optimizer_step.py cpu > $OUT/optimizer_step_cpu.txt
 # bf16 autocast against fp32 at depth 56 (the plain loop alone; bf16 is emulated on this CPU)
 $PY -m reslab bench --depths 56 --models residual --paths loop --steps 4 --repeats 1 \
-    --out $OUT/bench_cpu_d56_bf16.json trainer.precision=bf16
+    --out $OUT/bench_cpu_d56_bf16.json runtime.precision=bf16
 $PY -m reslab bench --depths 56 --models residual --paths loop --steps 4 --repeats 1 \
-    --out $OUT/bench_cpu_d56_fp32.json trainer.precision=32
+    --out $OUT/bench_cpu_d56_fp32.json runtime.precision=32

@@ -86,3 +86,26 @@ def compose_config(overrides: list[str], output_dir: str | Path | None = None) -
         with open_dict(cfg):
             cfg.output_dir = str(output_dir)
     return cfg
+
+
+# The config groups whose option a job's defaults depend on (Hydra's runtime choices also list hydra's own).
+GROUPS = ("model", "dataset", "optim", "schedule", "trainer", "runtime", "callbacks", "experiment", "debug")
+
+
+def default_values(cfg: DictConfig):
+    """``key -> value`` as the YAML sets it for this job's config group options, before any ``key=value`` override:
+    what a key counted as in a run recorded before the key existed (`reslab.record.identity_differences`).
+    Composed on first use; a key the YAML does not have is unknown."""
+    from reslab.record import UNKNOWN, identity_values
+
+    choices = OmegaConf.select(cfg, "launch.choices", default=None) or {}
+    overrides = [f"{g}={o}" for g, o in choices.items() if g in GROUPS and o is not None]
+    values: dict = {}
+
+    def default(key: str):
+        if not values:
+            composed = compose_config(overrides, output_dir=".")
+            values.update(identity_values(composed))
+        return values.get(key, UNKNOWN)
+
+    return default

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from reslab.config import default_values
 from reslab.errors import UserError
 from reslab.files import LOCK_FILE, ensure_writable_dir, write_json_atomic, write_text_atomic
 from reslab.record import RunRecord, identity_differences
@@ -48,13 +49,13 @@ def read_record(out: Path) -> dict | None:
         return None
 
 
-def check_same_experiment(out: Path, identity: dict) -> None:
+def check_same_experiment(cfg: DictConfig, out: Path, identity: dict) -> None:
     """Refuse a directory whose ``metrics.json`` is of another experiment (whatever its status)."""
     record = read_record(out)
     if record is None:
         return
     saved = record.get("identity") or {k: record[k] for k in identity if k in record}  # older records: top level
-    if differ := identity_differences(saved, identity):
+    if differ := identity_differences(saved, identity, default_values(cfg)):
         raise ForeignRunError(
             f"job directory {out} holds a {record.get('status', 'earlier')} run of a different experiment: "
             f"{', '.join(differ)}; use another output directory (in one sweep folder: sweep that setting, so the "
@@ -92,7 +93,7 @@ def checkpoint_to_resume(cfg: DictConfig, out: Path, identity: dict) -> Path | N
     saved = load_checkpoint(path).get("reslab_identity")
     if not isinstance(saved, dict):
         raise UserError(f"checkpoint {path} is not a reslab checkpoint; delete it or pass another with resume=")
-    if differ := identity_differences(saved, identity):
+    if differ := identity_differences(saved, identity, default_values(cfg)):
         raise UserError(
             f"checkpoint {path} is from a different experiment: {', '.join(differ)}; "
             f"use another output directory or resume= path"

@@ -15,42 +15,70 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from omegaconf import Container, DictConfig, OmegaConf
 
 # Spelled out in the run's name (plain-56_seed0), so never repeated as a variant.
 NAME_KEYS = ("model", "depth", "seed")
-# The record's own fields that are part of the experiment's identity.
-IDENTITY_KEYS = ("model", "shortcut", "depth", "width", "dataset", "seed")
-# The config keys that change what a run computes, beyond those fields: a finished record is reused, and a
-# checkpoint resumed, only when every one matches (with the resolved precision). Everything else (log, validation,
-# checkpoint and instrument intervals, memory layout, compilation, the device, data_dir) may differ.
-EXPERIMENT_KEYS = (
-    "model.norm",
-    "model.zero_init_residual",
-    "dataset.downsample",
-    "dataset.val_fraction",
-    "dataset.split_seed",
-    "dataset.crop_pad",
-    "dataset.hflip",
-    "dataset.batch_size",
-    "dataset.limit_train_batches",
-    "dataset.synthetic_train",
-    "dataset.synthetic_test",
-    "optim._target_",
-    "optim.lr",
-    "optim.momentum",
-    "optim.weight_decay",
-    "optim.nesterov",
-    "optim.milestones",
-    "optim.gamma",
-    "optim.warmup.lr",
-    "optim.warmup.steps",
-    "optim.warmup.until_error",
-    "trainer.max_steps",
+# The record's own fields, and the config keys they hold (in the identity under the field's name).
+FIELDS = {
+    "model": "model.name",
+    "shortcut": "model.shortcut",
+    "depth": "depth",
+    "width": "model.width",
+    "dataset": "dataset.name",
+    "seed": "seed",
+}
+# The config keys, with everything under them, that do not change what a run computes: where it runs and what it
+# reads and writes, how often it logs, validates, checkpoints and measures, and how fast it runs. Every other key is
+# part of the run's identity, new keys included: a finished record is reused, and a checkpoint resumed, only when all
+# of them match (with the precision as resolved on this machine, and the images BN's statistics are over).
+NOT_IDENTITY = (
+    "hydra",
+    "data_dir",
+    "retrain",
+    "resume",
+    "sweep_keys",
+    "output_dir",
+    "launch",
+    "dataset.download",
+    "dataset.verify_checksums",
+    "dataset.eval_batch_size",  # evaluation runs BN in eval mode: the batch size changes nothing but speed
+    "trainer.val_check_interval",
+    "trainer.log_every_n_steps",
+    "trainer.accelerator",
+    "trainer.devices",  # one run on several devices computes the single-device run (bn_batch says where it does not)
+    "trainer.strategy",
+    "trainer.sync_batchnorm",
+    "trainer.benchmark",
+    "runtime",  # layout, compilation, CUDA graph, threads, progress; the precision counts as resolved
+    "callbacks.checkpoint",
+    "callbacks.grad_norms",
+    "callbacks.responses",
+    "callbacks.divergence",
 )
+
+
+def identity_values(cfg: DictConfig) -> dict:
+    """``dotted key -> value`` for every key of ``cfg`` that is part of a run's identity (not in `NOT_IDENTITY`),
+    resolved; lists are values. Denied subtrees are skipped before they are resolved (they hold ``${hydra:...}``)."""
+    found: dict = {}
+
+    def walk(node: DictConfig, prefix: str) -> None:
+        for key in node.keys():
+            path = f"{prefix}{key}"
+            if any(path == d or path.startswith(d + ".") for d in NOT_IDENTITY):
+                continue
+            value = node[key]
+            if isinstance(value, DictConfig):
+                walk(value, path + ".")
+            else:
+                found[path] = _plain(value)
+
+    walk(cfg, "")
+    return found
 
 
 @dataclass(frozen=True)
@@ -63,30 +91,33 @@ class RunRecord:
     seed: int
     variant: tuple[str, ...] = ()  # the job's other swept overrides, "key=value", in sweep order
     settings: dict = field(default_factory=dict, compare=False)  # the training settings shown beside the run
-    experiment: dict = field(default_factory=dict, compare=False)  # EXPERIMENT_KEYS -> this run's values
+    experiment: dict = field(default_factory=dict, compare=False)  # the identity's other keys -> this run's values
 
     @classmethod
     def from_config(cls, cfg: DictConfig, choices: Mapping[str, str] | None = None) -> RunRecord:
         """The record of the job that ``cfg`` composes. ``choices`` (config group -> option) names a swept
-        group's option; by default it is read from the config's ``hydra`` node or Hydra's own job state."""
-        hydra = _hydra_node(cfg)
-        if choices is None and hydra is not None:
-            choices = OmegaConf.to_container(hydra.runtime.choices) if "runtime" in hydra else None
+        group's option; by default it is read from the config's ``hydra`` node, or its ``launch`` node in a job."""
+        hydra = cfg.get("hydra")  # present where Hydra resolves the job's directory name
+        if choices is None and hydra is not None and "runtime" in hydra:
+            choices = OmegaConf.to_container(hydra.runtime.choices)
+        if choices is None:  # in the job: what the command line recorded from the launcher (`launch`)
+            choices = _plain(OmegaConf.select(cfg, "launch.choices", default=None))
         swept = list(cfg.get("sweep_keys") or [])
         params = hydra.sweeper.get("params") if hydra is not None and "sweeper" in hydra else None
         swept += [k for k in (params or {}) if k not in swept]  # a sweeper's own search space
         variant = tuple(f"{k}={_value(cfg, k, choices or {})}" for k in swept if k.lstrip("+~") not in NAME_KEYS)
-        t, o, d = cfg.trainer, cfg.optim, cfg.dataset
+        r, d = cfg.runtime, cfg.dataset
         settings = {
             "batch_size": d.batch_size,
-            "lr": o.lr,
-            "weight_decay": o.weight_decay,
-            "max_steps": t.max_steps,
-            "warmup_steps": o.warmup.steps,
-            "channels_last": t.channels_last,
-            "compile": str(t.compile) if t.compile not in (None, False) else "off",
-            "cuda_graph": str(t.get("cuda_graph", False)).lower(),
+            "lr": cfg.optim.lr,
+            "weight_decay": cfg.optim.weight_decay,
+            "max_steps": cfg.trainer.max_steps,
+            "warmup_steps": cfg.schedule.warmup.steps,
+            "channels_last": r.channels_last,
+            "compile": str(r.compile) if r.compile not in (None, False) else "off",
+            "cuda_graph": str(r.cuda_graph).lower(),
         }
+        values = identity_values(cfg)
         return cls(
             model=cfg.model.name,
             shortcut=cfg.model.shortcut,
@@ -97,7 +128,7 @@ class RunRecord:
             variant=variant,
             settings=settings,
             experiment={
-                **{k: _plain(OmegaConf.select(cfg, k, default=None)) for k in EXPERIMENT_KEYS},
+                **{k: v for k, v in values.items() if k not in FIELDS.values()},
                 "bn_batch": bn_batch(cfg),
             },
         )
@@ -115,7 +146,7 @@ class RunRecord:
     def identity(self, precision: str) -> dict:
         """What a finished record or a checkpoint must match to count as this run: every setting that changes
         what is computed, with the precision as resolved on this machine. Stored in metrics.json and checkpoints."""
-        return {**{k: getattr(self, k) for k in IDENTITY_KEYS}, **self.experiment, "precision": precision}
+        return {**{k: getattr(self, k) for k in FIELDS}, **self.experiment, "precision": precision}
 
     def facts(self, **measured) -> dict:
         """The static part of ``metrics.json``: the record, then what the job measured of itself (parameters,
@@ -177,22 +208,27 @@ def cpu_model() -> str:
     return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
 
 
-def identity_differences(saved: Mapping, current: Mapping) -> list[str]:
-    """``key=saved (this run: current)`` for every identity key whose values differ; keys that an older record
-    lacks are compared only where it has them."""
-    return [f"{k}={saved[k]!r} (this run: {current[k]!r})" for k in current if k in saved and saved[k] != current[k]]
+def identity_differences(saved: Mapping, current: Mapping, default: Callable[[str], object] | None = None) -> list[str]:
+    """``key=saved (this run: current)`` for every identity key whose values differ. A key the saved identity lacks
+    was written before the key existed: it counts as its default then (``default(key)``, the key's value in the
+    config's YAML), and as differing where no default is known, so a new key never lets another experiment through."""
+    differ = [f"{k}={saved[k]!r} (this run: {current[k]!r})" for k in current if k in saved and saved[k] != current[k]]
+    for k in current:
+        if k not in saved and k not in DERIVED:
+            then = default(k) if default is not None else UNKNOWN
+            if then is UNKNOWN:
+                differ.append(f"{k} not recorded (this run: {current[k]!r})")
+            elif then != current[k]:
+                differ.append(f"{k}={then!r} by default when it was written (this run: {current[k]!r})")
+    return differ
+
+
+UNKNOWN = object()
+DERIVED = ("precision", "bn_batch")  # not config keys: older records without them are compared where they have them
 
 
 def _plain(value):
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, Container) else value
-
-
-def _hydra_node(cfg: DictConfig) -> DictConfig | None:
-    if "hydra" in cfg:
-        return cfg.hydra
-    from hydra.core.hydra_config import HydraConfig
-
-    return HydraConfig.get() if HydraConfig.initialized() else None
 
 
 def _value(cfg: DictConfig, key: str, choices: Mapping[str, str]) -> str:

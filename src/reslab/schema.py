@@ -2,105 +2,124 @@
 
 `conf/config.yaml` lists ``reslab_schema`` first in its defaults, so the YAML files and every ``key=value``
 merge into these dataclasses: a value of the wrong type (``trainer.max_steps=abc``) fails at composition,
-before any job starts, and `check_ranges` adds what a type cannot say (``max_steps`` must be positive). The
+before any job starts, and `check_values` adds what a type cannot say (``max_steps`` must be positive). The
 ``reslab`` command composes each job's config before handing the command line to Hydra, so both reach the
 user as one line. Keys whose values are of several kinds (``compile: false | default | ...``) are ``Any``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from reslab.errors import UserError
 
 
+# Types only: every value comes from the YAML in conf/ (the one place defaults live), so a key missing there fails
+# at composition instead of taking a second, silent default from here.
 @dataclass
 class ModelConfig:
+    _target_: str = MISSING
     name: str = MISSING
     shortcut: str = MISSING
-    width: int = 16
-    norm: str = "batch"
-    zero_init_residual: bool = False
+    width: int = MISSING
+    norm: str = MISSING
+    zero_init_residual: bool = MISSING
 
 
 @dataclass
 class DatasetConfig:
-    _target_: str = "reslab.data.ImageDataModule"
+    _target_: str = MISSING
     name: str = MISSING
-    batch_size: int = 128
-    eval_batch_size: int = 500
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    crop_pad: int = 0
-    hflip: bool = False
-    download: bool = True
-    downsample: int = 1
-    limit_train_batches: int | None = None
-    verify_checksums: bool = True
-    synthetic_train: int = 2048
-    synthetic_test: int = 512
+    batch_size: int = MISSING
+    eval_batch_size: int = MISSING
+    val_fraction: float = MISSING
+    split_seed: int = MISSING
+    crop_pad: int = MISSING
+    hflip: bool = MISSING
+    download: bool = MISSING
+    downsample: int = MISSING
+    limit_train_batches: int | None = MISSING
+    verify_checksums: bool = MISSING
+    synthetic_train: int = MISSING
+    synthetic_test: int = MISSING
+
+
+@dataclass
+class OptimConfig:  # torch's SGD, partially applied (the net's parameters come later)
+    _target_: str = MISSING
+    _partial_: bool = MISSING
+    lr: float = MISSING
+    momentum: float = MISSING
+    weight_decay: float = MISSING
+    nesterov: bool = MISSING
 
 
 @dataclass
 class WarmupConfig:
-    _target_: str = "reslab.training.Warmup"
-    lr: float = 0.01
-    steps: int = 0
-    until_error: float | None = None
+    _target_: str = MISSING
+    lr: float = MISSING
+    steps: int = MISSING
+    until_error: float | None = MISSING
 
 
 @dataclass
-class OptimConfig:
-    _target_: str = "reslab.training.Classifier"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    nesterov: bool = False
-    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])
-    gamma: float = 0.1
-    warmup: WarmupConfig = field(default_factory=WarmupConfig)
+class ScheduleConfig:
+    _target_: str = MISSING
+    milestones: list[float] = MISSING
+    gamma: float = MISSING
+    warmup: WarmupConfig = MISSING
 
 
 @dataclass
-class TrainerConfig:
-    max_steps: int = 600
-    val_every_n_steps: int = 150
-    limit_val_batches: Any = 4  # int: batches; float: a share of the set
-    log_every_n_steps: int = 5
-    accelerator: str = "auto"
-    precision: Any = "auto"  # auto | 32 | bf16 | 16
-    channels_last: bool = True
-    cudnn_benchmark: bool = True
-    compile: Any = False  # false | a torch.compile mode
-    cuda_graph: Any = False  # false | true | eager
-    progress: str = "auto"
-    progress_every: float = 5.0
-    profiler: str | None = None
-    devices: int = 1
-    strategy: str = "auto"
-    sync_batchnorm: bool = True
-    threads: Any = "auto"  # auto | a number of torch threads
+class TrainerConfig:  # Lightning's Trainer arguments
+    max_steps: int = MISSING
+    val_check_interval: int = MISSING
+    limit_val_batches: Any = MISSING  # int: batches; float: a share of the set
+    log_every_n_steps: int = MISSING
+    accelerator: str = MISSING
+    devices: int = MISSING
+    strategy: str = MISSING
+    sync_batchnorm: bool = MISSING
+    benchmark: bool = MISSING
 
 
 @dataclass
-class CheckpointConfig:
-    every_n_steps: int = 100
-    keep: int = 1
+class RuntimeConfig:  # reslab's own settings of how a job runs
+    precision: Any = MISSING  # auto | 32 | bf16 | 16
+    threads: Any = MISSING  # auto | a number of torch threads
+    channels_last: bool = MISSING
+    compile: Any = MISSING  # false | a torch.compile mode
+    cuda_graph: Any = MISSING  # false | true | eager
+    progress: str = MISSING
+    progress_every: float = MISSING
+    profiler: str | None = MISSING
+
+
+@dataclass
+class CheckpointConfig:  # Lightning's ModelCheckpoint arguments
+    _target_: str = MISSING
+    every_n_train_steps: int = MISSING
+    save_top_k: int = MISSING
+    save_last: bool = MISSING
+    filename: str = MISSING
+    auto_insert_metric_name: bool = MISSING
+    monitor: str = MISSING
+    mode: str = MISSING
 
 
 @dataclass
 class SummaryConfig:
-    train_window: int = 50
+    train_window: int = MISSING
 
 
 @dataclass
 class CallbacksConfig:
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    summary: SummaryConfig = field(default_factory=SummaryConfig)
+    checkpoint: CheckpointConfig = MISSING
+    summary: SummaryConfig = MISSING
     # Instruments and guards: `_target_` plus their arguments; null turns one off.
     grad_norms: Any = None
     responses: Any = None
@@ -108,19 +127,35 @@ class CallbacksConfig:
 
 
 @dataclass
+class ModuleConfig:
+    _target_: str = MISSING
+
+
+@dataclass
+class LaunchConfig:
+    job_number: int = MISSING
+    concurrent_jobs: int = MISSING
+    choices: dict[str, Any] = MISSING
+
+
+@dataclass
 class ReslabConfig:
     model: ModelConfig = MISSING
+    module: ModuleConfig = MISSING
     dataset: DatasetConfig = MISSING
     optim: OptimConfig = MISSING
+    schedule: ScheduleConfig = MISSING
     trainer: TrainerConfig = MISSING
+    runtime: RuntimeConfig = MISSING
     callbacks: CallbacksConfig = MISSING
-    depth: int = 20
-    seed: int = 0
-    data_dir: str = "data"
-    retrain: bool = False
-    resume: str | None = None
-    sweep_keys: list[str] = field(default_factory=list)
+    depth: int = MISSING
+    seed: int = MISSING
+    data_dir: str = MISSING
+    retrain: bool = MISSING
+    resume: str | None = MISSING
+    sweep_keys: list[str] = MISSING
     output_dir: str = MISSING
+    launch: LaunchConfig = MISSING
 
 
 def register() -> None:
@@ -134,9 +169,9 @@ RANGES = [
     ("seed", lambda v: v >= 0, "a non-negative integer"),
     ("model.width", lambda v: v >= 1, "a positive number of filters"),
     ("trainer.max_steps", lambda v: v >= 1, "a positive number of steps"),
-    ("trainer.val_every_n_steps", lambda v: v >= 1, "a positive number of steps"),
+    ("trainer.val_check_interval", lambda v: v >= 1, "a positive number of steps"),
     ("trainer.log_every_n_steps", lambda v: v >= 1, "a positive number of steps"),
-    ("trainer.progress_every", lambda v: 0 < v <= 100, "a percentage in (0, 100]"),
+    ("runtime.progress_every", lambda v: 0 < v <= 100, "a percentage in (0, 100]"),
     ("trainer.devices", lambda v: v >= 1, "a positive number of devices"),
     ("dataset.batch_size", lambda v: v >= 1, "a positive number of images"),
     ("dataset.eval_batch_size", lambda v: v >= 1, "a positive number of images"),
@@ -145,10 +180,10 @@ RANGES = [
     ("optim.lr", lambda v: v > 0, "a positive learning rate"),
     ("optim.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("optim.weight_decay", lambda v: v >= 0, "non-negative"),
-    ("optim.gamma", lambda v: 0 < v <= 1, "a factor in (0, 1]"),
-    ("optim.warmup.steps", lambda v: v >= 0, "a non-negative number of steps"),
-    ("callbacks.checkpoint.every_n_steps", lambda v: v >= 1, "a positive number of steps"),
-    ("callbacks.checkpoint.keep", lambda v: v >= -1, "-1 (all), 0 or a positive number"),
+    ("schedule.gamma", lambda v: 0 < v <= 1, "a factor in (0, 1]"),
+    ("schedule.warmup.steps", lambda v: v >= 0, "a non-negative number of steps"),
+    ("callbacks.checkpoint.every_n_train_steps", lambda v: v >= 1, "a positive number of steps"),
+    ("callbacks.checkpoint.save_top_k", lambda v: v >= -1, "-1 (all), 0 or a positive number"),
     ("callbacks.summary.train_window", lambda v: v >= 1, "a positive number of batches"),
     ("callbacks.grad_norms.every_n_steps", lambda v: v >= 1, "a positive number of steps"),
     ("callbacks.grad_norms.figure_every_n_steps", lambda v: v >= 0, "a number of steps (0 = no figures)"),
@@ -159,28 +194,85 @@ RANGES = [
 ]
 
 
-def check_ranges(cfg: DictConfig) -> None:
-    """A `UserError` naming the first key whose value is out of its range."""
-    from omegaconf import OmegaConf
+# key -> the values it may take, as the user writes them (a YAML false/true/32 is compared as "false"/"true"/"32").
+CHOICES = {
+    "model.shortcut": ("none", "A", "B"),
+    "model.norm": ("batch", "none"),
+    "trainer.accelerator": ("auto", "cpu", "gpu"),
+    "runtime.precision": ("auto", "32", "bf16", "16"),
+    "trainer.strategy": ("auto", "ddp"),
+    "runtime.compile": ("false", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+    "runtime.cuda_graph": ("false", "true", "eager"),
+    "runtime.progress": ("auto", "bar", "log", "none"),
+    "runtime.profiler": ("null", "simple"),
+}
+# Why a choice is refused, where the list alone does not say it.
+CHOICE_NOTES = {
+    "trainer.strategy": "reslab starts the processes itself, so Lightning's ddp_spawn and its re-run of the command "
+    "line are not used",
+}
 
+
+def spelled(value: object) -> str:
+    """A config value as the user writes it: False -> "false", None -> "null", 32 -> "32"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def check_choice(key: str, value: object) -> str:
+    """``value`` as spelled, or a `UserError` naming ``key``'s choices."""
+    word = spelled(value)
+    if word in ("off", "none") and "false" in CHOICES[key]:  # the older spellings of false
+        word = "false"
+    if word not in CHOICES[key]:
+        note = f" ({CHOICE_NOTES[key]})" if key in CHOICE_NOTES else ""
+        raise UserError(f"unknown {key}={value!r}; choose one of: {', '.join(CHOICES[key])}{note}")
+    return word
+
+
+def check_depth(depth: object) -> int:
+    """``n`` for a depth of ``6n + 2`` (blocks per stage); a `UserError` naming the nearest valid depths otherwise."""
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        raise UserError(f"depth must be an integer of the form 6n+2 (8, 14, 20, ..., 110), got {depth!r}")
+    if depth >= 8 and (depth - 2) % 6 == 0:
+        return (depth - 2) // 6
+    lower = max(8, (depth - 2) // 6 * 6 + 2)
+    upper = max(8, lower + 6 if lower < depth else lower)
+    near = f"depths are {lower} or {upper}" if lower != upper else f"depth is {lower}"
+    raise UserError(f"depth={depth} is not 6n+2 with n >= 1; the nearest valid {near}")
+
+
+def check_threads(setting: object) -> None:
+    if setting != "auto" and not (isinstance(setting, int) and not isinstance(setting, bool) and setting >= 1):
+        raise UserError(f"runtime.threads={setting!r}: choose auto or a positive number of threads")
+
+
+def check_values(cfg: DictConfig) -> None:
+    """A `UserError` naming the first key whose value is not allowed: the one place a config's values are checked
+    (what the types above cannot say), before any job starts and again in each job."""
     for key, ok, what in RANGES:
         value = OmegaConf.select(cfg, key)
         if value is not None and not ok(value):
             raise UserError(f"{key}={value} is out of range: it must be {what}")
-    from reslab.models import blocks_per_stage
-
-    blocks_per_stage(cfg.depth)  # 6n+2, or a UserError naming the nearest valid depths
-    from reslab.training.device import check_strategy, check_threads
-
-    check_strategy(cfg.trainer.strategy)
-    check_threads(cfg.trainer.threads)
+    for key in CHOICES:
+        check_choice(key, OmegaConf.select(cfg, key))
+    check_depth(cfg.depth)
+    check_threads(cfg.runtime.threads)
+    if cfg.model.zero_init_residual and cfg.model.shortcut == "none":
+        raise UserError(
+            "model.zero_init_residual=true needs a residual arm: a plain block has no shortcut, so zeroing its "
+            "last layer would cut the net; use model=residual or zero_init_residual=false"
+        )
     if cfg.dataset.batch_size % cfg.trainer.devices:
         raise UserError(
             f"dataset.batch_size={cfg.dataset.batch_size} does not split evenly across "
             f"trainer.devices={cfg.trainer.devices}; choose a batch size that is a multiple of {cfg.trainer.devices}"
         )
-    if any(not 0 < m < 1 for m in cfg.optim.milestones):
+    if any(not 0 < m < 1 for m in cfg.schedule.milestones):
         raise UserError(
-            f"optim.milestones={list(cfg.optim.milestones)}: each must be a fraction of "
+            f"schedule.milestones={list(cfg.schedule.milestones)}: each must be a fraction of "
             f"trainer.max_steps in (0, 1), e.g. [0.5,0.75]"
         )

@@ -6,6 +6,6 @@ set -euo pipefail
 HERE=experiments/performance/bench_modes_cpu
 PY=${PY:-.venv/bin/python}
 "$PY" -m reslab bench --mode schedule --project-steps 64000 --run-dir /tmp/bm_sched --out "$HERE/schedule.json" \
-  -- dataset=synthetic trainer.max_steps=200 trainer.progress=none | tee "$HERE/schedule.txt"
+  -- dataset=synthetic trainer.max_steps=200 runtime.progress=none | tee "$HERE/schedule.txt"
 "$PY" -m reslab bench --mode share --jobs 2 --run-dir /tmp/bm_share --out "$HERE/share.json" \
   -- dataset=synthetic depth=20 model=plain,residual trainer.max_steps=200 | tee "$HERE/share.txt"

@@ -48,7 +48,7 @@ mkdir -p "$WORK/precision"
 for prec in bf16 32; do
   for seed in 0 1; do
     timeout "$1" python3 run.py depth=20 model=residual dataset.downsample=1 data_dir="$DATA" seed=$seed \
-      trainer.max_steps=1500 trainer.val_every_n_steps=500 trainer.precision=$prec \
+      trainer.max_steps=1500 trainer.val_check_interval=500 runtime.precision=$prec \
       hydra.run.dir="$WORK/precision/residual-20_${prec}_seed$seed" > "$WORK/precision/${prec}_$seed.log" 2>&1 &
   done
 done
@@ -78,7 +78,7 @@ echo "== compiled: bench, residual-56, $MODE, then under the profiler"
 mkdir -p "$WORK/compiled"
 timeout "$1" python3 -m reslab bench --depths 56 --models residual --steps 300 --warmup 30 --repeats 1 \
   --out "$WORK/compiled/bench_gpu_compiled.json" --profile "$WORK/compiled/profile" $BENCH_DATA \
-  trainer.compile=$MODE 2>&1 | grep -v -i warn | tee "$WORK/compiled/compiled.log" | sed -n '/^ *model  *depth/,$p'
+  runtime.compile=$MODE 2>&1 | grep -v -i warn | tee "$WORK/compiled/compiled.log" | sed -n '/^ *model  *depth/,$p'
 echo "compiled bench exit ${PIPESTATUS[0]}"
 head -2 "$WORK"/compiled/profile/*.txt 2>/dev/null
 tar czf "$OUT/compiled.tgz" -C "$WORK" compiled
@@ -90,9 +90,9 @@ mkdir -p "$WORK/instruments"
 PAPER_INTERVALS="callbacks.grad_norms.every_n_steps=100 callbacks.grad_norms.figure_every_n_steps=4000 callbacks.responses.every_n_steps=2000 callbacks.responses.figure_every_n_steps=8000"
 {
   timeout "$(( $1 / 3 ))" python3 experiments/performance/instrument_parts.py --depths 56 --steps 300 $BENCH_DATA \
-    trainer.compile=$MODE
+    runtime.compile=$MODE
   timeout "$(( $1 * 2 / 3 ))" python3 experiments/performance/instrument_parts.py --depths 56 --steps 4000 $BENCH_DATA \
-    trainer.compile=$MODE $PAPER_INTERVALS
+    runtime.compile=$MODE $PAPER_INTERVALS
 } 2>&1 | grep -v -i -e warn -e _pytree | tee "$WORK/instruments/instrument_parts.log" | grep residual
 tar czf "$OUT/instruments.tgz" -C "$WORK" instruments
 }
@@ -101,7 +101,7 @@ part_paper() {
 echo "== paper schedule, residual-56, compile=$MODE"
 mkdir -p "$WORK/paper"
 start=$(date +%s.%N)
-timeout "$1" python3 run.py experiment=paper depth=56 model=residual $CIFAR_SHAPED trainer.compile=$MODE \
+timeout "$1" python3 run.py experiment=paper depth=56 model=residual $CIFAR_SHAPED runtime.compile=$MODE \
   hydra.run.dir="$WORK/paper/residual-56" > "$WORK/paper/run.log" 2>&1
 rc=$?
 end=$(date +%s.%N)

@@ -35,7 +35,7 @@ for K in $KS; do
   start=$(date +%s.%N)
   for i in $(seq 1 "$K"); do
     python3 -m reslab experiment=paper depth=56 model=residual $DATA seed=$i trainer.max_steps=$STEPS \
-      trainer.val_every_n_steps=$STEPS trainer.limit_val_batches=1 trainer.progress=none \
+      trainer.val_check_interval=$STEPS trainer.limit_val_batches=1 runtime.progress=none \
       hydra.run.dir="$WORK/k$K/job$i" > "$WORK/k$K.job$i.log" 2>&1 &
   done
   wait

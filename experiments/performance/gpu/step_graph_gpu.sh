@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 15's GPU check: the CUDA-graph step (trainer.cuda_graph=true), the paper's schedule whole, and several
+# Issue 15's GPU check: the CUDA-graph step (runtime.cuda_graph=true), the paper's schedule whole, and several
 # jobs sharing the GPU. Run on a lent GPU machine from the repository root, Hydra's wheels installed first
 # (PYTHONPATH). `step_graph_gpu.sh PART...` runs the parts named, in order, and starts none once $DEADLINE
 # seconds (default 560) have passed; each part prints a summary and leaves its JSON and logs in $OUT:
@@ -7,7 +7,7 @@
 #             eager form vs the recorded graph (eager net, then compiled with mode default); the final losses
 #             and errors side by side (eager must equal automatic; the graph must be close to both)
 #   step      reslab bench, residual-56 and residual-110: the compiled hand loop (reduce-overhead) against
-#             reslab with trainer.cuda_graph=true, with its default instruments (full) and without (bare); then
+#             reslab with runtime.cuda_graph=true, with its default instruments (full) and without (bare); then
 #             the graph step once under torch.profiler (the profile comes back in $OUT)
 #   schedule  the paper's whole schedule: experiment=paper depth=56 model=residual, 64k steps, validation on
 #             5k images every 2k steps, checkpoints and instruments as the preset sets them, graph step
@@ -38,11 +38,11 @@ left() { echo $(( DEADLINE - ($(date +%s) - began) )); }
 
 part_check() {
   for mode in false eager true; do
-    timeout "$1" python3 -m reslab depth=20 model=residual $SMALL trainer.max_steps=400 trainer.val_every_n_steps=200 \
-      trainer.cuda_graph=$mode trainer.progress=none hydra.run.dir="$WORK/check/$mode" > "$WORK/check_$mode.log" 2>&1
+    timeout "$1" python3 -m reslab depth=20 model=residual $SMALL trainer.max_steps=400 trainer.val_check_interval=200 \
+      runtime.cuda_graph=$mode runtime.progress=none hydra.run.dir="$WORK/check/$mode" > "$WORK/check_$mode.log" 2>&1
   done
-  timeout "$1" python3 -m reslab depth=20 model=residual $SMALL trainer.max_steps=400 trainer.val_every_n_steps=200 \
-    trainer.cuda_graph=true trainer.compile=default trainer.progress=none hydra.run.dir="$WORK/check/true_compiled" \
+  timeout "$1" python3 -m reslab depth=20 model=residual $SMALL trainer.max_steps=400 trainer.val_check_interval=200 \
+    runtime.cuda_graph=true runtime.compile=default runtime.progress=none hydra.run.dir="$WORK/check/true_compiled" \
     > "$WORK/check_true_compiled.log" 2>&1
   python3 - "$WORK/check" <<'EOF' | tee "$OUT/check.txt"
 import json, pathlib, sys
@@ -57,20 +57,20 @@ EOF
 
 part_step() {
   timeout "$1" python3 -m reslab bench --depths 56 110 --models residual --steps 300 --warmup 30 --repeats 1 \
-    --loop-overrides trainer.compile=reduce-overhead trainer.cuda_graph=false --profile "$OUT/profile" \
-    --out "$OUT/bench_step.json" -- $SMALL trainer.cuda_graph=true 2>&1 | grep -v "^\[" | tail -12
+    --loop-overrides runtime.compile=reduce-overhead runtime.cuda_graph=false --profile "$OUT/profile" \
+    --out "$OUT/bench_step.json" -- $SMALL runtime.cuda_graph=true 2>&1 | grep -v "^\[" | tail -12
 }
 
 part_schedule() {
   timeout "$1" python3 -m reslab bench --mode schedule --run-dir "$WORK/schedule" --out "$OUT/bench_schedule.json" \
-    -- experiment=paper depth=56 model=residual $CIFAR trainer.cuda_graph=true trainer.progress=log 2>&1 \
+    -- experiment=paper depth=56 model=residual $CIFAR runtime.cuda_graph=true runtime.progress=log 2>&1 \
     | grep -v "^\[" | tail -15
 }
 
 part_share() {
   timeout "$1" python3 -m reslab bench --mode share --jobs 5 --skip-series --run-dir "$WORK/share" \
     --out "$OUT/bench_share.json" -- experiment=paper $SMALL trainer.max_steps=$SHARE_STEPS \
-    trainer.val_every_n_steps=$SHARE_STEPS trainer.cuda_graph=true trainer.progress=none 2>&1 | grep -v "^\[" | tail -20
+    trainer.val_check_interval=$SHARE_STEPS runtime.cuda_graph=true runtime.progress=none 2>&1 | grep -v "^\[" | tail -20
 }
 
 for part in "$@"; do

@@ -37,9 +37,9 @@ def main() -> None:
             "model=residual",
             "depth=20",
             f"trainer.max_steps={STEPS + WARMUP}",
-            "trainer.val_every_n_steps=1000000",
+            "trainer.val_check_interval=1000000",
             "trainer.limit_val_batches=0",
-            "callbacks.checkpoint.every_n_steps=1000000",
+            "callbacks.checkpoint.every_n_train_steps=1000000",
         ],
         output_dir=tempfile.mkdtemp(),
     )

@@ -5,14 +5,15 @@
     reslab analyze shattered  DIR   how correlated the input gradients of nearby inputs are (Balduzzi et al. 2017)
     reslab analyze paths      DIR   how much gradient flows through paths of each length (Veit et al. 2016, §4.3)
 
-DIR is a job directory or a sweep folder. Each analysis is a module here with the same functions (`Analysis`);
+DIR is a job directory or a sweep folder. Each analysis is a module here that measures (`Analysis`) and a module in
+`reslab.plots` that draws and summarises what it measured (`Drawing`: numpy and matplotlib only);
 `reslab.analysis.cli` loads the runs, caches each run's arrays in ``<job>/analysis/``, draws the comparison figure
 into ``<DIR>/analysis/`` and writes both to TensorBoard. The report shows the figures it finds there.
 """
 
 from __future__ import annotations
 
-# Kind -> (module, one line); each module's docstring says what it measures and how. Only the chosen one is imported.
+# Kind -> (measuring module, one line); its figure is reslab.plots.<kind>. Only the chosen one is imported.
 KINDS = {
     "lesion": ("reslab.analysis.lesion", "delete one block at a time at test time (Veit et al. 2016)"),
     "landscape": ("reslab.analysis.landscape", "loss along filter-normalised random directions (Li et al. 2018)"),

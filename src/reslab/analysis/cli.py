@@ -18,7 +18,6 @@ import platform
 import shlex
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -29,29 +28,9 @@ from reslab.analysis import KINDS
 from reslab.analysis.trained import TrainedRun, load_trained
 from reslab.errors import UserError
 from reslab.files import write_atomic, write_json_atomic, write_text_atomic
+from reslab.plots.measured import Measured
 
 TB_SUFFIX = ".reslab-analysis-{kind}"  # each analysis's own event file, replaced when it runs again
-
-
-@dataclass
-class Measured:
-    """One run's arrays, with what the figures group and label them by."""
-
-    label: str  # the arm as the report shows it
-    depth: int
-    seed: int
-    name: str  # the job directory's name
-    arrays: dict[str, np.ndarray]
-
-
-def by_arm_and_depth(results: list[Measured]) -> dict[tuple[str, int], list[Measured]]:
-    """The results grouped by (arm, depth), seeds together, in the figures' order: depth, then arm."""
-    from reslab.results.figure_style import arm_order
-
-    groups: dict[tuple[str, int], list[Measured]] = {}
-    for r in sorted(results, key=lambda r: (r.depth, arm_order(r.label), r.seed)):
-        groups.setdefault((r.label, r.depth), []).append(r)
-    return groups
 
 
 class Analysis(Protocol):
@@ -61,13 +40,20 @@ class Analysis(Protocol):
     def settings(self, args: argparse.Namespace) -> dict: ...  # JSON; what the arrays depend on besides the run
     def needs(self, trained: TrainedRun) -> str | None: ...  # why this run does not suit the analysis, or None
     def measure(self, trained: TrainedRun, settings: dict) -> dict[str, np.ndarray]: ...
+    def scalars(self, arrays: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]: ...
+
+
+class Drawing(Protocol):
     def figure(self, results: list[Measured], settings: dict): ...  # a matplotlib Figure
     def summary(self, results: list[Measured], settings: dict) -> list[str]: ...  # markdown lines, the key numbers
-    def scalars(self, arrays: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]: ...
 
 
 def analysis_module(kind: str) -> Analysis:
     return importlib.import_module(KINDS[kind][0])  # type: ignore[return-value]
+
+
+def drawing_module(kind: str) -> Drawing:
+    return importlib.import_module(f"reslab.plots.{kind}")  # type: ignore[return-value]
 
 
 def resolve_device(device: str) -> str:
@@ -164,16 +150,17 @@ def run_analysis(kind: str, args: argparse.Namespace, argv: list[str]) -> int:
     for t in trained:
         arrays = measure_cached(module, kind, t, settings, args.force)
         write_run_scalars(kind, t, module.scalars(arrays))
-        results.append(Measured(t.label, t.depth, t.seed, t.path.name, arrays))
+        results.append(Measured(t.label, t.shortcut, t.depth, t.seed, t.path.name, arrays))
         print(f"{kind}: {t.path.name} done", file=sys.stderr, flush=True)
     folder = trained[0].path if single else Path(args.dir)
     out = folder / "analysis"
     out.mkdir(exist_ok=True)
-    fig = module.figure(results, settings)
+    drawing = drawing_module(kind)
+    fig = drawing.figure(results, settings)
     for ext in ("png", "pdf"):
         write_atomic(out / f"{kind}.{ext}", lambda f, ext=ext: fig.savefig(f, format=ext, dpi=200))
     write_figure_image(kind, folder, fig)
-    lines = module.summary(results, settings)
+    lines = drawing.summary(results, settings)
     if skipped:
         # Each reason without its advice (the part after "; "), which the summary does not need.
         lines.append("- Left out:\n" + "\n".join(f"  - {reason.split('; ')[0]}" for reason in skipped))

@@ -50,10 +50,6 @@ from reslab.analysis.trained import TrainedRun, evaluate
 TITLE = "Loss landscape along filter-normalised random directions (Li et al. 2018)"
 DIMS = ("1", "2", "both")
 EVAL_BATCH = 1024  # images per forward pass: large enough to keep the CPU's threads busy on small images
-CONVEX_TOLERANCE = 1e-3  # a slice's curvature counts as convex down to -0.1% of its largest eigenvalue
-BASIN = 2.0  # the 2-D summary's basin: grid points with a loss below this multiple of the loss at θ
-NOT_FINITE = "0.8"  # the 2-D panels' colour where the loss overflowed
-DECADES = 4  # the figures show losses up to this many decades above the lowest; higher ones saturate
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -204,47 +200,3 @@ def scalars(arrays: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         "analysis/landscape/train_loss_1d_by_grid_index": (index, arrays["loss_1d"]),
         "analysis/landscape/train_error_1d_by_grid_index": (index, arrays["error_1d"]),
     }
-
-
-def sharpness_1d(arrays: dict, span: float) -> dict[float, float]:
-    """L(α) / L(0) at α = ±span/2 and ±span, interpolated linearly on the 1-D curve."""
-    base = float(arrays["origin_loss"])
-    return {
-        a: float(np.interp(a, arrays["alphas"], arrays["loss_1d"])) / base for a in (-span, -span / 2, span / 2, span)
-    }
-
-
-def basin_fraction(arrays: dict) -> float:
-    """The fraction of the 2-D grid whose loss is within `BASIN` × the loss at θ."""
-    return float(np.mean(arrays["loss_2d"] <= BASIN * float(arrays["origin_loss"])))
-
-
-def convex_fraction(loss: np.ndarray, step: float) -> float:
-    """The fraction of the 2-D grid's interior points where the slice is locally convex: the central-difference
-    Hessian [[L_aa, L_ab], [L_ab, L_bb]] has no eigenvalue below -`CONVEX_TOLERANCE` × its largest magnitude.
-    Points whose stencil touches a loss that is not finite are left out."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        c = loss[1:-1, 1:-1]
-        l_aa = (loss[2:, 1:-1] - 2 * c + loss[:-2, 1:-1]) / step**2
-        l_bb = (loss[1:-1, 2:] - 2 * c + loss[1:-1, :-2]) / step**2
-        l_ab = (loss[2:, 2:] - loss[2:, :-2] - loss[:-2, 2:] + loss[:-2, :-2]) / (4 * step**2)
-    hessians = np.stack([np.stack([l_aa, l_ab], -1), np.stack([l_ab, l_bb], -1)], -1)
-    finite = np.isfinite(hessians).all(axis=(-1, -2))
-    if not finite.any():
-        return float("nan")
-    eig = np.linalg.eigvalsh(hessians[finite])  # ascending
-    return float(np.mean(eig[:, 0] >= -CONVEX_TOLERANCE * np.abs(eig).max(-1)))
-
-
-def figure(results, settings: dict):
-    """The comparison figure (`reslab.analysis.landscape_figure`)."""
-    from reslab.analysis.landscape_figure import figure
-
-    return figure(results, settings)
-
-
-def summary(results, settings: dict) -> list[str]:
-    """The summary's lines, the key numbers per arm and depth (`reslab.analysis.landscape_figure`)."""
-    from reslab.analysis.landscape_figure import summary
-
-    return summary(results, settings)

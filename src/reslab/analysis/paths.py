@@ -45,7 +45,6 @@ from reslab.errors import UserError
 from reslab.models.cifar_net import Block, blocks_per_stage
 
 TITLE = "Effective depth: gradient through paths of each length (Veit et al. 2016, §4.3)"
-COVERAGE = 0.9  # the share of the total gradient magnitude the reported interval of path lengths holds
 BATCH = 64  # images per forward pass: bounds the memory of the kept graph, not what is measured
 # The backward pass carries the gradient times 2^64, divided out in float64: exact (a power of two), and it keeps the
 # gradient of a long path, which can shrink tenfold per residual branch, clear of fp32's smallest numbers.
@@ -197,20 +196,6 @@ def random_paths(rng: np.random.Generator, images: int, count: int, length: int)
     return rng.random((images, count)).argsort(axis=1) < length  # where a random permutation is below `length`
 
 
-def shortest_interval(share: np.ndarray, coverage: float = COVERAGE) -> tuple[int, int]:
-    """The shortest run of path lengths [lo, hi] whose shares sum to at least ``coverage`` of the total (of equally
-    short ones, the one holding the most)."""
-    cum = np.concatenate([[0.0], np.cumsum(share)])
-    need = coverage * cum[-1] * (1 - 1e-9)  # float round-off must not push an exact fit out
-    best = (len(share), -1.0, 0, len(share) - 1)
-    for lo in range(len(share)):
-        end = int(np.searchsorted(cum, cum[lo] + need, side="left"))
-        if end >= len(cum):
-            break
-        best = min(best, (end - lo, -(cum[end] - cum[lo]), lo, end - 1))
-    return best[2], best[3]
-
-
 def measure(trained: TrainedRun, settings: dict) -> dict[str, np.ndarray]:
     net = trained.net("trained").requires_grad_(False)  # only the gradient at the stem's output is wanted
     x, y = trained.images("train", settings["images"])
@@ -235,9 +220,9 @@ def measure(trained: TrainedRun, settings: dict) -> dict[str, np.ndarray]:
     total = number * per_path
     if total.sum() > 0:
         share = total / total.sum()
-        interval, mean_length = np.array(shortest_interval(share), dtype=float), float((lengths * share).sum())
+        mean_length = float((lengths * share).sum())
     else:  # the output does not depend on the input at all (a collapsed net): there is no gradient to divide
-        share, interval, mean_length = np.full(count + 1, np.nan), np.full(2, np.nan), np.nan
+        share, mean_length = np.full(count + 1, np.nan), np.nan
     return {
         "blocks": np.array(count),
         "length": lengths,
@@ -246,7 +231,6 @@ def measure(trained: TrainedRun, settings: dict) -> dict[str, np.ndarray]:
         "per_path": per_path,
         "total": total,
         "share": share,
-        "interval": interval,
         "mean_length": np.array(mean_length),
         "full_gradient": np.array(float(full.mean())),
         "images": np.array(images),
@@ -260,17 +244,3 @@ def scalars(arrays: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         "analysis/paths/gradient_share_by_path_length": (length, arrays["share"]),
         "analysis/paths/gradient_per_path_by_length": (length, arrays["per_path"]),
     }
-
-
-def figure(results, settings: dict):
-    """The comparison figure (`reslab.analysis.paths_figure`)."""
-    from reslab.analysis.paths_figure import figure
-
-    return figure(results, settings)
-
-
-def summary(results, settings: dict) -> list[str]:
-    """The summary's lines, the key numbers per arm and depth (`reslab.analysis.paths_figure`)."""
-    from reslab.analysis.paths_figure import summary
-
-    return summary(results, settings)

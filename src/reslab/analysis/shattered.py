@@ -47,7 +47,6 @@ from reslab.errors import UserError
 TITLE = "Shattered gradients: correlation of input gradients at neighbouring inputs (Balduzzi et al. 2017)"
 STATES = ("init", "trained")
 BATCH_POINTS = 256  # points per forward pass (whole lines): bounds the activations the backward passes keep
-THRESHOLD = 0.5  # the summary's "decorrelated" level
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -222,17 +221,3 @@ def scalars(arrays: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         f"analysis/shattered/lag1_correlation_{state}": (arrays["layer_number"], arrays[f"{state}_lag"][:, 1])
         for state in STATES
     }
-
-
-def figure(results, settings: dict):
-    """The comparison figure (`reslab.analysis.shattered_figure`)."""
-    from reslab.analysis.shattered_figure import figure
-
-    return figure(results, settings)
-
-
-def summary(results, settings: dict) -> list[str]:
-    """The summary's lines, the key numbers per arm and depth (`reslab.analysis.shattered_figure`)."""
-    from reslab.analysis.shattered_figure import summary
-
-    return summary(results, settings)

@@ -41,6 +41,10 @@ class TrainedRun:
         return self.run.arm
 
     @property
+    def shortcut(self) -> str:
+        return self.run.shortcut
+
+    @property
     def depth(self) -> int:
         return self.run.depth
 
@@ -74,20 +78,10 @@ class TrainedRun:
         """The run's net, freshly initialised exactly as its training began (same seed, same order of draws)."""
         import lightning as L
 
-        from reslab.models import build_net
+        from reslab.build import build_net
 
-        m = self.cfg.model
-        L.seed_everything(self.cfg.seed, verbose=False)  # as reslab.job.build_job: the seed, then the net
-        net = build_net(
-            self.cfg.depth,
-            m.shortcut,
-            self.info.in_channels,
-            self.info.num_classes,
-            m.width,
-            m.norm,
-            m.zero_init_residual,
-        )
-        return net.to(self.device).eval()
+        L.seed_everything(self.cfg.seed, verbose=False)  # as reslab.build.build_job: the seed, then the net
+        return build_net(self.cfg, self.info.in_channels, self.info.num_classes).to(self.device).eval()
 
     def net(self, state: str = "trained") -> nn.Module:
         """The net in fp32 evaluation mode on the analysis device: ``trained`` (the final weights and BN running

@@ -21,13 +21,14 @@ from reslab.bench.flops import TRAIN_FLOP_PER_MAC, macs_per_image
 from reslab.bench.matmul import matmul_rate
 from reslab.bench.peak import FMA_UNITS, Peak
 from reslab.bench.timing import time_plain_loop, time_reslab
-from reslab.cli import check_groups, composition_error
+from reslab.build import build_job
 from reslab.config import compose_config
 from reslab.errors import UserError
-from reslab.job import build_job
+from reslab.overrides import check_groups, composition_error
 from reslab.record import machine
-from reslab.schema import check_ranges
-from reslab.training.device import compile_mode, resolve_accelerator, resolve_precision
+from reslab.schema import check_values
+from reslab.training.accelerator import resolve_accelerator, resolve_precision
+from reslab.training.net_layout import compile_mode
 from reslab.training.step_graph import check_cuda_graph, cuda_graph_mode
 
 DEFAULT_WARMUP = 3
@@ -99,7 +100,7 @@ def parser(description: str) -> argparse.ArgumentParser:
         default=None,
         metavar="KEY=VALUE",
         help="config overrides for the plain loop alone, after the others: the reference at its best, e.g. "
-        "trainer.compile=reduce-overhead trainer.cuda_graph=false against reslab's trainer.cuda_graph=true",
+        "runtime.compile=reduce-overhead runtime.cuda_graph=false against reslab's runtime.cuda_graph=true",
     )
     step.add_argument(
         "--profile",
@@ -121,7 +122,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     )
     jobs.add_argument("--jobs", type=int, default=None, help=f"share: jobs at a time (default {share.DEFAULT_JOBS})")
     jobs.add_argument("--skip-series", action="store_true", help="share: run only the parallel sweep")
-    p.add_argument("overrides", nargs="*", help="config overrides, e.g. trainer.precision=32")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. runtime.precision=32")
     return p
 
 
@@ -131,9 +132,9 @@ def compose(model: str, depth: int, args: argparse.Namespace, extra: Sequence[st
         f"model={model}",
         f"depth={depth}",
         f"trainer.max_steps={args.steps + args.warmup}",
-        "trainer.val_every_n_steps=1000000",
+        "trainer.val_check_interval=1000000",
         "trainer.limit_val_batches=0",
-        "callbacks.checkpoint.every_n_steps=1000000",
+        "callbacks.checkpoint.every_n_train_steps=1000000",
         *args.overrides,
         *extra,
     ]
@@ -141,11 +142,11 @@ def compose(model: str, depth: int, args: argparse.Namespace, extra: Sequence[st
         cfg = compose_config(overrides, output_dir=tempfile.mkdtemp())
     except ConfigCompositionException as e:
         raise UserError(composition_error(e)) from None
-    check_ranges(cfg)
+    check_values(cfg)
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
-    precision = resolve_precision(cfg.trainer.precision, accelerator)
-    graph = cuda_graph_mode(cfg.trainer.cuda_graph)  # as train() checks it: a CPU would run the graph step unrecorded
-    check_cuda_graph(graph, accelerator, cfg.trainer.devices, precision, compile_mode(cfg.trainer.compile))
+    precision = resolve_precision(cfg.runtime.precision, accelerator)
+    graph = cuda_graph_mode(cfg.runtime.cuda_graph)  # as train() checks it: a CPU would run the graph step unrecorded
+    check_cuda_graph(graph, accelerator, cfg.trainer.devices, precision, compile_mode(cfg.runtime.compile))
     return cfg
 
 
@@ -182,10 +183,10 @@ def measure(model: str, depth: int, args: argparse.Namespace, peak: Peak, matmul
         "model": model,
         "depth": depth,
         "batch": batch,
-        "precision": resolve_precision(cfg.trainer.precision, accelerator),
-        "channels_last": cfg.trainer.channels_last,
-        "compile": compile_mode(cfg.trainer.compile),
-        "cuda_graph": str(cfg.trainer.cuda_graph).lower(),
+        "precision": resolve_precision(cfg.runtime.precision, accelerator),
+        "channels_last": cfg.runtime.channels_last,
+        "compile": compile_mode(cfg.runtime.compile),
+        "cuda_graph": str(cfg.runtime.cuda_graph).lower(),
         "loop_overrides": list(args.loop_overrides or []),
         "loop_img_s": rate.get("loop"),
         "reslab_img_s": rate.get("full"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch.utils import benchmark
 
-from reslab.training.device import cpu_has_native_bf16
+from reslab.training.accelerator import cpu_has_native_bf16
 
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

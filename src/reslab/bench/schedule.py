@@ -28,14 +28,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from reslab.bench.flops import TRAIN_FLOP_PER_MAC, macs_per_image
 from reslab.bench.peak import Peak, theoretical_peak
-from reslab.cli import composition_error, preflight, sweep_values
+from reslab.build import build_net
 from reslab.config import compose_config, parse_overrides
 from reslab.data.registry import dataset_info
 from reslab.errors import UserError
-from reslab.models import build_net
+from reslab.overrides import composition_error, preflight, sweep_values
 from reslab.record import cpu_model, machine
-from reslab.schema import check_ranges
-from reslab.training.device import resolve_accelerator, resolve_precision
+from reslab.schema import check_values
+from reslab.training.accelerator import resolve_accelerator, resolve_precision
 
 DEFAULTS = ["experiment=paper", "depth=56", "model=residual"]
 SYNTHETIC = "synthetic, CIFAR-shaped: errors mean nothing"
@@ -89,8 +89,8 @@ def checked_config(argv: list[str], made: Path | None = None) -> DictConfig:
             cfg = compose_config(first_values(overrides), output_dir=tempfile.gettempdir())
         except ConfigCompositionException as e:
             raise UserError(composition_error(e)) from None
-        check_ranges(cfg)
-        resolve_precision(cfg.trainer.precision, resolve_accelerator(cfg.trainer.accelerator))
+        check_values(cfg)
+        resolve_precision(cfg.runtime.precision, resolve_accelerator(cfg.trainer.accelerator))
     except UserError:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
@@ -101,7 +101,7 @@ def checked_config(argv: list[str], made: Path | None = None) -> DictConfig:
 def device_header(cfg: DictConfig, fma_units: int | None, clock_ghz: float | None) -> tuple[dict, Peak]:
     """Print the device's name, the precision and its theoretical peak; return the machine and the peak."""
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
-    precision = resolve_precision(cfg.trainer.precision, accelerator)
+    precision = resolve_precision(cfg.runtime.precision, accelerator)
     if accelerator == "gpu":
         name = torch.cuda.get_device_name()
     else:
@@ -146,8 +146,7 @@ def read_job(job_dir: Path) -> tuple[dict | None, DictConfig | None]:
 def train_flop(record: dict, cfg: DictConfig) -> float:
     """FLOPs of the job's training steps: 6 per multiply-add, per image, per step (as step mode counts them)."""
     info = dataset_info(cfg.dataset.name)
-    m = cfg.model
-    net = build_net(cfg.depth, m.shortcut, info.in_channels, info.num_classes, m.width, m.norm, m.zero_init_residual)
+    net = build_net(cfg, info.in_channels, info.num_classes)
     size = record["image_size"]
     macs = macs_per_image(net, (info.in_channels, size, size))
     return TRAIN_FLOP_PER_MAC * macs * cfg.dataset.batch_size * record["steps"]

@@ -3,7 +3,7 @@
 The sweep (default: the paper's Fig. 6 sweep, ``experiment=paper model=plain,residual depth=20,32,44,56,110``, plus
 the user's overrides) runs twice as real ``python -m reslab -m`` commands, into two folders under ``--run-dir``: in
 series (Hydra's basic launcher, one job after another) and ``--jobs`` at a time (``hydra/launcher=joblib
-hydra.launcher.n_jobs=K``). On a CPU, ``trainer.threads=auto`` gives each of the K jobs the cores divided by K as
+hydra.launcher.n_jobs=K``). On a CPU, ``runtime.threads=auto`` gives each of the K jobs the cores divided by K as
 torch threads (a job in series has them all); on a GPU the K jobs share the one card. The speed-up is the series
 wall time over the parallel one, each from launch to exit. ``--skip-series`` runs the parallel sweep only.
 """
@@ -29,9 +29,9 @@ from reslab.bench.schedule import (
     train_flop,
     with_defaults,
 )
-from reslab.cli import sweep_values
 from reslab.config import parse_overrides
 from reslab.errors import UserError
+from reslab.overrides import sweep_values
 
 DEFAULTS = ["experiment=paper", "model=plain,residual", "depth=20,32,44,56,110"]
 DEFAULT_JOBS = 4
@@ -102,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
     about, peak = device_header(cfg, args.fma_units, args.cpu_clock_ghz)
     expected = sweep_size(overrides)
     run_dir.mkdir(parents=True, exist_ok=True)
-    sharing = "the GPU" if about["accelerator"] == "gpu" else "the CPU cores, as trainer.threads=auto shares them"
+    sharing = "the GPU" if about["accelerator"] == "gpu" else "the CPU cores, as runtime.threads=auto shares them"
     print(f"sweep: {expected} jobs, in series, then {k} at a time sharing {sharing}; run dir: {run_dir}", flush=True)
     results = {}
     for name in runs:

@@ -17,9 +17,10 @@ from torch.utils import benchmark
 from torch.utils.benchmark import timer as synced_clock
 
 from reslab.bench.profiler import StepProfiler
-from reslab.job import build_job, build_trainer, configured_callbacks
+from reslab.build import build_job, build_trainer, configured_callbacks
 from reslab.training import DivergenceGuard, RunSummary
-from reslab.training.device import is_compiled, resolve_accelerator, resolve_precision
+from reslab.training.accelerator import resolve_accelerator, resolve_precision
+from reslab.training.net_layout import is_compiled
 
 
 class StepTimer(L.Callback):
@@ -43,7 +44,7 @@ def time_reslab(cfg: DictConfig, with_instruments: bool, warmup: int, profile: P
     """Seconds per step of reslab's training path (Lightning, default callbacks, TensorBoard logging);
     with ``profile``, under ``torch.profiler``, its findings written there."""
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
-    precision = resolve_precision(cfg.trainer.precision, accelerator)
+    precision = resolve_precision(cfg.runtime.precision, accelerator)
     datamodule, system = build_job(cfg)
     with tempfile.TemporaryDirectory() as out:
         timer = StepTimer(warmup)
@@ -67,8 +68,8 @@ def time_plain_loop(cfg: DictConfig, warmup: int) -> float:
     ``max_steps - warmup`` steps: the schedule runs slightly past ``max_steps``, which costs the same."""
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")
-    bf16 = resolve_precision(cfg.trainer.precision, accelerator) == "bf16-mixed"
-    torch.backends.cudnn.benchmark = bool(cfg.trainer.cudnn_benchmark)  # as the Trainer sets it
+    bf16 = resolve_precision(cfg.runtime.precision, accelerator) == "bf16-mixed"
+    torch.backends.cudnn.benchmark = bool(cfg.trainer.benchmark)  # as the Trainer sets it
     datamodule, system = build_job(cfg)
     net = system.net.to(device)
     compiled = is_compiled(net)

@@ -8,6 +8,7 @@ report current as jobs end and writes it in full when the multirun ends.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import traceback
@@ -17,7 +18,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from reslab.console import quiet_console
 from reslab.errors import UserError
@@ -30,6 +31,23 @@ def remove_if_unused(out: Path) -> None:
     is in it yet (only Hydra's own files and the log)."""
     if out.is_dir() and {p.name for p in out.iterdir()} <= {".hydra", "reslab.log", ".lock"}:
         shutil.rmtree(out, ignore_errors=True)
+
+
+def record_launch(cfg: DictConfig, hydra: DictConfig) -> None:
+    """Write into the job's config what the launcher decided and the job needs: its number, how many jobs run at
+    once on this machine, the config groups' options, and a sweeper's searched keys. Nothing below the command line
+    reads Hydra's state: the job depends only on its config."""
+    n_jobs = hydra.launcher.get("n_jobs")
+    if not isinstance(n_jobs, int) or n_jobs == 0:
+        concurrent = 1
+    else:  # joblib's n_jobs; -1 is one per core
+        concurrent = n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+    params = hydra.sweeper.get("params") if "sweeper" in hydra else None
+    with open_dict(cfg):
+        cfg.launch.job_number = int(hydra.job.get("num", 0) or 0)
+        cfg.launch.concurrent_jobs = concurrent
+        cfg.launch.choices = OmegaConf.to_container(hydra.runtime.choices)
+        cfg.sweep_keys = [*cfg.sweep_keys, *(k for k in (params or {}) if k not in cfg.sweep_keys)]
 
 
 class JobRunner:
@@ -50,6 +68,7 @@ class JobRunner:
 
         quiet_console()
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        record_launch(cfg, HydraConfig.get())
         out = Path(cfg.output_dir)
         if multirun and sweep_stopping(out.parent) is not None:  # a stop signal arrived: start nothing new
             remove_if_unused(out)

@@ -20,7 +20,11 @@ from torch.utils.data import BatchSampler, DataLoader, Sampler, SequentialSample
 from reslab.data.augment import normalize, random_crop, random_hflip
 from reslab.data.sources import Arrays, dataset_info, load_arrays
 from reslab.errors import UserError
-from reslab.training.device import memory_format
+
+
+def memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """A 4-d input batch in the layout the net was prepared for."""
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
 
 class IndexedTensors(torch.utils.data.Dataset):
@@ -126,7 +130,7 @@ class ImageDataModule(L.LightningDataModule):
         synthetic_train, synthetic_test: sizes of the ``synthetic`` set.
         downsample: average-pool the images by this factor when loading (1 = native size). The CPU default
             uses 2 on Fashion-MNIST (14×14): about 3× fewer FLOPs per step, so 3× more steps per hour.
-        channels_last: hand batches to the net in NHWC layout (see `reslab.training.device`).
+        channels_last: hand batches to the net in NHWC layout (see `reslab.training.net_layout`).
         limit_train_batches: keep only the first this many batches of training images (debug=overfit); None = all.
         verify_checksums: refuse dataset files whose md5 is not the official one.
     """

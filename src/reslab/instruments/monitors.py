@@ -225,7 +225,7 @@ class ResponseMonitor(_Series):
 
 
 def _draw_grad_norm_figures(writer, step: int, names: list, norms: np.ndarray, steps: np.ndarray, rows: np.ndarray):
-    from reslab.results import figures as plots
+    from reslab.plots import training as plots
 
     profile = plots.layer_profile_figure(names, norms, "gradient L2 norm", title=f"step {step}", log=True)
     writer.add_figure("figures/grad_norm_vs_layer", profile, step)
@@ -233,7 +233,7 @@ def _draw_grad_norm_figures(writer, step: int, names: list, norms: np.ndarray, s
 
 
 def _draw_response_figure(writer, step: int, names: list, values: np.ndarray) -> None:
-    from reslab.results import figures as plots
+    from reslab.plots import training as plots
 
     profile = plots.layer_profile_figure(names, values, "response std", title=f"step {step}")
     writer.add_figure("figures/response_std_vs_layer", profile, step)

@@ -37,9 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reslab.errors import UserError
-
-SHORTCUTS = ("none", "A", "B")
-NORMS = ("batch", "none")
+from reslab.schema import check_choice, check_depth
 
 
 def norm_layer(norm: str, channels: int) -> nn.Module:
@@ -49,14 +47,7 @@ def norm_layer(norm: str, channels: int) -> nn.Module:
 
 def blocks_per_stage(depth: int) -> int:
     """``n`` for a depth of ``6n + 2``; a `UserError` naming the nearest valid depths otherwise."""
-    if isinstance(depth, bool) or not isinstance(depth, int):
-        raise UserError(f"depth must be an integer of the form 6n+2 (8, 14, 20, ..., 110), got {depth!r}")
-    if depth >= 8 and (depth - 2) % 6 == 0:
-        return (depth - 2) // 6
-    lower = max(8, (depth - 2) // 6 * 6 + 2)
-    upper = max(8, lower + 6 if lower < depth else lower)
-    near = f"depths are {lower} or {upper}" if lower != upper else f"depth is {lower}"
-    raise UserError(f"depth={depth} is not 6n+2 with n >= 1; the nearest valid {near}")
+    return check_depth(depth)
 
 
 class ZeroPadShortcut(nn.Module):
@@ -114,7 +105,10 @@ class Stem(nn.Module):
 
 
 class CifarNet(nn.Module):
-    """The §4.2 net; ``shortcut`` selects the arm. Input (B, C, H, W) -> logits (B, num_classes)."""
+    """The §4.2 net; ``shortcut`` selects the arm. Input (B, C, H, W) -> logits (B, num_classes).
+
+    The config's ``model`` node holds these arguments (``_target_: reslab.models.CifarNet``) but depth and the data's
+    channels and classes, which `reslab.build.build_net` adds; ``name`` is the arm's name, a label only."""
 
     def __init__(
         self,
@@ -125,12 +119,12 @@ class CifarNet(nn.Module):
         width: int = 16,
         norm: str = "batch",
         zero_init_residual: bool = False,
+        name: str = "",
     ):
         super().__init__()
-        if shortcut not in SHORTCUTS:
-            raise UserError(f"unknown shortcut {shortcut!r}; choose one of: none (plain), A, B")
-        if norm not in NORMS:
-            raise UserError(f"unknown model.norm={norm!r}; choose one of: {', '.join(NORMS)}")
+        self.arm = name
+        check_choice("model.shortcut", shortcut)
+        check_choice("model.norm", norm)
         if zero_init_residual and shortcut == "none":
             raise UserError(
                 "model.zero_init_residual=true needs a residual arm: a plain block has no shortcut, so zeroing its "
@@ -173,10 +167,6 @@ class CifarNet(nn.Module):
         x = self.stage3(self.stage2(self.stage1(x)))
         x = x.mean(dim=(2, 3))  # global average pooling: (B, 4*width)
         return self.fc(x)
-
-
-# The builder every caller uses: the class itself (one parameter list, documented on CifarNet).
-build_net = CifarNet
 
 
 def weight_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:

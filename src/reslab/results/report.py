@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from reslab.files import REPORT_LOCK_FILE, exclusive, write_atomic, write_text_atomic
-from reslab.results import figures as plots
-from reslab.results.figure_style import arm_order
+from reslab.plots import training as plots
+from reslab.plots.style import arm_order, in_arm_order
 from reslab.results.runs import Run, load_sweep
 from reslab.results.statistics import DIFFERENCE_INTERVAL, MEAN_INTERVAL, claims, difference_interval, mean_interval
 from reslab.results.statistics import points as pts
-from reslab.results.tensorboard_views import write_sweep_views
+from reslab.tensorboard_views import write_sweep_views
 
 COLUMNS = (
     "model",
@@ -72,13 +72,17 @@ def summarize(runs: list[Run]) -> list[dict]:
     for run in runs:
         groups.setdefault((run.arm, run.depth), []).append(run)
     rows = []
-    for (arm, depth), members in sorted(groups.items(), key=lambda kv: (kv[0][1], arm_order(kv[0][0]))):
+    shortcut = {arm: members[0].shortcut for (arm, _), members in groups.items()}
+    for (arm, depth), members in sorted(
+        groups.items(), key=lambda kv: (kv[0][1], arm_order(kv[0][0], shortcut[kv[0][0]]))
+    ):
         done = [r for r in members if r.status == "finished"]
         row = {
             "arm": arm,
             "model": members[0].model,
             "variant": members[0].variant,
-            "shortcut": members[0].record.get("shortcut"),
+            "shortcut": members[0].shortcut,
+            "pairing": members[0].pairing,
             "depth": depth,
             "params": members[0].record.get("params"),
             "runs": len(members),
@@ -108,12 +112,14 @@ def _cell(row: dict, key: str) -> str:
 
 
 def arm_pairs(rows: list[dict]) -> list[tuple[str, str]]:
-    """(plain arm, residual arm) pairs that differ only in the shortcut: the same other settings (variant)."""
-    arms = {(r["arm"], r["model"], r["variant"]) for r in rows}
-    plains = {variant: arm for arm, model, variant in arms if model == "plain"}
+    """(plain arm, residual arm) pairs: a net without shortcuts and one with them, the same in every other setting
+    of their records' identity (`Run.pairing`), whatever the arms are called."""
+    shortcut = {r["arm"]: r["shortcut"] for r in rows}
+    arms = {(r["arm"], r["shortcut"], r["pairing"]) for r in rows}
+    plains = {pairing: arm for arm, cut, pairing in arms if cut == "none"}
     return sorted(
-        ((plains[variant], arm) for arm, model, variant in arms if model != "plain" and variant in plains),
-        key=lambda p: (arm_order(p[0]), arm_order(p[1])),
+        ((plains[pairing], arm) for arm, cut, pairing in arms if cut != "none" and pairing in plains),
+        key=lambda p: (arm_order(p[0], shortcut[p[0]]), arm_order(p[1], shortcut[p[1]])),
     )
 
 
@@ -134,7 +140,7 @@ def statistics_sections(rows: list[dict]) -> str:
             a, b = by[plain, depth], by[residual, depth]
             cells = [pts(difference_interval(a[k + "_values"], b[k + "_values"]), True) for k in METRICS]
             out.append(f"| {plain} − {residual} | {depth} | {' | '.join(cells)} |")
-    for arm in sorted({a for a, _ in by}, key=arm_order):
+    for arm in in_arm_order({r["arm"]: r["shortcut"] for r in rows}):
         depths = sorted(d for a, d in by if a == arm)
         for deeper in depths[1:]:  # each deeper net against the shallowest
             lo, hi = by[arm, depths[0]], by[arm, deeper]

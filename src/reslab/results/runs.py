@@ -11,6 +11,8 @@ import numpy as np
 
 from reslab.files import is_locked
 
+# What differs between the two arms of a comparison (or is compared across): everything else must be equal.
+PAIRED_ACROSS = {"model", "shortcut", "depth", "seed"}
 CURVE_TAGS = ("train/error", "train/loss", "val/error", "val/loss", "test/error", "lr")
 
 
@@ -28,6 +30,11 @@ class Run:
     @property
     def model(self) -> str:
         return self.record.get("model", "?")
+
+    @property
+    def shortcut(self) -> str:
+        """none (plain) | A | B: what orders, styles and pairs the arms (never the model's name)."""
+        return self.record.get("shortcut", "?")
 
     @property
     def variant(self) -> str:
@@ -55,6 +62,15 @@ class Run:
         (killed, out of memory, the machine gone): ``died``."""
         status = self.record.get("status", "unknown")
         return "died" if status == "running" and not is_locked(self.path) else status
+
+    @property
+    def pairing(self) -> str:
+        """What a plain arm and a residual arm must share to be compared: the whole identity but the arm's name, its
+        shortcut, depth and seed (older records without an identity: the variant)."""
+        identity = self.record.get("identity")
+        if not isinstance(identity, dict):
+            return self.variant
+        return json.dumps({k: v for k, v in identity.items() if k not in PAIRED_ACROSS}, sort_keys=True)
 
     @property
     def steps(self) -> int:
@@ -121,8 +137,9 @@ def load_sweep(sweep_dir: str | Path, series: bool = True) -> list[Run]:
     return sorted(runs, key=lambda r: (r.model, r.depth, r.seed, r.path.name))
 
 
-# Identity keys every report already shows apart (the run's name and arm).
-SHOWN_APART = {"seed", "depth", "model", "shortcut"}
+# Identity keys every report already shows apart (the run's name). A run named like another arm but with another
+# shortcut (model=plain model.shortcut=A) is labelled with it, so it is never averaged with that arm's runs.
+SHOWN_APART = {"seed", "depth", "model"}
 
 
 def label_differences(runs: list[Run]) -> None:
@@ -143,28 +160,6 @@ def label_differences(runs: list[Run]) -> None:
 
 
 def _prefixes(key: str) -> list[str]:
-    """``optim.warmup.lr`` -> optim.warmup.lr, optim.warmup, optim: a swept group names all its keys."""
+    """``schedule.warmup.lr`` -> schedule.warmup.lr, schedule.warmup, optim: a swept group names all its keys."""
     parts = key.split(".")
     return [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
-
-
-def curve(run: Run, tag: str) -> tuple[np.ndarray, np.ndarray]:
-    return run.curves.get(tag, (np.zeros(0, np.int64), np.zeros(0)))
-
-
-def seed_curves(runs: list[Run], tag: str) -> tuple[np.ndarray, np.ndarray]:
-    """Every run's (seed's) values at the steps all of them logged: (steps, array of shape runs × steps)."""
-    curves = [curve(r, tag) for r in runs]
-    curves = [c for c in curves if len(c[0])]
-    if not curves:
-        return np.zeros(0, np.int64), np.zeros((0, 0))
-    common = curves[0][0]
-    for steps, _ in curves[1:]:
-        common = np.intersect1d(common, steps)
-    return common, np.stack([v[np.isin(s, common)] for s, v in curves])
-
-
-def mean_curve(runs: list[Run], tag: str) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over runs (seeds) at the steps all of them logged."""
-    steps, values = seed_curves(runs, tag)
-    return steps, (values.mean(axis=0) if len(steps) else np.zeros(0))

@@ -1,6 +1,7 @@
-"""Training: the LightningModule (loss, SGD, schedule, warm-up), the job's callbacks and the device settings."""
+"""Training: the LightningModule (loss, optimiser, schedule, warm-up), the job's callbacks, and the accelerator,
+placement, memory layout and memory needs of a job."""
 
 from reslab.training.callbacks import DivergenceGuard, ProgressLog, RunSummary
-from reslab.training.classifier import Classifier, Warmup
+from reslab.training.classifier import Classifier, StepSchedule, Warmup
 
-__all__ = ["Classifier", "DivergenceGuard", "ProgressLog", "RunSummary", "Warmup"]
+__all__ = ["Classifier", "DivergenceGuard", "ProgressLog", "RunSummary", "StepSchedule", "Warmup"]

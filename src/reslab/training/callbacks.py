@@ -23,8 +23,8 @@ from typing import Any
 import lightning as L
 import torch
 
-from reslab.errors import UserError
 from reslab.files import write_json_atomic
+from reslab.schema import check_choice
 from reslab.training.ranks import is_rank_zero
 from reslab.training.readback import Readback
 
@@ -194,9 +194,8 @@ class ProgressLog(L.Callback):
 
     @staticmethod
     def wants_bar(mode: str) -> bool:
-        """``trainer.progress``: bar, log, none, or auto (a bar when stdout is a terminal, else log lines)."""
-        if mode not in ("auto", "bar", "log", "none"):
-            raise UserError(f"unknown trainer.progress={mode!r}; choose one of: auto, bar, log, none")
+        """``runtime.progress``: bar, log, none, or auto (a bar when stdout is a terminal, else log lines)."""
+        check_choice("runtime.progress", mode)
         return mode == "bar" or (mode == "auto" and sys.stdout.isatty())
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -1,25 +1,26 @@
-"""The LightningModule: loss, error metrics, the paper's SGD, step decay and an optional warm-up.
+"""The LightningModule: loss, error metrics, the optimiser the config names, step decay and an optional warm-up.
 
-The net is built outside and passed in (either arm); nothing here depends on which arm it is.
+The net, the optimiser (a partial, called with the net's parameters) and the schedule are built from the config
+outside and passed in (`reslab.build`); nothing here depends on which arm the net is.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reslab.training.device import is_compiled
+from reslab.training.net_layout import is_compiled
 from reslab.training.step_graph import GraphedStep, cuda_graph_mode
 
-# The fused SGD kernel: one pass over all parameters instead of a loop of per-tensor ops, the same update to
-# rounding (timings: experiments/performance/optimizer_step.py).
-SGD_KERNEL = {"fused": True, "foreach": None}
+# The fused kernel: one pass over all parameters instead of a loop of per-tensor ops, the same update to rounding
+# (timings: experiments/performance/optimizer_step.py). Given to every optimiser that takes it (SGD, Adam, AdamW).
+FUSED_KERNEL = {"fused": True, "foreach": None}
 
 
 @dataclass(frozen=True)
@@ -35,27 +36,32 @@ class Warmup:
     until_error: float | None = None
 
 
-def step_decay(milestones: Sequence[int], gamma: float):
-    """lr multiplier after ``step`` optimiser steps: ``gamma`` per milestone passed (the paper: 32k, 48k)."""
+@dataclass(frozen=True)
+class StepSchedule:
+    """The lr multiplied by ``gamma`` at each milestone, a fraction of the run's steps (the paper: 32k and 48k of 64k
+    = 0.5, 0.75; gamma 0.1), after an optional warm-up (`Warmup`)."""
 
-    def factor(step: int) -> float:
-        return gamma ** sum(step >= m for m in milestones)
+    milestones: Sequence[float] = (0.5, 0.75)
+    gamma: float = 0.1
+    warmup: Warmup = field(default_factory=Warmup)
 
-    return factor
+    def factor(self, max_steps: int) -> Callable[[int], float]:
+        """lr multiplier after ``step`` optimiser steps of a run of ``max_steps``."""
+        steps = [round(f * max_steps) for f in self.milestones]
+        return lambda step: self.gamma ** sum(step >= m for m in steps)
 
 
 class Classifier(L.LightningModule):
-    """Cross-entropy classifier trained with SGD + momentum and step decay over ``max_steps``.
+    """Cross-entropy classifier trained with ``optimizer`` and ``schedule`` over ``max_steps``.
 
     Args:
         net: the model, input (B, C, H, W) -> logits (B, classes).
+        optimizer: a torch optimiser without its parameters (``functools.partial(torch.optim.SGD, lr=0.1, ...)``,
+            the config's ``optim``); its ``lr`` is the base of the schedule.
         max_steps: the iteration budget; milestones are fractions of it.
-        lr, momentum, weight_decay, nesterov: SGD settings (the paper: 0.1, 0.9, 1e-4, no).
-        milestones: fractions of ``max_steps`` where the lr is multiplied by ``gamma``
-            (the paper: 32k and 48k of 64k = 0.5, 0.75; gamma 0.1).
-        warmup: the optional warm-up (see `Warmup`).
+        schedule: step decay and the optional warm-up (`StepSchedule`).
         identity: facts that a checkpoint must match to be resumed (see `reslab.record`).
-        cuda_graph: ``trainer.cuda_graph``: false, Lightning's automatic step; true, forward, loss and backward
+        cuda_graph: ``runtime.cuda_graph``: false, Lightning's automatic step; true, forward, loss and backward
             recorded as one CUDA graph (`reslab.training.step_graph`), the update done by Lightning's manual
             optimisation; ``eager``, that same manual step unrecorded, on any device.
     """
@@ -63,14 +69,9 @@ class Classifier(L.LightningModule):
     def __init__(
         self,
         net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
         max_steps: int,
-        lr: float = 0.1,
-        momentum: float = 0.9,
-        weight_decay: float = 1e-4,
-        nesterov: bool = False,
-        milestones: Sequence[float] = (0.5, 0.75),
-        gamma: float = 0.1,
-        warmup: Warmup | None = None,
+        schedule: StepSchedule | None = None,
         identity: dict | None = None,
         cuda_graph: bool | str = False,
     ):
@@ -78,15 +79,13 @@ class Classifier(L.LightningModule):
         self.cuda_graph = cuda_graph_mode(cuda_graph)
         self.automatic_optimization = self.cuda_graph is None
         self._graphed_step: GraphedStep | None = None
-        self.step_lr = lr  # the lr of the step in progress (set at its start)
         self.identity = identity or {}  # what the run is (model, depth, ...), stored in checkpoints
         self.net = net
-        self.max_steps, self.lr, self.momentum = max_steps, lr, momentum
-        self.weight_decay, self.nesterov = weight_decay, nesterov
-        self.milestone_steps = [round(f * max_steps) for f in milestones]
-        self.gamma = gamma
-        self.warmup = warmup or Warmup()
+        self.optimizer, self.max_steps = optimizer, max_steps
+        self.schedule = schedule or StepSchedule()
+        self.warmup = self.schedule.warmup
         self.warming_up = self.warmup.steps > 0
+        self.step_lr = float("nan")  # the lr of the step in progress (set at its start)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -166,7 +165,7 @@ class Classifier(L.LightningModule):
 
     def _by_depth(self, name: str, value: torch.Tensor) -> dict:
         """The same value under ``by_depth/<depth>/<name>``: TensorBoard's custom-scalar layout draws every arm of
-        one depth in one chart by tag (reslab.results.tensorboard_views)."""
+        one depth in one chart by tag (reslab.tensorboard_views)."""
         depth = self.identity.get("depth")
         return {f"by_depth/{depth}/{name}": value} if depth is not None else {}
 
@@ -186,15 +185,8 @@ class Classifier(L.LightningModule):
         self.step_lr = lr  # written with the step's other scalars
 
     def configure_optimizers(self):
-        optimizer = torch.optim.SGD(
-            self.net.parameters(),
-            lr=self.lr,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            nesterov=self.nesterov,
-            **SGD_KERNEL,
-        )
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, step_decay(self.milestone_steps, self.gamma))
+        optimizer = self.optimizer(self.net.parameters(), **FUSED_KERNEL)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule.factor(self.max_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -208,7 +200,7 @@ class Classifier(L.LightningModule):
         # them would bring it back; which kernel computes the update is this code's choice.
         for state in checkpoint.get("optimizer_states", []):
             for group in state.get("param_groups", []):
-                group.update(SGD_KERNEL)
+                group.update(FUSED_KERNEL)
 
 
 AUTOMATIC_STEPS = "epoch_loop.automatic_optimization.optim_progress"
@@ -217,7 +209,7 @@ MANUAL_STEPS = "epoch_loop.manual_optimization.optim_step_progress"
 
 def carry_step_count(checkpoint: dict, automatic: bool) -> None:
     """Lightning counts the steps of its automatic and manual optimisation apart, and a run resumed in the other
-    mode (``trainer.cuda_graph`` changed between attempts) would restart its count at 0: copy the count of the
+    mode (``runtime.cuda_graph`` changed between attempts) would restart its count at 0: copy the count of the
     mode that saved the checkpoint into the one that resumes it."""
     loops = checkpoint.get("loops", {}).get("fit_loop", {})
     if AUTOMATIC_STEPS not in loops or MANUAL_STEPS not in loops:

@@ -15,7 +15,7 @@ Who owns which signal (one owner each, so nothing fights):
   (`SweepStop`); a job that trains in that same process (the basic launcher) took over its signals, so its
   stop is the sweep's (`reslab.cli.hydra_app`). A signal to a job in any other process stops that job alone, and
   the sweep goes on.
-- Lightning's own SLURM auto-requeue (SIGUSR1) is switched off (`reslab.job.build_trainer`), and its SIGTERM
+- Lightning's own SLURM auto-requeue (SIGUSR1) is switched off (`reslab.build.build_trainer`), and its SIGTERM
   handler is replaced while training.
 
 A second signal of the same kind while stopping (a second or more after the first) ends the process at once.

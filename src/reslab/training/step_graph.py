@@ -1,4 +1,4 @@
-"""`GraphedStep`: a training step's forward, loss, error and backward as one CUDA graph (``trainer.cuda_graph``).
+"""`GraphedStep`: a training step's forward, loss, error and backward as one CUDA graph (``runtime.cuda_graph``).
 
 A ResNet-56 step on a large GPU is a few milliseconds of kernels, but Python launches them one by one, and the
 host's time per step (Lightning's loop, the autograd engine handing each gradient over) is longer than the GPU's:
@@ -20,7 +20,7 @@ graph with `torch.cuda.graph` (its "whole network capture"): torch.compile's own
 the host.
 
 On a CPU the same step runs eagerly (the tests compare it with Lightning's automatic step); ``train`` refuses
-``trainer.cuda_graph=true`` without a GPU rather than ignore it.
+``runtime.cuda_graph=true`` without a GPU rather than ignore it.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from reslab.errors import UserError
+from reslab.schema import check_choice
 
 WARMUP_STEPS = 3
 # torch.compile modes that make CUDA graphs of their own, which cannot be recorded inside another graph.
@@ -37,32 +38,27 @@ COMPILE_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 def cuda_graph_mode(value: object) -> str | None:
-    """``trainer.cuda_graph`` as None (Lightning's automatic step), ``graph`` (true) or ``eager``."""
-    if value is None or value is False or value in ("false", "off"):
-        return None
-    if value is True or value == "true":
-        return "graph"
-    if value == "eager":
-        return "eager"
-    raise UserError(f"unknown trainer.cuda_graph={value!r}; choose false, true or eager")
+    """``runtime.cuda_graph`` as None (Lightning's automatic step), ``graph`` (true) or ``eager``."""
+    word = check_choice("runtime.cuda_graph", value)
+    return {"false": None, "true": "graph", "eager": "eager"}[word]
 
 
 def check_cuda_graph(mode: str | None, accelerator: str, devices: int, precision: str, compiled: str | None) -> None:
-    """One line for each setting that ``trainer.cuda_graph=true`` cannot work with."""
+    """One line for each setting that ``runtime.cuda_graph=true`` cannot work with."""
     if mode != "graph":
         return
     if accelerator != "gpu":
-        raise UserError("trainer.cuda_graph=true needs a CUDA GPU; set trainer.cuda_graph=false on a CPU")
+        raise UserError("runtime.cuda_graph=true needs a CUDA GPU; set runtime.cuda_graph=false on a CPU")
     if devices > 1:
-        raise UserError("trainer.cuda_graph=true runs on one device; set trainer.devices=1 or trainer.cuda_graph=false")
+        raise UserError("runtime.cuda_graph=true runs on one device; set trainer.devices=1 or runtime.cuda_graph=false")
     if precision == "16-mixed":
         raise UserError(
-            "trainer.cuda_graph=true cannot record fp16's loss scaling; use trainer.precision=bf16 or 32 with it"
+            "runtime.cuda_graph=true cannot record fp16's loss scaling; use runtime.precision=bf16 or 32 with it"
         )
     if compiled in COMPILE_GRAPH_MODES:
         raise UserError(
-            f"trainer.compile={compiled} makes CUDA graphs of its own; with trainer.cuda_graph=true use "
-            f"trainer.compile=default or false"
+            f"runtime.compile={compiled} makes CUDA graphs of its own; with runtime.cuda_graph=true use "
+            f"runtime.compile=default or false"
         )
 
 
@@ -109,7 +105,7 @@ class GraphedStep:
         if x.shape != self._x.shape or y.shape != self._y.shape:
             raise RuntimeError(
                 f"the CUDA graph was recorded for batches of {tuple(self._x.shape)} and got {tuple(x.shape)}; "
-                f"trainer.cuda_graph=true needs training batches of one size"
+                f"runtime.cuda_graph=true needs training batches of one size"
             )
         self._x.copy_(x)
         self._y.copy_(y)

@@ -7,11 +7,24 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from reslab.results.runs import Run
+
+class Run(Protocol):
+    """What the figures read of a run (`reslab.results.runs.Run` has it): its curve family and depth, its curves and
+    the instruments' arrays."""
+
+    arm: str
+    shortcut: str  # none (plain) | A | B: what styles and pairs arms, never their names
+    depth: int
+    seed: int
+    curves: dict
+    grad_norms: dict | None
+    responses: dict | None
+
 
 COLUMN, PAGE = 3.3, 7.0  # figure widths in inches
 STYLE = {
@@ -28,7 +41,8 @@ STYLE = {
 # One colour per depth everywhere (tab10), fixed for the usual depths so sweeps compare too.
 _STANDARD_DEPTHS = (8, 14, 20, 32, 44, 56, 110, 164, 1202)
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf")
-ARM_ORDER = ("plain", "residual", "residual_b")
+# The order of arms in every figure and table: by shortcut, plain (none) first, then A and B; by name within one.
+SHORTCUTS = ("none", "A", "B")
 
 
 def depth_color(depth: int) -> str:
@@ -57,14 +71,18 @@ def styled(fn):
     return wrapper
 
 
-def arm_order(arm: str) -> tuple:
-    """plain, residual, residual_b first (each followed by its variants), then anything else."""
-    base = arm.split(" (")[0]
-    return (ARM_ORDER.index(base) if base in ARM_ORDER else len(ARM_ORDER), arm)
+def arm_order(arm: str, shortcut: str) -> tuple:
+    """The sort key of an arm: its shortcut (plain first), then its label."""
+    return (SHORTCUTS.index(shortcut) if shortcut in SHORTCUTS else len(SHORTCUTS), arm)
+
+
+def in_arm_order(shortcuts: dict[str, str]) -> list[str]:
+    """The arms of ``arm label -> shortcut``, in figure order."""
+    return sorted(shortcuts, key=lambda arm: arm_order(arm, shortcuts[arm]))
 
 
 def arms_of(runs: Sequence[Run]) -> list[str]:
-    return sorted({r.arm for r in runs}, key=arm_order)
+    return in_arm_order({r.arm: r.shortcut for r in runs})
 
 
 def by_arm_and_depth(runs: Sequence[Run]) -> dict[tuple[str, int], list[Run]]:
@@ -83,3 +101,25 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
         return values
     kernel = np.ones(window)
     return np.convolve(values, kernel, "same") / np.convolve(np.ones_like(values), kernel, "same")
+
+
+def curve(run: Run, tag: str) -> tuple[np.ndarray, np.ndarray]:
+    return run.curves.get(tag, (np.zeros(0, np.int64), np.zeros(0)))
+
+
+def seed_curves(runs: list[Run], tag: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every run's (seed's) values at the steps all of them logged: (steps, array of shape runs × steps)."""
+    curves = [curve(r, tag) for r in runs]
+    curves = [c for c in curves if len(c[0])]
+    if not curves:
+        return np.zeros(0, np.int64), np.zeros((0, 0))
+    common = curves[0][0]
+    for steps, _ in curves[1:]:
+        common = np.intersect1d(common, steps)
+    return common, np.stack([v[np.isin(s, common)] for s, v in curves])
+
+
+def mean_curve(runs: list[Run], tag: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over runs (seeds) at the steps all of them logged."""
+    steps, values = seed_curves(runs, tag)
+    return steps, (values.mean(axis=0) if len(steps) else np.zeros(0))

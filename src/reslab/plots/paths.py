@@ -5,8 +5,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from reslab.analysis.cli import by_arm_and_depth
-from reslab.analysis.paths import COVERAGE, shortest_interval
+from reslab.plots.measured import by_arm_and_depth, labels_of
+
+COVERAGE = 0.9  # the share of the total gradient magnitude the reported interval of path lengths holds
+
+
+def shortest_interval(share: np.ndarray, coverage: float = COVERAGE) -> tuple[int, int]:
+    """The shortest run of path lengths [lo, hi] whose shares sum to at least ``coverage`` of the total (of equally
+    short ones, the one holding the most)."""
+    cum = np.concatenate([[0.0], np.cumsum(share)])
+    need = coverage * cum[-1] * (1 - 1e-9)  # float round-off must not push an exact fit out
+    best = (len(share), -1.0, 0, len(share) - 1)
+    for lo in range(len(share)):
+        end = int(np.searchsorted(cum, cum[lo] + need, side="left"))
+        if end >= len(cum):
+            break
+        best = min(best, (end - lo, -(cum[end] - cum[lo]), lo, end - 1))
+    return best[2], best[3]
 
 
 def _alive(members) -> list:
@@ -30,12 +45,12 @@ def figure(results, settings: dict):
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
-    from reslab.results.figure_style import PAGE, arm_order, depth_color, new_figure, styled
+    from reslab.plots.style import PAGE, depth_color, new_figure, styled
 
     @styled
     def draw():
         groups = by_arm_and_depth(results)
-        labels = sorted({label for label, _ in groups}, key=arm_order)
+        labels = labels_of(results)
         styles = dict(zip(labels, ["-", "--", ":", "-."] * len(labels)))
         fig = new_figure(PAGE, 3.0)
         ax_count, ax_per, ax_share = fig.subplots(1, 3)

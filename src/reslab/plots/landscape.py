@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from reslab.analysis.cli import by_arm_and_depth
-from reslab.analysis.landscape import (
-    BASIN,
-    CONVEX_TOLERANCE,
-    DECADES,
-    NOT_FINITE,
-    basin_fraction,
-    convex_fraction,
-    scans,
-    sharpness_1d,
-)
+from reslab.plots.measured import by_arm_and_depth, labels_of, shortcut_of
+
+CONVEX_TOLERANCE = 1e-3  # a slice's curvature counts as convex down to -0.1% of its largest eigenvalue
+BASIN = 2.0  # the 2-D summary's basin: grid points with a loss below this multiple of the loss at θ
+NOT_FINITE = "0.8"  # the 2-D panels' colour where the loss overflowed
+DECADES = 4  # the figures show losses up to this many decades above the lowest; higher ones saturate
 
 
 def _short(label: str) -> str:
@@ -57,16 +52,16 @@ def figure(results, settings: dict):
     from matplotlib.patches import Patch
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-    from reslab.results.figure_style import PAGE, arm_order, new_figure, styled
+    from reslab.plots.style import PAGE, new_figure, styled
 
-    one, two = scans(settings)
+    one, two = ("loss_1d" in results[0].arrays, "loss_2d" in results[0].arrays)
 
     @styled
     def draw():
         depths = sorted({r.depth for r in results})
-        labels = sorted({r.label for r in results}, key=arm_order)
+        labels, shortcut = labels_of(results), shortcut_of(results)
         colors = {label: f"C{i}" for i, label in enumerate(labels)}
-        styles = {label: "-" if label.split(" (")[0] == "plain" else "--" for label in labels}
+        styles = {label: "-" if shortcut[label] == "none" else "--" for label in labels}
         groups = by_arm_and_depth(results)
         top_h, row_h = 2.4, float(np.clip(5.6 / len(labels), 1.6, 2.6))  # square 2-D panels filling the width
         heights = [top_h] * one + [row_h * len(depths) + 1.1] * two  # + titles of up to 3 lines, axis labels, legend
@@ -161,7 +156,7 @@ def figure(results, settings: dict):
 
 
 def summary(results, settings: dict) -> list[str]:
-    one, two = scans(settings)
+    one, two = ("loss_1d" in results[0].arrays, "loss_2d" in results[0].arrays)
     span = settings["span"]
     lines = []
     for (label, depth), members in by_arm_and_depth(results).items():
@@ -195,3 +190,33 @@ def summary(results, settings: dict) -> list[str]:
             f"loss, a convex one may still hide it in other directions (Li et al. map the full Hessian's eigenvalues)"
         )
     return lines
+
+
+def sharpness_1d(arrays: dict, span: float) -> dict[float, float]:
+    """L(α) / L(0) at α = ±span/2 and ±span, interpolated linearly on the 1-D curve."""
+    base = float(arrays["origin_loss"])
+    return {
+        a: float(np.interp(a, arrays["alphas"], arrays["loss_1d"])) / base for a in (-span, -span / 2, span / 2, span)
+    }
+
+
+def basin_fraction(arrays: dict) -> float:
+    """The fraction of the 2-D grid whose loss is within `BASIN` × the loss at θ."""
+    return float(np.mean(arrays["loss_2d"] <= BASIN * float(arrays["origin_loss"])))
+
+
+def convex_fraction(loss: np.ndarray, step: float) -> float:
+    """The fraction of the 2-D grid's interior points where the slice is locally convex: the central-difference
+    Hessian [[L_aa, L_ab], [L_ab, L_bb]] has no eigenvalue below -`CONVEX_TOLERANCE` × its largest magnitude.
+    Points whose stencil touches a loss that is not finite are left out."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        c = loss[1:-1, 1:-1]
+        l_aa = (loss[2:, 1:-1] - 2 * c + loss[:-2, 1:-1]) / step**2
+        l_bb = (loss[1:-1, 2:] - 2 * c + loss[1:-1, :-2]) / step**2
+        l_ab = (loss[2:, 2:] - loss[2:, :-2] - loss[:-2, 2:] + loss[:-2, :-2]) / (4 * step**2)
+    hessians = np.stack([np.stack([l_aa, l_ab], -1), np.stack([l_ab, l_bb], -1)], -1)
+    finite = np.isfinite(hessians).all(axis=(-1, -2))
+    if not finite.any():
+        return float("nan")
+    eig = np.linalg.eigvalsh(hessians[finite])  # ascending
+    return float(np.mean(eig[:, 0] >= -CONVEX_TOLERANCE * np.abs(eig).max(-1)))

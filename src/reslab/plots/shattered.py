@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from reslab.analysis.cli import by_arm_and_depth
-from reslab.analysis.shattered import STATES, THRESHOLD
+from reslab.plots.measured import by_arm_and_depth, labels_of, shortcut_of
+
+STATES = ("init", "trained")  # the panels: the nets `reslab.analysis.shattered` measures
+THRESHOLD = 0.5  # the summary's "decorrelated" level
 
 
 def _mean(members, key: str) -> np.ndarray:
@@ -24,16 +26,16 @@ def first_below(layer_number: np.ndarray, values: np.ndarray, level: float = THR
     return int(layer_number[below[0]]) if len(below) else None
 
 
-def arm_styles(arms: list[str]) -> dict[str, tuple]:
-    """(line style, marker) per arm: the line style tells plain from residual, the marker a variant of either."""
-    dashes = {"plain": "-", "residual": "--", "residual_b": "-."}
+def arm_styles(arms: list[str], shortcut: dict[str, str]) -> dict[str, tuple]:
+    """(line style, marker) per arm: the line style tells the shortcut (plain solid), the marker each arm of one
+    shortcut apart (a variant)."""
+    dashes = {"none": "-", "A": "--", "B": "-."}
     markers = "osD^v<>"
     seen: dict[str, int] = {}
     styles = {}
     for arm in arms:
-        base = arm.split(" (")[0]
-        k = seen[base] = seen.get(base, -1) + 1
-        styles[arm] = (dashes.get(base, ":"), markers[k % len(markers)])
+        k = seen[shortcut[arm]] = seen.get(shortcut[arm], -1) + 1
+        styles[arm] = (dashes.get(shortcut[arm], ":"), markers[k % len(markers)])
     return styles
 
 
@@ -44,14 +46,14 @@ def figure(results, settings: dict):
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FixedLocator, FormatStrFormatter
 
-    from reslab.results.figure_style import PAGE, arm_order, depth_color, new_figure, styled
+    from reslab.plots.style import PAGE, depth_color, new_figure, styled
 
     @styled
     def draw():
         groups = by_arm_and_depth(results)
         depths = sorted({d for _, d in groups})
-        arms = sorted({a for a, _ in groups}, key=arm_order)
-        style = arm_styles(arms)
+        arms = labels_of(results)
+        style = arm_styles(arms, shortcut_of(results))
         fig = new_figure(PAGE, 5.4)
         axes = fig.subplots(2, 2, sharey="row")
         for col, state in enumerate(STATES):

@@ -1,7 +1,7 @@
 """Pure plotting functions: data in, a matplotlib Figure out. Used by the report, TensorBoard and notebooks.
 
 Figures are sized for a paper (3.3 in column, 7 in page width) at 8 pt, and every depth has one colour in
-every figure (`reslab.results.figure_style`).
+every figure (`reslab.plots.style`).
 """
 
 from __future__ import annotations
@@ -14,18 +14,21 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from reslab.results.figure_style import (
+from reslab.plots.style import (
     COLUMN,
     PAGE,
-    arm_order,
+    Run,
     arms_of,
     by_arm_and_depth,
+    curve,
     depth_color,
+    in_arm_order,
+    mean_curve,
     new_figure,
+    seed_curves,
     smooth,
     styled,
 )
-from reslab.results.runs import Run, curve, mean_curve, seed_curves
 
 
 @styled
@@ -93,7 +96,7 @@ def error_vs_depth(rows: Sequence[dict]) -> Figure:
     fig = new_figure(PAGE, 2.5)
     axes = fig.subplots(1, 2, sharey=True)
     styles = (("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", (0, (5, 1))), ("P", (0, (1, 1))))
-    arms = sorted({r["arm"] for r in rows}, key=arm_order)
+    arms = in_arm_order({r["arm"]: r["shortcut"] for r in rows})
     depths = sorted({r["depth"] for r in rows})
     for ax, key, title in zip(axes, ("train_error", "test_error"), ("training error", "test error")):
         for i, arm in enumerate(arms):
@@ -241,7 +244,7 @@ def response_std(runs: Sequence[Run]) -> Figure:
     training, by layer index (left) and sorted by magnitude (right); colour = depth, dashed = plain."""
     fig = new_figure(PAGE, 2.4)
     left, right = fig.subplots(1, 2, sharey=True)
-    styles = {"plain": "--", "residual": "-", "residual_b": ":"}  # by base model
+    styles = {"none": "--", "A": "-", "B": ":"}  # by shortcut
     n_max = 1
     for (arm, depth), members in by_arm_and_depth(runs).items():
         run = members[0]
@@ -249,7 +252,7 @@ def response_std(runs: Sequence[Run]) -> Figure:
             continue
         values = run.responses["values"][-1]
         n_max = max(n_max, len(values))
-        kw = {"color": depth_color(depth), "ls": styles.get(arm.split(" (")[0], "-."), "label": f"{arm}-{depth}"}
+        kw = {"color": depth_color(depth), "ls": styles.get(run.shortcut, "-."), "label": f"{arm}-{depth}"}
         left.plot(np.arange(1, len(values) + 1), values, **kw)
         right.plot(np.arange(1, len(values) + 1), np.sort(values)[::-1], **kw)
     _layer_axis(left, n_max)
