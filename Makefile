@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH_SPEC) $(TORCH_PIP_ARGS)
 
 BENCH_ARGS ?=
 
-.PHONY: help venv install data demo sweep bench bench-schedule bench-share lint test test-slow test-all clean
+.PHONY: help venv install data demo sweep bench bench-job bench-share lint test test-slow test-all clean
 
 help:
 	@echo "make demo      environment, data, the default sweep ($(SWEEP)), report"
@@ -24,7 +24,7 @@ help:
 	@echo "make test-slow the slow tests alone (what make test-all adds; a real SLURM cluster as root)"
 	@echo "make test-all  the whole suite, slow tests included"
 	@echo "make bench     throughput of reslab vs a plain PyTorch loop (writes bench.json)"
-	@echo "make bench-schedule  the paper's ResNet-56 schedule as one whole job, launch to exit (writes bench.json)"
+	@echo "make bench-job  the paper's ResNet-56 schedule as one whole job, launch to exit (writes bench.json)"
 	@echo "make bench-share     the Fig. 6 sweep in series and 4 jobs at a time, and the speed-up (writes bench.json)"
 	@echo "               BENCH_ARGS passes options and overrides to the bench targets, e.g."
 	@echo "               BENCH_ARGS=\"--project-steps 64000 -- trainer.max_steps=2000\" (reslab bench --help)"
@@ -62,8 +62,8 @@ bench: install data
 	$(BIN)/reslab bench $(BENCH_ARGS)
 
 # Whole jobs, as a user runs them; the device's name and theoretical peak are printed beside the figures.
-bench-schedule: install data
-	$(BIN)/reslab bench --mode schedule $(BENCH_ARGS)
+bench-job: install data
+	$(BIN)/reslab bench --mode job $(BENCH_ARGS)
 
 bench-share: install data
 	$(BIN)/reslab bench --mode share $(BENCH_ARGS)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import ROOT
 
-from reslab.analysis.cli import main
+from reslab.cli.analyze import main
 
 
 def refused(capsys, *argv: str) -> str:
@@ -103,7 +103,7 @@ def test_a_full_disk_or_read_only_folder(analysis_sweep, capsys, monkeypatch):
     def full(path, write):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr("reslab.analysis.cli.write_atomic", full)
+    monkeypatch.setattr("reslab.analysis.runner.write_atomic", full)
     err = refused(capsys, "lesion", str(analysis_sweep / "plain-8_seed0"), "--images", "32")
     assert "lesion.npz: No space left on device; the analysis reads the runs and writes beside them" in err
 

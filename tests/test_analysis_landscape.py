@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from reslab.analysis import landscape
-from reslab.analysis.cli import main
 from reslab.analysis.trained import TrainedRun
+from reslab.cli.analyze import main
 from reslab.models import CifarNet
 from reslab.plots import landscape as landscape_plots
 from reslab.results.runs import load_run

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from reslab.analysis import lesion
-from reslab.analysis.cli import main
 from reslab.analysis.trained import TrainedRun
+from reslab.cli.analyze import main
 from reslab.results.runs import load_run
 
 

@@ -12,8 +12,8 @@ import torch
 from scipy.special import comb
 
 from reslab.analysis import paths
-from reslab.analysis.cli import main
 from reslab.analysis.trained import TrainedRun
+from reslab.cli.analyze import main
 from reslab.plots import paths as paths_plots
 from reslab.plots.measured import Measured
 from reslab.results.runs import load_run

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from reslab.analysis import shattered
-from reslab.analysis.cli import main
 from reslab.analysis.trained import TrainedRun, estimate_bn_statistics
+from reslab.cli.analyze import main
 from reslab.models import cifar_net
 from reslab.results.runs import load_run
 

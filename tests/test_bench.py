@@ -11,12 +11,13 @@ from conftest import TINY
 from reslab import bench, cli
 from reslab.bench.gpu_datasheets import lookup
 from reslab.bench.peak import Clock, cpu_peak, gpu_peak, parse_clock, physical_cores
+from reslab.cli import bench as bench_command
 from reslab.models import CifarNet
 
 
 def run_bench(*args: str) -> int:
     """``reslab bench`` on residual-8 with the tiny preset's data (384 images at batch 32: 10 steps an epoch)."""
-    return bench.main(["--depths", "8", "--models", "residual", "--repeats", "1", *args, "--", *TINY])
+    return bench_command.main(["--depths", "8", "--models", "residual", "--repeats", "1", *args, "--", *TINY])
 
 
 def test_the_benchmark_runs_across_epoch_ends_and_writes_its_json(tmp_path):
@@ -216,7 +217,7 @@ def test_a_user_error_is_one_line_and_exit_status_2(capsys):
 
 
 def test_loop_overrides_reach_the_hand_loop_alone(tmp_path, monkeypatch):
-    import reslab.bench.cli as bench_cli
+    import reslab.bench.step as bench_cli
 
     seen = {}
     real = {"loop": bench_cli.time_plain_loop, "reslab": bench_cli.time_reslab}

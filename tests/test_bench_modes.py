@@ -1,4 +1,4 @@
-"""`reslab bench --mode schedule` and `--mode share` run real reslab jobs in subprocesses, as a user launches them,
+"""`reslab bench --mode job` and `--mode share` run real reslab jobs in subprocesses, as a user launches them,
 and report what the jobs' own records say: steps, times, the projection and the speed-up are checked against that
 arithmetic (the timings themselves vary, so they are not compared to any figure)."""
 
@@ -39,12 +39,12 @@ def bench(*argv: str) -> int:
 @pytest.mark.slow  # a whole job in a subprocess; the modes' refusals stay fast
 def test_schedule_runs_one_job_and_projects_from_its_measured_rate(in_tmp, capsys):
     out, run_dir = in_tmp / "bench.json", in_tmp / "run"
-    argv = ["--mode", "schedule", "--project-steps", "64000", "--run-dir", str(run_dir), "--out", str(out)]
+    argv = ["--mode", "job", "--project-steps", "64000", "--run-dir", str(run_dir), "--out", str(out)]
     assert bench(*argv, "--", *TINY_JOB) == 0
     printed = capsys.readouterr().out
     report = json.loads(out.read_text())
     record = json.loads((run_dir / "job" / "metrics.json").read_text())
-    assert report["mode"] == "schedule" and report["status"] == record["status"] == "finished"
+    assert report["mode"] == "job" and report["status"] == record["status"] == "finished"
     assert report["steps"] == record["steps"] == report["max_steps"] == 8 and report["error"] is None
     assert report["training_s"] == record["wall_time_s"] and report["steps_per_s"] == 8 / record["wall_time_s"]
     assert 0 < report["training_s"] < report["wall_s"]  # launch to exit includes the start-up
@@ -70,15 +70,15 @@ def test_schedule_runs_one_job_and_projects_from_its_measured_rate(in_tmp, capsy
     ("argv", "says"),
     [
         (["--mode", "share", "--jobs", "0"], "--jobs=0 must be at least 1"),
-        (["--mode", "schedule", "--project-steps", "-1"], "--project-steps=-1 must be at least 1"),
-        (["--mode", "schedule", "--jobs", "2"], "--jobs belongs to --mode share"),
+        (["--mode", "job", "--project-steps", "-1"], "--project-steps=-1 must be at least 1"),
+        (["--mode", "job", "--jobs", "2"], "--jobs belongs to --mode share"),
         (["--mode", "share", "--loop-overrides", "runtime.compile=default"], "--loop-overrides belongs to --mode step"),
-        (["--mode", "schedule", "--", *TINY_JOB, "trainer.no_such_key=1"], "Could not override 'trainer.no_such_key'"),
+        (["--mode", "job", "--", *TINY_JOB, "trainer.no_such_key=1"], "Could not override 'trainer.no_such_key'"),
         (["--mode", "share", "--", *TINY, "model=plain,resnet"], "unknown model 'resnet'"),
         (["--mode", "share", "--", *TINY, "depth=8,9"], "depth=9"),
         (["--mode", "share", "--", *TINY, "hydra/launcher=joblib"], "the bench sets the launcher"),
-        (["--mode", "schedule", "--", *TINY, "depth=8,14"], "--mode schedule runs one job"),
-        (["--mode", "schedule", "--", *TINY_JOB, "trainer.accelerator=tpu"], "unknown trainer.accelerator='tpu'"),
+        (["--mode", "job", "--", *TINY, "depth=8,14"], "--mode job runs one job"),
+        (["--mode", "job", "--", *TINY_JOB, "trainer.accelerator=tpu"], "unknown trainer.accelerator='tpu'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_status_2_before_any_job_starts(argv, says, in_tmp, capsys):
@@ -106,7 +106,7 @@ def test_the_step_mode_refuses_a_cuda_graph_without_a_gpu_in_one_line(in_tmp, ca
 def test_a_run_folder_that_holds_an_earlier_run_is_refused(in_tmp, capsys):
     (in_tmp / "run" / "job").mkdir(parents=True)
     (in_tmp / "run" / "job" / "metrics.json").write_text("{}")
-    assert bench("--mode", "schedule", "--run-dir", str(in_tmp / "run"), "--", *TINY_JOB) == 2
+    assert bench("--mode", "job", "--run-dir", str(in_tmp / "run"), "--", *TINY_JOB) == 2
     assert "job/ holds an earlier run" in capsys.readouterr().err
 
 
@@ -166,7 +166,7 @@ def test_a_failing_job_is_listed_and_the_bench_exits_1(in_tmp, capsys):
 @pytest.mark.slow
 def test_a_schedule_job_that_fails_is_reported_with_its_error_and_exit_1(in_tmp, capsys):
     out = in_tmp / "bench.json"
-    argv = ["--mode", "schedule", "--run-dir", str(in_tmp / "run"), "--out", str(out)]
+    argv = ["--mode", "job", "--run-dir", str(in_tmp / "run"), "--out", str(out)]
     assert bench(*argv, "--", *TINY_JOB, "dataset.batch_size=1000") == 1
     report = json.loads(out.read_text())
     assert report["exit_code"] == 2 and report["status"] is None and "fewer than batch_size=1000" in report["error"]

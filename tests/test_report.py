@@ -6,8 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
+from reslab.cli.report import main
 from reslab.plots import training as plots
-from reslab.results.report import FIGURES, main, report, summarize
+from reslab.results.report import FIGURES, report, summarize
 from reslab.results.runs import load_sweep
 
 # The tiny sweep holds plain runs at two learning rates, so every plain run is labelled with its lr.

@@ -62,7 +62,7 @@ part_step() {
 }
 
 part_schedule() {
-  timeout "$1" python3 -m reslab bench --mode schedule --run-dir "$WORK/schedule" --out "$OUT/bench_schedule.json" \
+  timeout "$1" python3 -m reslab bench --mode job --run-dir "$WORK/schedule" --out "$OUT/bench_schedule.json" \
     -- experiment=paper depth=56 model=residual $CIFAR runtime.cuda_graph=true runtime.progress=log 2>&1 \
     | grep -v "^\[" | tail -15
 }

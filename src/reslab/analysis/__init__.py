@@ -7,7 +7,7 @@
 
 DIR is a job directory or a sweep folder. Each analysis is a module here that measures (`Analysis`) and a module in
 `reslab.plots` that draws and summarises what it measured (`Drawing`: numpy and matplotlib only);
-`reslab.analysis.cli` loads the runs, caches each run's arrays in ``<job>/analysis/``, draws the comparison figure
+`reslab.analysis.runner` loads the runs, caches each run's arrays in ``<job>/analysis/``, draws the comparison figure
 into ``<DIR>/analysis/`` and writes both to TensorBoard. The report shows the figures it finds there.
 """
 

@@ -1,14 +1,14 @@
 """Training speed beside the device's name and theoretical peak: a step, the paper's schedule, a sweep sharing a device.
 
-Three modes: step (the default) times a training step of reslab against a plain PyTorch loop; schedule runs the
+Three modes: step (the default) times a training step of reslab against a plain PyTorch loop; job runs the
 paper's ResNet-56 schedule as one whole job; share runs a sweep's jobs in series and several at a time.
 
     reslab bench [--depths 20 56 110] [--steps 12] [--warmup 3] [--out bench.json] [key=value ...]
-    reslab bench --mode schedule [--project-steps N] [--run-dir DIR] [-- key=value ...]
+    reslab bench --mode job [--project-steps N] [--run-dir DIR] [-- key=value ...]
     reslab bench --mode share [--jobs 4] [--skip-series] [--run-dir DIR] [-- key=value ...]
 
-``--mode schedule`` and ``--mode share`` launch real ``reslab`` commands and read the jobs' records
-(`schedule`, `share`). The rest of this text is about step mode, the default.
+``--mode job`` and ``--mode share`` launch real ``reslab`` commands and read the jobs' records
+(`whole_job`, `share`). The rest of this text is about step mode, the default.
 
 Config overrides (``key=value``) go before ``--depths``/``--models``/``--paths`` or after ``--``: those options
 take several values and would read an override that follows them as one of theirs.
@@ -24,41 +24,24 @@ reported. "of peak" divides the achieved FLOP rate by the hardware's theoretical
 "of matmul" divides it by the measured rate of a large matrix product. Prints a table and writes JSON with
 the machine's description. Not a test: timings vary.
 
-Modules: `cli` (options, step mode's table and JSON), `schedule` and `share` (the other modes), `timing` (the two
+Modules: `step` (step mode's loop, table and JSON), `whole_job` and `share` (the other modes), `timing` (the two
 paths), `peak` (theoretical peak), `gpu_datasheets`, `matmul` (the measured reference), `flops` (multiply-adds per
-image), `profiler` (``--profile``).
+image), `profiler` (``--profile``). The command line is `reslab.cli.bench`.
 """
 
 from __future__ import annotations
 
-import sys
-
-from reslab.bench import cli
 from reslab.bench.flops import macs_per_image
 from reslab.bench.peak import Peak, theoretical_peak
 from reslab.bench.profiler import StepProfiler
 from reslab.bench.timing import StepTimer, time_plain_loop, time_reslab
-from reslab.errors import UserError
 
 __all__ = [
     "Peak",
     "StepProfiler",
     "StepTimer",
     "macs_per_image",
-    "main",
     "theoretical_peak",
     "time_plain_loop",
     "time_reslab",
 ]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``reslab bench``: returns the exit status; a `UserError` (missing data, a bad option) is one line and 2."""
-    from reslab.console import quiet_console
-
-    quiet_console()
-    try:
-        return cli.main(argv, description=__doc__.splitlines()[0])
-    except UserError as e:
-        print(f"reslab bench: error: {e}", file=sys.stderr)
-        return 2

@@ -16,7 +16,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from reslab.bench.schedule import (
+from reslab.bench.whole_job import (
     checked_config,
     device_header,
     duration,

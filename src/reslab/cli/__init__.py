@@ -23,19 +23,19 @@ from reslab.overrides import preflight, sets_key
 
 
 def _report(argv: list[str]) -> int:
-    from reslab.results.report import main
+    from reslab.cli.report import main
 
     return main(argv)
 
 
 def _bench(argv: list[str]) -> int:
-    from reslab.bench import main
+    from reslab.cli.bench import main
 
     return main(argv)
 
 
 def _analyze(argv: list[str]) -> int:
-    from reslab.analysis.cli import main
+    from reslab.cli.analyze import main
 
     return main(argv)
 

@@ -9,10 +9,8 @@ end of every multirun.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -259,29 +257,3 @@ def report(sweep_dir: str | Path, figures: bool = True, quiet: bool = False) -> 
             + (f", {len(written)} figure files in {sweep_dir / 'figures'}" if written else "")
         )
     return rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="reslab report", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a multirun directory (or any folder of job directories)")
-    parser.add_argument("--no-figures", action="store_true", help="write only the tables")
-    args = parser.parse_args(argv)
-    if not args.sweep_dir.is_dir():
-        print(
-            f"reslab: error: {args.sweep_dir} is not a directory; pass a sweep directory such as "
-            f"multirun/<date>/<time>",
-            file=sys.stderr,
-        )
-        return 2
-    if not load_sweep(args.sweep_dir):
-        print(
-            f"reslab: error: no jobs (no metrics.json) under {args.sweep_dir}; is it a sweep directory?",
-            file=sys.stderr,
-        )
-        return 2
-    report(args.sweep_dir, figures=not args.no_figures)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
-"""``reslab bench``: the command line of every mode (dispatching to `schedule` and `share`), and step mode: the loop
-over nets and paths, the table and the JSON report."""
+"""``reslab bench``'s step mode: a training step of reslab against a plain PyTorch loop, over nets and paths, with
+the table and the JSON report (the command line: `reslab.cli.bench`)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,15 @@ import json
 import statistics
 import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig
 
-import reslab.bench.schedule as schedule
-import reslab.bench.share as share
+from reslab.bench import whole_job
 from reslab.bench.flops import TRAIN_FLOP_PER_MAC, macs_per_image
 from reslab.bench.matmul import matmul_rate
-from reslab.bench.peak import FMA_UNITS, Peak
+from reslab.bench.peak import Peak
 from reslab.bench.timing import time_plain_loop, time_reslab
 from reslab.build import build_job
 from reslab.config import compose_config
@@ -32,14 +30,6 @@ from reslab.training.net_layout import compile_mode
 from reslab.training.step_graph import check_cuda_graph, cuda_graph_mode
 
 DEFAULT_WARMUP = 3
-MODES = ("step", "schedule", "share")
-# Options of one mode only, and the modes they belong to: given to another, they are refused, not ignored.
-MODE_OPTIONS = {
-    "project_steps": ("schedule",),
-    "jobs": ("share",),
-    "skip_series": ("share",),
-    "loop_overrides": ("step",),
-}
 PATHS = ("loop", "full", "bare")  # the plain loop; reslab with its default callbacks; reslab without instruments
 # (column title, width, format) of the table, in order
 COLUMNS = (
@@ -54,76 +44,6 @@ COLUMNS = (
     ("of peak", 7, ".1%"),
     ("of matmul", 9, ".1%"),
 )
-
-
-def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="reslab bench",
-        description=description,
-        epilog="Config overrides (key=value) go before --depths/--models/--paths or after --: those options take "
-        "several values and would read an override that follows them as one of theirs. In schedule and share "
-        "mode they are added to the mode's own (a key given replaces the mode's value), e.g. "
-        "reslab bench --mode schedule --project-steps 64000 -- trainer.max_steps=2000",
-    )
-    p.add_argument(
-        "--mode",
-        choices=MODES,
-        default="step",
-        help="step: one training step, reslab against a plain loop (default); schedule: one whole job, the paper's "
-        f"ResNet-56 schedule ({' '.join(schedule.DEFAULTS)}), launch to exit; share: a sweep (default: "
-        f"{' '.join(share.DEFAULTS)}) in series and --jobs at a time, and the speed-up",
-    )
-    p.add_argument("--out", type=Path, default=Path("bench.json"), help="the JSON report (every mode)")
-    p.add_argument(
-        "--fma-units",
-        type=int,
-        default=None,
-        help=f"CPU peak: FMA units per core, which the flags do not say (assumed: {FMA_UNITS}; 1 for Zen 4's AVX-512)",
-    )
-    p.add_argument("--cpu-clock-ghz", type=float, default=None, help="CPU peak: the clock, instead of reading it")
-    step = p.add_argument_group("step mode")
-    step.add_argument("--depths", type=int, nargs="+", default=[20, 56, 110])
-    step.add_argument("--models", nargs="+", default=["plain", "residual"])
-    step.add_argument("--steps", type=int, default=12, help="timed steps per timing")
-    step.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed steps before them")
-    step.add_argument("--repeats", type=int, default=3, help="timings per path; the median is reported")
-    step.add_argument(
-        "--paths",
-        nargs="+",
-        choices=PATHS,
-        default=list(PATHS),
-        help="loop: plain PyTorch; full: reslab, default callbacks; bare: reslab, instruments off",
-    )
-    step.add_argument(
-        "--loop-overrides",
-        nargs="+",
-        default=None,
-        metavar="KEY=VALUE",
-        help="config overrides for the plain loop alone, after the others: the reference at its best, e.g. "
-        "runtime.compile=reduce-overhead runtime.cuda_graph=false against reslab's runtime.cuda_graph=true",
-    )
-    step.add_argument(
-        "--profile",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="also run reslab's full path once under torch.profiler; write DIR/<model>-<depth>.txt",
-    )
-    jobs = p.add_argument_group("schedule and share modes")
-    jobs.add_argument(
-        "--run-dir", type=Path, default=None, help="where the jobs are written (default: a new temporary folder)"
-    )
-    jobs.add_argument(
-        "--project-steps",
-        type=int,
-        default=None,
-        metavar="N",
-        help="schedule: also the time N steps would take at the measured rate, labelled projected",
-    )
-    jobs.add_argument("--jobs", type=int, default=None, help=f"share: jobs at a time (default {share.DEFAULT_JOBS})")
-    jobs.add_argument("--skip-series", action="store_true", help="share: run only the parallel sweep")
-    p.add_argument("overrides", nargs="*", help="config overrides, e.g. runtime.precision=32")
-    return p
 
 
 def compose(model: str, depth: int, args: argparse.Namespace, extra: Sequence[str] = ()) -> DictConfig:
@@ -214,20 +134,6 @@ def row_line(row: dict) -> str:
     return table_line([row[k] for k in keys])
 
 
-def main(argv: list[str] | None = None, description: str = "") -> int:
-    args = parser(description).parse_args(argv)
-    for name, modes in MODE_OPTIONS.items():
-        if getattr(args, name) not in (None, False) and args.mode not in modes:
-            raise UserError(f"--{name.replace('_', '-')} belongs to --mode {' or '.join(modes)}")
-    if args.mode == "schedule":
-        return schedule.main(args)
-    if args.mode == "share":
-        return share.main(args)
-    if args.run_dir is not None:
-        raise UserError("--run-dir belongs to --mode schedule or share")
-    return step_mode(args)
-
-
 def step_mode(args: argparse.Namespace) -> int:
     for name in ("steps", "repeats"):
         if getattr(args, name) < 1:
@@ -241,7 +147,7 @@ def step_mode(args: argparse.Namespace) -> int:
         compose(args.models[0], depth, args, args.loop_overrides or ())
     print(f"machine: { ({**machine(), 'torch_threads': torch.get_num_threads()}) }")
     first = compose(args.models[0], args.depths[0], args)
-    about, peak = schedule.device_header(first, args.fma_units, args.cpu_clock_ghz)
+    about, peak = whole_job.device_header(first, args.fma_units, args.cpu_clock_ghz)
     accelerator = about["accelerator"]
     matmul = matmul_rate(peak.dtype, accelerator)
     print(" ".join(f"{title:>{width}}" for title, width, _ in COLUMNS))

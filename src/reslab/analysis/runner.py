@@ -1,4 +1,5 @@
-"""``reslab analyze KIND DIR [options]``: one analysis over a finished run or every finished run of a sweep.
+"""One analysis over a finished run or every finished run of a sweep (``reslab analyze KIND DIR``, whose command
+line is `reslab.cli.analyze`).
 
 For each run the analysis's arrays go to ``<job>/analysis/<kind>.npz`` with the settings that made them
 (``<kind>.json``), reused on the next call with the same settings (``--force`` measures again), and to TensorBoard
@@ -168,42 +169,3 @@ def run_analysis(kind: str, args: argparse.Namespace, argv: list[str]) -> int:
     print("\n".join(lines))
     print(f"{kind}: {len(results)} run(s); figure {out / kind}.png/.pdf, summary {out / kind}.md")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    listing = "\n".join(f"  {kind:<10} {line}" for kind, (_, line) in KINDS.items())
-    if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: reslab analyze KIND DIR [options]   (reslab analyze KIND --help: its options)\n\n{listing}")
-        return 0 if argv else 2
-    kind = argv[0]
-    if kind not in KINDS:
-        print(f"reslab: error: unknown analysis {kind!r}; choose one of: {', '.join(KINDS)}", file=sys.stderr)
-        return 2
-    module = analysis_module(kind)
-    parser = argparse.ArgumentParser(prog=f"reslab analyze {kind}", description=module.__doc__.split("\n\n")[0])
-    parser.add_argument("dir", type=Path, help="a run's job directory, or a sweep folder of them")
-    parser.add_argument("--data-dir", help="where the run's dataset is (default: the run's own data_dir)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: a GPU if any")
-    parser.add_argument("--force", action="store_true", help="measure again even where saved arrays match")
-    parser.add_argument(
-        "--threads", type=int, help="CPU threads (default: torch's, one per core; 1 is faster on a busy CPU)"
-    )
-    module.add_options(parser)
-    args = parser.parse_args(argv[1:])
-    try:
-        if args.threads is not None:
-            if args.threads < 1:
-                raise UserError(f"--threads must be a positive number of CPU threads, got {args.threads}")
-            torch.set_num_threads(args.threads)
-        return run_analysis(kind, args, argv[1:])
-    except UserError as e:
-        print(f"reslab: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # a read-only folder, a full disk: the analysis writes beside the runs
-        print(
-            f"reslab: error: {e.filename or 'a file'}: {e.strerror or e}; the analysis reads the runs and writes "
-            f"beside them: free space, or analyse a copy of the folder in a writable place",
-            file=sys.stderr,
-        )
-        return 2

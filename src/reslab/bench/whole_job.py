@@ -1,4 +1,4 @@
-"""``reslab bench --mode schedule``: one real reslab job, launched as a user launches it, timed from launch to exit.
+"""``reslab bench --mode job``: one real reslab job, launched as a user launches it, timed from launch to exit.
 
 The job is ``python -m reslab experiment=paper depth=56 model=residual [overrides]`` (the paper's 64k-iteration
 ResNet-56 schedule, with validation and checkpoints as the preset sets them) in its own process; its numbers are
@@ -178,7 +178,7 @@ def main(args: argparse.Namespace) -> int:
     if args.project_steps is not None and args.project_steps < 1:
         raise UserError(f"--project-steps={args.project_steps} must be at least 1")
     if sweeps := [o.input_line for o in parse_overrides(args.overrides) if o.is_sweep_override()]:
-        raise UserError(f"{sweeps[0]} lists several values: --mode schedule runs one job (--mode share runs a sweep)")
+        raise UserError(f"{sweeps[0]} lists several values: --mode job runs one job (--mode share runs a sweep)")
     overrides = with_defaults(DEFAULTS, args.overrides)
     run_dir, made = fresh_run_dir(args.run_dir, ["job"])
     job_dir = run_dir / "job"
@@ -195,7 +195,7 @@ def main(args: argparse.Namespace) -> int:
     if record is not None and job_cfg is not None and record.get("steps"):
         result |= measured(record, job_cfg, wall, peak, args.project_steps)
     report = {
-        "mode": "schedule",
+        "mode": "job",
         "machine": about,
         "peak": peak.as_dict(),
         "peak_gflop_s": peak.gflop_s,
