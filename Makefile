@@ -19,12 +19,12 @@ BENCH_ARGS ?=
 
 help:
 	@echo "make demo      environment, data, the default sweep ($(SWEEP)), report"
-	@echo "make test      environment and the fast test suite"
+	@echo "make test      environment and the quick test tier (unit tests and a few smoke runs)"
 	@echo "make lint      ruff check and ruff format --check (as CI runs them)"
-	@echo "make test-slow the slow tests alone (what make test-all adds; a real SLURM cluster as root)"
-	@echo "make test-all  the whole suite, slow tests included"
+	@echo "make test-slow the slow tier alone (what make test-all adds; a real SLURM cluster as root)"
+	@echo "make test-all  the whole suite, on TEST_WORKERS=2 processes"
 	@echo "make bench     throughput of reslab vs a plain PyTorch loop (writes bench.json)"
-	@echo "make bench-job  the paper's ResNet-56 schedule as one whole job, launch to exit (writes bench.json)"
+	@echo "make bench-job       the paper's ResNet-56 schedule as one whole job, launch to exit (writes bench.json)"
 	@echo "make bench-share     the Fig. 6 sweep in series and 4 jobs at a time, and the speed-up (writes bench.json)"
 	@echo "               BENCH_ARGS passes options and overrides to the bench targets, e.g."
 	@echo "               BENCH_ARGS=\"--project-steps 64000 -- trainer.max_steps=2000\" (reslab bench --help)"
@@ -72,14 +72,17 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The quick tier, after every edit: unit tests and a few smoke runs (pyproject's addopts leave out `slow`).
 test: install
 	$(BIN)/python -m pytest -q
 
+# The rest, on TEST_WORKERS processes (pytest-xdist); the SLURM tests share one cluster, so one worker runs them all.
+TEST_WORKERS ?= 2
 test-slow: install
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow -n $(TEST_WORKERS) --dist loadgroup
 
 test-all: install
-	$(BIN)/python -m pytest -q -m "slow or not slow"
+	$(BIN)/python -m pytest -q -m "slow or not slow" -n $(TEST_WORKERS) --dist loadgroup
 
 clean:
 	rm -rf $(VENV) outputs multirun

@@ -46,6 +46,7 @@ def moved(net, dirs, steps):
     return other
 
 
+@pytest.mark.slow
 def test_the_scan_measures_the_nets_own_loss_at_theta_and_at_the_points_of_the_grid(analysis_sweep):
     job = analysis_sweep / "residual-8_seed0"
     assert main(["landscape", str(job), *SMALL, "--seed", "3"]) == 0
@@ -180,6 +181,7 @@ def test_a_sweep_gets_one_figure_and_every_run_its_arrays_and_tensorboard_curve(
     assert "analysis/landscape" in EventAccumulator(str(analysis_sweep)).Reload().Tags()["images"]
 
 
+@pytest.mark.slow
 def test_one_scan_alone_measures_and_draws_only_that_scan(analysis_sweep):
     job = analysis_sweep / "plain-8_seed1"
     assert main(["landscape", str(job), "--images", "16", "--grid", "3", "--dims", "2", "--device", "cpu"]) == 0

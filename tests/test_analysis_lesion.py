@@ -18,6 +18,7 @@ def trained(job_dir) -> TrainedRun:
     return TrainedRun(load_run(job_dir))
 
 
+@pytest.mark.slow
 def test_deleting_a_residual_block_whose_branch_is_zero_changes_nothing(analysis_sweep):
     run = trained(analysis_sweep / "residual-14_seed0")
     net = run.net()
@@ -55,6 +56,7 @@ def test_plain_downsampling_blocks_cannot_be_deleted_and_the_others_pass_their_i
         assert torch.equal(found["stage1.block2"](x), x)
 
 
+@pytest.mark.slow
 def test_the_intact_net_scores_the_runs_own_test_error_and_lesions_are_measured(analysis_sweep, capsys):
     job = analysis_sweep / "plain-14_seed0"
     assert main(["lesion", str(job), "--images", "0", "--device", "cpu"]) == 0
@@ -88,6 +90,7 @@ def test_a_sweep_gets_one_comparison_figure_and_every_run_its_arrays_and_tensorb
     assert "analysis/lesion" in root.Tags()["images"]
 
 
+@pytest.mark.slow
 def test_saved_arrays_are_reused_only_for_the_same_settings(analysis_sweep, monkeypatch):
     job = analysis_sweep / "residual-8_seed0"
     assert main(["lesion", str(job), "--images", "32", "--device", "cpu"]) == 0
@@ -99,6 +102,7 @@ def test_saved_arrays_are_reused_only_for_the_same_settings(analysis_sweep, monk
     assert calls  # other settings: measured again
 
 
+@pytest.mark.slow
 def test_the_report_shows_the_analyses_run_on_its_sweep(analysis_sweep):
     from reslab.results.report import report
 

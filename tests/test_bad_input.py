@@ -130,6 +130,7 @@ def test_bad_input_before_hydra(case, args, message, tmp_path):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_depth_is_refused_in_one_line(tmp_path, run_env):
     cfg = compose_config(TINY + ["model=plain"], output_dir=tmp_path / "plain")
     train(cfg)

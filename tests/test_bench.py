@@ -20,6 +20,7 @@ def run_bench(*args: str) -> int:
     return bench_command.main(["--depths", "8", "--models", "residual", "--repeats", "1", *args, "--", *TINY])
 
 
+@pytest.mark.slow
 def test_the_benchmark_runs_across_epoch_ends_and_writes_its_json(tmp_path):
     out = tmp_path / "bench.json"
     # 12 timed steps after 2 warm-up steps cross an epoch end on every path.
@@ -59,6 +60,7 @@ def test_multiply_adds_are_counted_layer_by_layer():
     assert net.training  # counting runs in eval mode and hands the net back in train mode
 
 
+@pytest.mark.slow
 def test_profile_writes_where_the_time_went(tmp_path):
     profile = ["--profile", str(tmp_path / "prof")]
     assert (
@@ -185,6 +187,7 @@ def test_gpu_peak_is_the_dense_datasheet_figure_or_none_for_an_unknown_gpu():
     assert unknown.as_dict()["basis"] is None and unknown.as_dict()["gpu"] == "NVIDIA Imaginary X1"
 
 
+@pytest.mark.slow
 def test_reslab_bench_writes_the_peak_its_derivation_and_the_matmul_rate(tmp_path, capsys):
     out = tmp_path / "bench.json"
     overrides = [o for o in TINY if not o.startswith(("depth=", "trainer.max_steps", "trainer.val_every"))]
@@ -216,6 +219,7 @@ def test_a_user_error_is_one_line_and_exit_status_2(capsys):
     assert len(err) == 1 and err[0].startswith("reslab bench: error: unknown trainer.accelerator='tpu'")
 
 
+@pytest.mark.slow
 def test_loop_overrides_reach_the_hand_loop_alone(tmp_path, monkeypatch):
     import reslab.bench.step as bench_cli
 

@@ -30,6 +30,7 @@ def reslab(args: list[str], cwd: Path, env: dict, timeout: int = 240) -> subproc
     )
 
 
+@pytest.mark.slow
 def test_help_lists_the_commands_and_config_groups(tmp_path, run_env):
     proc = reslab(["--help"], tmp_path, run_env)
     assert proc.returncode == 0, proc.stderr
@@ -49,6 +50,7 @@ def test_report_is_a_sub_command(tiny_sweep, tmp_path, capsys):
     assert "is not a directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_sweep_from_another_directory_names_jobs_by_every_swept_key(tmp_path, run_env):
     """From an empty folder (the config comes from the package), a sweep over a key that is not in the run
     name (optim.lr) and over a config group (optim) gets one directory, one record and one report row per job."""
@@ -85,6 +87,7 @@ def test_a_sweep_from_another_directory_names_jobs_by_every_swept_key(tmp_path, 
     assert summary.count("| plain (optim.lr=") == 4
 
 
+@pytest.mark.slow
 def test_progress_lines_when_the_output_is_a_file(tmp_path, run_env):
     """Not a terminal: a line every few percent, each log line once, no vendor tips."""
     proc = reslab(
@@ -103,6 +106,7 @@ def test_progress_lines_when_the_output_is_a_file(tmp_path, run_env):
     assert (tmp_path / "run" / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_progress_log_reports_each_interval_once(tiny_cfg, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="reslab"):
         train(tiny_cfg("runtime.progress=log", "runtime.progress_every=50", out=tmp_path / "job"))
@@ -133,6 +137,7 @@ def test_record_is_built_from_the_config_alone(tiny_cfg):
     assert all(isinstance(v, int | float | str | bool) for v in hparams.values())
 
 
+@pytest.mark.slow
 def test_overfit_preset_drives_the_training_error_down(tmp_path):
     from reslab.config import compose_config
 
@@ -154,6 +159,7 @@ def test_overfit_preset_drives_the_training_error_down(tmp_path):
     assert record["status"] == "finished" and record["train_error"] < 0.2  # chance: 0.9
 
 
+@pytest.mark.slow
 def test_profile_preset_writes_where_the_time_went(tmp_path):
     from reslab.config import compose_config
 
@@ -177,6 +183,7 @@ def test_profile_preset_writes_where_the_time_went(tmp_path):
     assert "run_training_batch" in text
 
 
+@pytest.mark.slow
 def test_the_installed_package_carries_its_config(tmp_path):
     """A wheel (what `pip install .` installs) holds reslab.conf with every group, and the console command."""
     source = tmp_path / "source"  # a copy: setuptools builds in place and would leave build/ in the checkout

@@ -44,6 +44,7 @@ class RankLog(L.Callback):
         )
 
 
+@pytest.mark.slow
 def test_two_processes_train_one_run_as_one_process_would(tiny_cfg, tmp_path):
     ddp_log, one_log = tmp_path / "ddp_log", tmp_path / "one_log"
     ddp_log.mkdir(), one_log.mkdir()

@@ -117,6 +117,7 @@ def test_a_compiled_run_trains_and_its_checkpoint_resumes_uncompiled(tiny_cfg, t
     assert more["status"] == "finished" and more["steps"] == 8 and more["compile"] is None
 
 
+@pytest.mark.slow
 def test_compiling_is_in_place_and_visible():
     net = CifarNet(8, "A", 1, 10, 4)
     assert not is_compiled(net)

@@ -101,6 +101,7 @@ def test_a_crafted_checkpoint_does_not_run_its_payload(tiny_cfg, tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_rerun_of_another_experiment_is_refused_and_a_log_interval_is_not(tiny_cfg, tmp_path):
     job = tmp_path / "job"
     first = train(tiny_cfg(out=job))
@@ -121,6 +122,7 @@ def test_a_rerun_of_another_experiment_is_refused_and_a_log_interval_is_not(tiny
     assert same == first  # settings that do not change the run may differ: the finished record is reused
 
 
+@pytest.mark.slow
 def test_a_resume_with_another_lr_is_refused(tiny_cfg, tmp_path):
     """A run killed mid-way and rerun with another optim.lr does not mix the two."""
     job = tmp_path / "job"
@@ -155,6 +157,7 @@ def training_started(job: Path) -> bool:
 @pytest.mark.parametrize(
     "signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)], ids=["SIGTERM", "SIGINT"]
 )
+@pytest.mark.slow
 def test_a_signal_checkpoints_marks_interrupted_and_exits_128_plus_signal(signum, tmp_path, run_env):
     job = tmp_path / "job"
     proc = start([*LONG, f"hydra.run.dir={job}"], run_env)
@@ -173,6 +176,7 @@ def test_a_signal_checkpoints_marks_interrupted_and_exits_128_plus_signal(signum
 @pytest.mark.parametrize(
     "signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)], ids=["SIGTERM", "SIGINT"]
 )
+@pytest.mark.slow
 def test_a_stopped_sweep_says_what_did_not_run(signum, tmp_path, run_env):
     sweep = tmp_path / "sweep"
     proc = start(["-m", *LONG, "model=plain,residual", f"hydra.sweep.dir={sweep}"], run_env)
@@ -185,6 +189,7 @@ def test_a_stopped_sweep_says_what_did_not_run(signum, tmp_path, run_env):
     assert not (sweep / "residual-8_seed0").exists()  # the sweep stopped instead of going on
 
 
+@pytest.mark.slow
 def test_two_launches_into_one_directory_never_train_the_same_job_twice(tmp_path, run_env):
     job = tmp_path / "job"
     first = start([*LONG, f"hydra.run.dir={job}"], run_env)
@@ -211,6 +216,7 @@ def test_two_launches_into_one_directory_never_train_the_same_job_twice(tmp_path
     assert load_run(job).status == "died"  # killed without a word: nobody holds the lock any more
 
 
+@pytest.mark.slow
 def test_a_failure_never_overwrites_a_finished_record(tiny_cfg, tmp_path):
     """A sweep rerun refused before its checks (here: a size that cannot fit) leaves the finished record as it is."""
     from reslab.jobdir import record_failure

@@ -109,3 +109,13 @@ def test_a_key_with_no_default_to_compare_is_refused(tmp_path):
     assert identity_differences({"a": 1}, {"a": 1, "b": 3}, default=lambda key: UNKNOWN) == [
         "b not recorded (this run: 3)"
     ]
+
+
+def test_the_record_reads_back_from_the_metrics_it_wrote(tiny_sweep):
+    """Both ways: a job directory's metrics.json gives back the RunRecord that named it, through the one reader."""
+    from reslab.results.runs import load_sweep
+
+    for run in load_sweep(tiny_sweep, series=False):
+        if run.status == "finished":
+            assert run.run_record.job_dir_name == run.path.name == run.record["job"]
+            assert run.run_record.name == run.record["run_name"]

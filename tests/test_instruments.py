@@ -1,6 +1,7 @@
 """Gradient-norm and layer-response instruments on a tiny real run."""
 
 import numpy as np
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -9,6 +10,7 @@ from reslab.job import train
 from reslab.models import CifarNet, weight_layers
 
 
+@pytest.mark.slow
 def test_instruments_record_arrays_and_tensorboard_tags(tiny_cfg, tmp_path):
     job = tmp_path / "job"
     train(tiny_cfg("model=residual", "depth=14", out=job))
@@ -40,6 +42,7 @@ def test_instruments_record_arrays_and_tensorboard_tags(tiny_cfg, tmp_path):
     assert np.allclose(logged, grads["values"][:, 0], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_grad_norms_equal_a_direct_computation(tiny_cfg, tmp_path):
     """The step-0 norms are those of the first batch's loss gradient at the initial weights (fp32: debug=tiny
     pins the precision, so this means the same on a CPU where `auto` would pick bf16)."""
@@ -57,6 +60,7 @@ def test_grad_norms_equal_a_direct_computation(tiny_cfg, tmp_path):
     assert np.allclose(recorded, direct, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_bf16_grad_norms_are_close_to_fp32_ones(tiny_cfg, tmp_path):
     """In bf16 autocast (native or emulated) the step-0 norms agree with an fp32 computation to a few percent:
     bf16 keeps 8 bits of mantissa. They also differ from it, so the run really was in bf16."""
@@ -90,6 +94,7 @@ def test_response_layers_pair_each_3x3_conv_with_its_bn():
     assert pairs[1][1] is net.stage1.block1.bn1
 
 
+@pytest.mark.slow
 def test_a_net_without_batch_norm_trains_and_is_measured_like_one_with_it(tiny_cfg, tmp_path):
     job = tmp_path / "job"
     record = train(tiny_cfg("model=residual", "model.norm=none", "model.zero_init_residual=true", out=job))

@@ -51,12 +51,14 @@ def test_train_returns_and_writes_final_metrics(tiny_cfg, tmp_path):
     assert "depth: 8" in (tmp_path / "job" / "config.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_training_learns_the_synthetic_task(tiny_cfg, tmp_path):
     cfg = tiny_cfg("trainer.max_steps=40", "trainer.val_check_interval=40", out=tmp_path / "job")
     record = train(cfg)
     assert record["test_error"] < 0.5  # chance is 0.9
 
 
+@pytest.mark.slow
 def test_lr_schedule_decays_at_half_and_three_quarters(tiny_cfg, tmp_path):
     cfg = tiny_cfg("trainer.max_steps=8", "trainer.log_every_n_steps=1", out=tmp_path / "job")
     train(cfg)
@@ -65,6 +67,7 @@ def test_lr_schedule_decays_at_half_and_three_quarters(tiny_cfg, tmp_path):
     assert lrs == [0.1] * 4 + [0.01] * 2 + [0.001] * 2
 
 
+@pytest.mark.slow
 def test_warmup_holds_the_low_lr_then_returns(tiny_cfg, tmp_path):
     cfg = tiny_cfg("schedule.warmup.steps=3", "trainer.log_every_n_steps=1", out=tmp_path / "job")
     train(cfg)
@@ -72,6 +75,7 @@ def test_warmup_holds_the_low_lr_then_returns(tiny_cfg, tmp_path):
     assert lrs[:4] == [0.01, 0.01, 0.01, 0.1]
 
 
+@pytest.mark.slow
 def test_warmup_ends_when_the_training_error_drops_below_the_threshold(tiny_cfg, tmp_path):
     # The paper's rule: lr 0.01 until training error < 80%; the step cap (30) is far away.
     cfg = tiny_cfg(
@@ -92,6 +96,7 @@ def test_warmup_ends_when_the_training_error_drops_below_the_threshold(tiny_cfg,
     assert first_below + 1 < 15
 
 
+@pytest.mark.slow
 def test_validation_runs_at_its_interval_and_once_at_the_end(tiny_cfg, tmp_path):
     train(tiny_cfg("trainer.max_steps=10", "trainer.val_check_interval=4", out=tmp_path / "job"))
     acc = EventAccumulator(str(tmp_path / "job")).Reload()
@@ -99,6 +104,7 @@ def test_validation_runs_at_its_interval_and_once_at_the_end(tiny_cfg, tmp_path)
     assert len(acc.Scalars("test/error")) == 1
 
 
+@pytest.mark.slow
 def test_several_periodic_checkpoints_can_be_kept(tiny_cfg, tmp_path):
     train(
         tiny_cfg(
@@ -139,6 +145,7 @@ def test_job_dir_name_adds_only_swept_keys(tmp_path):
     assert RunRecord.from_config(compose_config(job, tmp_path)).job_dir_name == "plain-20_seed0"
 
 
+@pytest.mark.slow
 def test_sweep_subprocess_writes_one_readable_job_dir_per_combination(tmp_path, run_env):
     # A time-stamped sweep directory, like the default one (the report must find it after the jobs).
     cmd = [
@@ -203,6 +210,7 @@ def test_precision_auto_reads_the_cpu_flags(tmp_path, monkeypatch):
     assert precision.resolve_precision("bf16", "cpu") == "bf16-mixed"
 
 
+@pytest.mark.slow
 def test_paper_experiment_runs_end_to_end_on_cifar_format_files(tmp_path):
     """experiment=paper on small files in the official CIFAR-10 pickle format: 3×32×32 input, crop + flip."""
     from conftest import compose_config
@@ -254,6 +262,7 @@ class LightningLogsEveryStep(Classifier):
         self.log_dict({**values, "lr": lr}, on_step=True, on_epoch=False)
 
 
+@pytest.mark.slow
 def test_training_scalars_are_written_as_lightnings_self_log_writes_them(tiny_cfg, tmp_path):
     # reslab writes the training scalars itself, only on the steps Lightning would write (self.log costs a
     # millisecond per value): the same tags, steps and values. 10 steps, every 4, is not a multiple.

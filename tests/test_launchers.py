@@ -22,6 +22,7 @@ from reslab.job import train
     [["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local"]],
     ids=["joblib", "submitit_local"],
 )
+@pytest.mark.slow
 def test_a_sweep_under_another_launcher_keeps_jobs_apart_and_reports_its_failure(launcher, tmp_path, run_env):
     sweep = tmp_path / "sweep"
     # dataset.batch_size is not in the run's name; 1000 is more than the 384 synthetic training images, so that

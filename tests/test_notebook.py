@@ -1,6 +1,7 @@
 """The notebook runs top to bottom on a tiny sweep and is committed without outputs."""
 
 import nbformat
+import pytest
 from conftest import ROOT
 from nbclient import NotebookClient
 
@@ -12,6 +13,7 @@ def test_notebook_is_committed_without_outputs():
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
 
 
+@pytest.mark.slow
 def test_notebook_executes_on_a_tiny_sweep(tiny_sweep, monkeypatch):
     monkeypatch.setenv("RESLAB_SWEEP", str(tiny_sweep))
     monkeypatch.setenv("PYTHONPATH", str(ROOT / "src"))

@@ -78,6 +78,7 @@ def test_a_swept_setting_other_than_seed_gets_its_own_row(tiny_sweep):
     assert rows[(PLAIN, 8)]["runs"] == 2  # the two seeds only, not the lr=0.05 job
 
 
+@pytest.mark.slow
 def test_runs_of_different_experiments_are_never_averaged_as_seeds(tiny_sweep, tmp_path):
     """A folder holding plain-8 runs of two widths (two launches, or the wrong folder) gives two labelled rows."""
     from conftest import TINY, compose_config

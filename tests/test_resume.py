@@ -37,6 +37,7 @@ class Crash(Exception):
     """Stands in for a machine that goes away mid-run."""
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_identical_metrics(tiny_cfg, tmp_path):
     a = train(tiny_cfg("trainer.max_steps=12", out=tmp_path / "a"))
     b = train(tiny_cfg("trainer.max_steps=12", out=tmp_path / "b"))
@@ -78,6 +79,7 @@ def _wait_for(predicate, timeout: float) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_resumes_to_the_same_final_metrics(tmp_path, run_env):
     overrides = [
         *TINY,
@@ -135,6 +137,7 @@ def test_injected_nan_is_recorded_as_diverged(tiny_cfg, tmp_path):
     assert json.loads((tmp_path / "job" / "metrics.json").read_text())["status"] == "diverged"
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_experiment_is_refused(tiny_cfg, tmp_path):
     train(tiny_cfg("model=plain", out=tmp_path / "plain"))
     ckpt = tmp_path / "plain" / "checkpoints" / "last.ckpt"

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TINY
 
-pytestmark = pytest.mark.slow
+# One cluster for the module: under pytest-xdist (make test-slow) one worker runs every test here.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 SCRIPT = ROOT / "tools" / "slurm_cluster.sh"
 # A run of ~15 s that checkpoints every 5 steps: long enough to be stopped mid-run, short enough for the suite.

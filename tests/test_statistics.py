@@ -81,6 +81,7 @@ class _Poison(L.Callback):
                 pl_module.net.fc.weight.fill_(float("nan"))
 
 
+@pytest.mark.slow
 def test_a_diverged_or_failed_job_is_listed_and_left_out_of_the_intervals(tiny_sweep, tmp_path):
     from conftest import TINY
 

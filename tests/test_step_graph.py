@@ -33,6 +33,7 @@ def weights(job) -> dict:
     return torch.load(job / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
 
 
+@pytest.mark.slow
 def test_the_unrecorded_graph_step_trains_exactly_as_lightnings_automatic_step(tiny_cfg, tmp_path):
     auto = train(tiny_cfg(*OVERRIDES, out=tmp_path / "auto"))
     eager = train(tiny_cfg(*OVERRIDES, "runtime.cuda_graph=eager", out=tmp_path / "eager"))

@@ -48,6 +48,7 @@ class Watch(L.Callback):
         self.spy.trainer = None
 
 
+@pytest.mark.slow
 def test_the_training_step_reads_the_device_only_on_measuring_and_logging_steps(tiny_cfg, tmp_path):
     every = 10  # every periodic read on the same steps, so that any other step's read stands out
     cfg = tiny_cfg(
@@ -98,6 +99,7 @@ class Poison(L.Callback):
                 pl_module.net.fc.weight.fill_(float("nan"))
 
 
+@pytest.mark.slow
 def test_a_late_copy_still_stops_the_run_and_records_the_first_nonfinite_step(tiny_cfg, tmp_path, late_copies):
     cfg = tiny_cfg("trainer.max_steps=40", "callbacks.divergence.check_every_n_steps=2", out=tmp_path / "job")
     record = train(cfg, callbacks=[Poison()])
@@ -105,6 +107,7 @@ def test_a_late_copy_still_stops_the_run_and_records_the_first_nonfinite_step(ti
     assert record["steps"] < 40  # stopped, a few steps late
 
 
+@pytest.mark.slow
 def test_late_copies_give_the_same_series_in_the_same_order(tiny_cfg, tmp_path, monkeypatch):
     overrides = ("model=residual", "trainer.max_steps=12", "callbacks.grad_norms.every_n_steps=1")
     train(tiny_cfg(*overrides, out=tmp_path / "now"))

@@ -59,6 +59,7 @@ def tensorboard(tiny_sweep):
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_tensorboard_opens_on_the_sweeps_hyperparameters_and_final_errors(tensorboard):
     tensorboard, sweep = tensorboard
     experiment = _get(f"{tensorboard}/data/plugin/hparams/experiment", {"experimentName": ""})

@@ -10,7 +10,6 @@ report uses the same lock to tell a job that is running from one that died witho
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import socket
@@ -22,6 +21,7 @@ from reslab.config import default_values
 from reslab.errors import UserError
 from reslab.files import LOCK_FILE, ensure_writable_dir, write_json_atomic, write_text_atomic
 from reslab.record import RunRecord, identity_differences
+from reslab.record import read_metrics as read_record
 from reslab.training.checkpoint_io import load_checkpoint
 
 # Files a job writes; retrain=true removes them before training again.
@@ -40,13 +40,6 @@ def check_output_dir(out: Path) -> None:
             f"output directory {out} is not writable ({e.strerror}); "
             f"point hydra.run.dir / hydra.sweep.dir at a writable path"
         ) from None
-
-
-def read_record(out: Path) -> dict | None:
-    try:
-        return json.loads((out / "metrics.json").read_text())
-    except (OSError, json.JSONDecodeError):  # none yet, or unreadable: nothing to reuse
-        return None
 
 
 def check_same_experiment(cfg: DictConfig, out: Path, identity: dict) -> None:

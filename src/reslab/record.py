@@ -13,10 +13,12 @@ gets a directory and a report row of its own: ``plain-56_seed0_optim.lr=0.05``.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from omegaconf import Container, DictConfig, OmegaConf
 
@@ -133,6 +135,21 @@ class RunRecord:
             },
         )
 
+    @classmethod
+    def from_metrics(cls, metrics: Mapping) -> RunRecord:
+        """The record a ``metrics.json`` was written from (`facts`): the way back from a job directory to the run."""
+        variant = metrics.get("variant") or ""
+        return cls(
+            model=metrics.get("model", "?"),
+            shortcut=metrics.get("shortcut", "?"),
+            depth=int(metrics.get("depth", 0)),
+            width=int(metrics.get("width", 0)),
+            dataset=metrics.get("dataset", "?"),
+            seed=int(metrics.get("seed", 0)),
+            variant=tuple(variant.split("_")) if variant else (),
+            experiment={k: v for k, v in (metrics.get("identity") or {}).items() if k not in FIELDS},
+        )
+
     @property
     def name(self) -> str:
         """``plain-56_seed0``: what TensorBoard, logs and the report call the run."""
@@ -176,6 +193,18 @@ class RunRecord:
             **self.settings,
             **measured,
         }
+
+
+METRICS_FILE = "metrics.json"
+
+
+def read_metrics(job_dir: str | Path) -> dict | None:
+    """A job directory's ``metrics.json``, the one reader of it (jobs, the report, the analyses, the bench); None
+    where there is none yet or it cannot be read (nothing to reuse)."""
+    try:
+        return json.loads((Path(job_dir) / METRICS_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def bn_batch(cfg: DictConfig) -> int:

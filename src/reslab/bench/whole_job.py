@@ -33,7 +33,7 @@ from reslab.config import compose_config, parse_overrides
 from reslab.data.registry import dataset_info
 from reslab.errors import UserError
 from reslab.overrides import composition_error, preflight, sweep_values
-from reslab.record import cpu_model, machine
+from reslab.record import cpu_model, machine, read_metrics
 from reslab.schema import check_values
 from reslab.training.accelerator import resolve_accelerator, resolve_precision
 
@@ -138,9 +138,8 @@ def last_line(log: Path) -> str:
 
 def read_job(job_dir: Path) -> tuple[dict | None, DictConfig | None]:
     """The job's ``metrics.json`` and ``config.yaml``, None for either it did not write."""
-    metrics, config = job_dir / "metrics.json", job_dir / "config.yaml"
-    record = json.loads(metrics.read_text()) if metrics.is_file() else None
-    return record, OmegaConf.load(config) if config.is_file() else None
+    config = job_dir / "config.yaml"
+    return read_metrics(job_dir), OmegaConf.load(config) if config.is_file() else None
 
 
 def train_flop(record: dict, cfg: DictConfig) -> float:

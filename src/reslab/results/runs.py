@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from reslab.files import is_locked
+from reslab.record import METRICS_FILE, RunRecord, read_metrics
 
 # What differs between the two arms of a comparison (or is compared across): everything else must be equal.
 PAIRED_ACROSS = {"model", "shortcut", "depth", "seed"}
@@ -26,6 +27,11 @@ class Run:
     grad_norms: dict | None = None  # steps (S,), names (L,), values (S, L)
     responses: dict | None = None
     distinct: str = ""  # identity settings in which this run differs from others of the folder, beyond its variant
+
+    @property
+    def run_record(self) -> RunRecord:
+        """The typed record this job was written from (`RunRecord.from_metrics`)."""
+        return RunRecord.from_metrics(self.record)
 
     @property
     def model(self) -> str:
@@ -109,10 +115,9 @@ def read_series(path: Path) -> dict | None:
 def load_run(job_dir: Path, series: bool = True) -> Run:
     """A job as found on disk; ``series=False`` reads only its record (no curves or instrument arrays)."""
     job_dir = Path(job_dir)
-    try:
-        record = json.loads((job_dir / "metrics.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        record = {"status": "unreadable", "error": f"metrics.json: {e}"}
+    record = read_metrics(job_dir)
+    if record is None:
+        record = {"status": "unreadable", "error": f"{job_dir / METRICS_FILE} is missing or not JSON"}
     if not series:
         return Run(job_dir, record)
     return Run(
