@@ -51,6 +51,23 @@ def test_every_figure_is_written_as_png_and_pdf(tiny_sweep):
             assert path.exists() and path.stat().st_size > 5000, path
 
 
+@pytest.mark.slow
+def test_a_folder_kept_without_curves_or_arrays_keeps_its_figures_of_them(analysis_sweep, capsys):
+    """A study kept with its records only (no event files, no .npz): the report redraws what it can and leaves the
+    figures it cannot draw as they were, instead of replacing them with empty axes."""
+    report(analysis_sweep, figures=True, quiet=True)
+    kept = {name: (analysis_sweep / "figures" / f"{name}.png").read_bytes() for name in FIGURES}
+    for pattern in ("*/events.out.tfevents.*", "*/grad_norms.npz", "*/responses.npz"):
+        for path in analysis_sweep.glob(pattern):
+            path.unlink()
+    report(analysis_sweep, figures=True)
+    out = capsys.readouterr().out
+    assert "not drawn, any earlier file kept: error_curves (no run has its training curves" in out
+    for name in ("error_curves", "grad_norm_profiles", "grad_norm_heatmaps", "response_std"):
+        assert (analysis_sweep / "figures" / f"{name}.png").read_bytes() == kept[name], name
+    assert (analysis_sweep / "figures" / "error_vs_depth.png").exists()  # drawn from the records alone
+
+
 def test_cli_prints_the_table_and_rejects_a_non_sweep(tiny_sweep, tmp_path, capsys):
     assert main([str(tiny_sweep), "--no-figures"]) == 0
     assert "| residual | 14 |" in capsys.readouterr().out

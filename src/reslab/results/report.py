@@ -55,6 +55,15 @@ FIGURES = {
     "response_std": lambda runs, rows: plots.response_std(runs),
 }
 
+# What each figure is drawn from: where no run has it (a folder kept without event files or the instruments'
+# arrays), the figure is not drawn, and a file of it already there is left as it is rather than replaced by empty axes.
+FIGURE_DATA = {
+    "error_curves": ("training curves (event files)", lambda r: bool(r.curves)),
+    "grad_norm_profiles": ("grad_norms.npz", lambda r: r.grad_norms is not None),
+    "grad_norm_heatmaps": ("grad_norms.npz", lambda r: r.grad_norms is not None),
+    "response_std": ("responses.npz", lambda r: r.responses is not None),
+}
+
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     values = [v for v in values if v is not None]
@@ -219,11 +228,17 @@ def write_tables(sweep_dir: Path, runs: list[Run], rows: list[dict]) -> str:
     return text
 
 
-def write_figures(sweep_dir: Path, runs: list[Run], rows: list[dict]) -> list[Path]:
+def write_figures(sweep_dir: Path, runs: list[Run], rows: list[dict], skipped: list[str] | None = None) -> list[Path]:
+    """Every figure whose data some run has; the others' names, with what is missing, go to ``skipped``."""
     out = sweep_dir / "figures"
     out.mkdir(exist_ok=True)
     written = []
     for name, make in FIGURES.items():
+        what, has = FIGURE_DATA.get(name, ("", lambda r: True))
+        if not any(has(r) for r in runs):
+            if skipped is not None:
+                skipped.append(f"{name} (no run has its {what})")
+            continue
         fig = make(runs, rows)
         for ext in ("png", "pdf"):
             path = out / f"{name}.{ext}"
@@ -249,11 +264,14 @@ def report(sweep_dir: str | Path, figures: bool = True, quiet: bool = False) -> 
         )
         # Figures of runs that all failed would be empty axes.
         done = any(r.status == "finished" for r in runs)
-        written = write_figures(sweep_dir, runs, rows) if figures and done else []
+        skipped: list[str] = []
+        written = write_figures(sweep_dir, runs, rows, skipped) if figures and done else []
     if not quiet:
         print(text)
         print(
             f"report: {sweep_dir / 'summary.md'}, {sweep_dir / 'summary.csv'}"
             + (f", {len(written)} figure files in {sweep_dir / 'figures'}" if written else "")
         )
+        if skipped:
+            print(f"report: not drawn, any earlier file kept: {'; '.join(skipped)}")
     return rows
