@@ -177,6 +177,8 @@ RANGES = [
     ("dataset.eval_batch_size", lambda v: v >= 1, "a positive number of images"),
     ("dataset.val_fraction", lambda v: 0 <= v < 1, "a share in [0, 1)"),
     ("dataset.crop_pad", lambda v: v >= 0, "a non-negative number of pixels"),
+    ("dataset.limit_train_batches", lambda v: v >= 1, "a positive number of batches, or null for all"),
+    ("dataset.downsample", lambda v: v >= 1, "a whole factor of the images' size, 1 for the native size"),
     ("optim.lr", lambda v: v > 0, "a positive learning rate"),
     ("optim.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("optim.weight_decay", lambda v: v >= 0, "non-negative"),

@@ -168,22 +168,11 @@ class ImageDataModule(L.LightningDataModule):
             )
         self.downsample = downsample
         self.image_size = self.info.image_size // downsample
-        if batch_size <= 0 or eval_batch_size <= 0:
-            raise UserError(
-                f"batch sizes must be positive, got batch_size={batch_size}, "
-                f"eval_batch_size={eval_batch_size}; set dataset.batch_size=128"
-            )
-        if not 0.0 <= val_fraction < 1.0:
-            raise UserError(f"dataset.val_fraction must be in [0, 1), got {val_fraction}")
         self.name, self.data_dir, self.download = name, data_dir, download
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_fraction, self.split_seed, self.shuffle_seed = val_fraction, split_seed, shuffle_seed
         self.crop_pad, self.hflip, self.channels_last = crop_pad, hflip, channels_last
         self.synthetic_sizes = (synthetic_train, synthetic_test)
-        if limit_train_batches is not None and (isinstance(limit_train_batches, bool) or limit_train_batches < 1):
-            raise UserError(
-                f"dataset.limit_train_batches must be a positive number of batches or null, got {limit_train_batches!r}"
-            )
         self.limit_train_batches = limit_train_batches
         self.verify_checksums = verify_checksums
         self.train = self.val = self.test = None

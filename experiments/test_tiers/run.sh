@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# How long each test tier takes on this machine, from a quiet start: `make test` (the quick tier), then `make
+# test-slow` (the rest, on TEST_WORKERS processes; as root it starts the SLURM test cluster). Writes timings.txt
+# (wall seconds per tier) and each tier's pytest summary with its slowest tests beside it.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+HERE=experiments/test_tiers
+WORKERS=${TEST_WORKERS:-2}
+{
+  echo "# $(date -u +%F) $(git rev-parse --short HEAD) on $(nproc) cores: $(lscpu | sed -n 's/^Model name: *//p')"
+  echo "# TEST_WORKERS=$WORKERS"
+} > "$HERE/timings.txt"
+make install >/dev/null
+SECONDS=0
+.venv/bin/python -m pytest -q --durations=15 > "$HERE/quick.txt" 2>&1 || echo "make_test failed: see quick.txt" >> "$HERE/timings.txt"
+echo "make_test_s $SECONDS" >> "$HERE/timings.txt"
+SECONDS=0
+.venv/bin/python -m pytest -q -m slow -n "$WORKERS" --dist loadgroup --durations=25 > "$HERE/slow.txt" 2>&1 || echo "make_test_slow failed: see slow.txt" >> "$HERE/timings.txt"
+echo "make_test_slow_s $SECONDS" >> "$HERE/timings.txt"
+cat "$HERE/timings.txt"
