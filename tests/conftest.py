@@ -86,3 +86,10 @@ def analysis_sweep(tiny_sweep, tmp_path):
     import shutil
 
     return Path(shutil.copytree(tiny_sweep, tmp_path / "sweep"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests of an xdist group first (the SLURM module: one cluster, so one worker runs them all, for most of the
+    slow tier's length). Under pytest-xdist (make test-slow) that worker starts on them at once while the others take
+    the rest; a stable sort, so the order is otherwise the files' own."""
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
