@@ -76,13 +76,15 @@ lint: install
 test: install
 	$(BIN)/python -m pytest -q
 
-# The rest, on TEST_WORKERS processes (pytest-xdist); the SLURM tests share one cluster, so one worker runs them all.
+# The rest, on TEST_WORKERS processes (pytest-xdist), a test module's tests on one worker (the SLURM module's share one
+# cluster). loadfile, not loadgroup: loadgroup silently stops grouping on pytest 9.2 (pytest-xdist issue 1386).
 TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test-slow: install
-	$(BIN)/python -m pytest -q -m slow -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q -m slow $(XDIST)
 
 test-all: install
-	$(BIN)/python -m pytest -q -m "slow or not slow" -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q -m "slow or not slow" $(XDIST)
 
 clean:
 	rm -rf $(VENV) outputs multirun

@@ -88,8 +88,11 @@ def analysis_sweep(tiny_sweep, tmp_path):
     return Path(shutil.copytree(tiny_sweep, tmp_path / "sweep"))
 
 
+# The longest module first: under pytest-xdist (make test-slow: a module's tests on one worker) the worker that takes
+# it is busy with it from the start while the others take the rest.
+FIRST_MODULES = ("test_slurm_cluster.py",)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests of an xdist group first (the SLURM module: one cluster, so one worker runs them all, for most of the
-    slow tier's length). Under pytest-xdist (make test-slow) that worker starts on them at once while the others take
-    the rest; a stable sort, so the order is otherwise the files' own."""
-    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+    """A stable sort: the order is otherwise the files' own."""
+    items.sort(key=lambda item: item.path.name not in FIRST_MODULES)

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TINY
 
-# One cluster for the module: under pytest-xdist (make test-slow) one worker runs every test here.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
+# One cluster for the module: under pytest-xdist (make test-slow, --dist loadfile) one worker runs every test here.
+pytestmark = pytest.mark.slow
 
 SCRIPT = ROOT / "tools" / "slurm_cluster.sh"
 # A run of ~15 s that checkpoints every 5 steps: long enough to be stopped mid-run, short enough for the suite.
