@@ -86,13 +86,3 @@ def analysis_sweep(tiny_sweep, tmp_path):
     import shutil
 
     return Path(shutil.copytree(tiny_sweep, tmp_path / "sweep"))
-
-
-# The longest module first: under pytest-xdist (make test-slow: a module's tests on one worker) the worker that takes
-# it is busy with it from the start while the others take the rest.
-FIRST_MODULES = ("test_slurm_cluster.py",)
-
-
-def pytest_collection_modifyitems(config, items):
-    """A stable sort: the order is otherwise the files' own."""
-    items.sort(key=lambda item: item.path.name not in FIRST_MODULES)

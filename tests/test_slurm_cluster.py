@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TINY
 
-# One cluster for the module: under pytest-xdist (make test-slow, --dist loadfile) one worker runs every test here.
+# make test-slow runs this module alone, after the rest: its SLURM jobs have timeouts, and beside other tests on 2 cores
+# two of them timed out (experiments/test_tiers/).
 pytestmark = pytest.mark.slow
 
 SCRIPT = ROOT / "tools" / "slurm_cluster.sh"
