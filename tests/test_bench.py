@@ -1,5 +1,5 @@
-"""`reslab bench` runs end to end and writes what the README reads from it; its theoretical peak follows from the
-CPU's flags and clock or the GPU's datasheet (timings themselves are not tested: speeds vary)."""
+"""`reslab bench` runs end to end and writes what docs/performance.md reads from it; its theoretical peak follows from
+the CPU's flags and clock or the GPU's datasheet (timings themselves are not tested: speeds vary)."""
 
 from __future__ import annotations
 
