@@ -106,7 +106,26 @@ def test_no_import_cycles_counting_imports_inside_functions():
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
-def test_the_cycle_check_finds_a_cycle_through_a_function_level_import(tmp_path):
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The same imports between the package's top-level parts (reslab.analysis.runner -> reslab.analysis)."""
+
+    def part(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    parts: dict[str, set[str]] = {}
+    for name, deps in graph.items():
+        parts.setdefault(part(name), set()).update(part(d) for d in deps if part(d) != part(name))
+    return parts
+
+
+def test_no_import_cycles_between_the_packages_parts():
+    """Modules of one layer may import each other, but two parts never both ways (analysis and results: the report
+    reads what the analyses wrote from their files, by the names in reslab.plots.ANALYSES)."""
+    cycle = find_cycle(package_graph(import_graph()))
+    assert cycle is None, "import cycle between parts of the package: " + " -> ".join(cycle or [])
+
+
+def test_the_cycle_checks_find_a_cycle_through_a_function_level_import(tmp_path):
     """The check above can fail: a copy of the package with one import added inside a function (schema importing
     the job module, which imports schema at load time) has a cycle, and the check names it."""
     copy = tmp_path / "src"
@@ -115,6 +134,14 @@ def test_the_cycle_check_finds_a_cycle_through_a_function_level_import(tmp_path)
     schema.write_text(schema.read_text() + "\n\ndef _late():\n    from reslab.job import train\n\n    return train\n")
     cycle = find_cycle(import_graph(copy))
     assert cycle is not None and "reslab.schema" in cycle and "reslab.job" in cycle
+    # Between parts, in a second copy: the report importing the analyses (which import its reader), inside a function.
+    copy = tmp_path / "src2"
+    shutil.copytree(SRC / "reslab", copy / "reslab")
+    report = copy / "reslab" / "results" / "report.py"
+    late = "\n\ndef _late():\n    from reslab.analysis import KINDS\n\n    return KINDS\n"
+    report.write_text(report.read_text() + late)
+    parts = find_cycle(package_graph(import_graph(copy)))
+    assert parts is not None and {"reslab.analysis", "reslab.results"} <= set(parts)
 
 
 def test_every_module_is_in_a_layer():
@@ -147,8 +174,9 @@ def test_figure_code_draws_arrays_only():
 def test_a_measurement_never_imports_its_figure():
     from reslab.analysis import KINDS
 
+    graph = import_graph()
     for module, _ in KINDS.values():
-        deps = import_graph()[module]
+        deps = graph[module]
         assert not any(d.startswith("reslab.plots") for d in deps), f"{module} imports {deps}"
 
 

@@ -13,13 +13,14 @@ into ``<DIR>/analysis/`` and writes both to TensorBoard. The report shows the fi
 
 from __future__ import annotations
 
-# Kind -> (measuring module, one line); its figure is reslab.plots.<kind>. Only the chosen one is imported.
-KINDS = {
-    "lesion": ("reslab.analysis.lesion", "delete one block at a time at test time (Veit et al. 2016)"),
-    "landscape": ("reslab.analysis.landscape", "loss along filter-normalised random directions (Li et al. 2018)"),
-    "shattered": (
-        "reslab.analysis.shattered",
-        "how alike the input gradients of nearby inputs are (Balduzzi et al. 2017)",
-    ),
-    "paths": ("reslab.analysis.paths", "gradient through paths of each length (Veit et al. 2016, §4.3)"),
+from reslab.plots import ANALYSES
+
+LINES = {
+    "lesion": "delete one block at a time at test time (Veit et al. 2016)",
+    "landscape": "loss along filter-normalised random directions (Li et al. 2018)",
+    "shattered": "how alike the input gradients of nearby inputs are (Balduzzi et al. 2017)",
+    "paths": "gradient through paths of each length (Veit et al. 2016, §4.3)",
 }
+# Kind -> (measuring module, one line), in `reslab.plots.ANALYSES`' order; its figure is reslab.plots.<kind>. Only the
+# chosen one is imported.
+KINDS = {kind: (f"reslab.analysis.{kind}", LINES[kind]) for kind in ANALYSES}

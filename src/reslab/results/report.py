@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from reslab.files import REPORT_LOCK_FILE, exclusive, write_atomic, write_text_atomic
+from reslab.plots import ANALYSES
 from reslab.plots import training as plots
 from reslab.plots.style import arm_order, in_arm_order
 from reslab.results.runs import Run, load_sweep
@@ -197,10 +198,8 @@ def problems_table(runs: list[Run]) -> str:
 
 def analyses_section(sweep_dir: Path) -> str:
     """What ``reslab analyze`` wrote for this sweep (``analysis/<kind>.md``, each with its figure), in the order of
-    `reslab.analysis.KINDS`; empty if none has run."""
-    from reslab.analysis import KINDS
-
-    found = [sweep_dir / "analysis" / f"{kind}.md" for kind in KINDS]
+    `reslab.plots.ANALYSES` (read from the files: the report never imports the analyses); empty if none has run."""
+    found = [sweep_dir / "analysis" / f"{kind}.md" for kind in ANALYSES]
     parts = [p.read_text().strip() for p in found if p.is_file()]
     if not parts:
         return ""
