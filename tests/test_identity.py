@@ -119,3 +119,16 @@ def test_the_record_reads_back_from_the_metrics_it_wrote(tiny_sweep):
         if run.status == "finished":
             assert run.run_record.job_dir_name == run.path.name == run.record["job"]
             assert run.run_record.name == run.record["run_name"]
+
+
+def test_a_variant_whose_values_hold_underscores_reads_back_item_by_item(tmp_path):
+    """``schedule=step_warmup`` and a key with underscores: the record read back from its facts is the same record,
+    swept setting by swept setting (splitting the joined name at "_" would cut ``step_warmup`` in two)."""
+    sweep = ["sweep_keys=[optim.lr,schedule,model.zero_init_residual]", "model=residual"]
+    cfg = compose_config([*TINY, *sweep, "schedule=step_warmup", "model.zero_init_residual=true"], tmp_path)
+    record = RunRecord.from_config(cfg, choices={"schedule": "step_warmup"})
+    assert record.variant == ("optim.lr=0.1", "schedule=step_warmup", "model.zero_init_residual=True")
+    back = RunRecord.from_metrics(json.loads(json.dumps(record.facts())))
+    assert back.variant == record.variant and back.job_dir_name == record.job_dir_name
+    older = {k: v for k, v in record.facts().items() if k != "swept"}  # written before "swept" existed
+    assert RunRecord.from_metrics(older).job_dir_name == record.job_dir_name

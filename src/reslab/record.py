@@ -138,7 +138,9 @@ class RunRecord:
     @classmethod
     def from_metrics(cls, metrics: Mapping) -> RunRecord:
         """The record a ``metrics.json`` was written from (`facts`): the way back from a job directory to the run."""
-        variant = metrics.get("variant") or ""
+        # Older records have only the joined string, which "_" inside values makes ambiguous: kept whole.
+        swept = metrics.get("swept")
+        variant = tuple(swept) if isinstance(swept, list) else ((metrics["variant"],) if metrics.get("variant") else ())
         return cls(
             model=metrics.get("model", "?"),
             shortcut=metrics.get("shortcut", "?"),
@@ -146,7 +148,7 @@ class RunRecord:
             width=int(metrics.get("width", 0)),
             dataset=metrics.get("dataset", "?"),
             seed=int(metrics.get("seed", 0)),
-            variant=tuple(variant.split("_")) if variant else (),
+            variant=variant,
             experiment={k: v for k, v in (metrics.get("identity") or {}).items() if k not in FIELDS},
         )
 
@@ -176,6 +178,7 @@ class RunRecord:
             "job": self.job_dir_name,
             **fields,
             "variant": "_".join(self.variant),
+            "swept": list(self.variant),  # the same, item by item: a value may hold "_" (schedule=step_warmup)
             **measured,
             "environment": machine(),
         }
