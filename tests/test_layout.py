@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import shutil
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -27,7 +28,7 @@ def modules(src: Path = SRC) -> dict[str, Path]:
 # The package's layers, lowest first: a module may import its own layer and those below, never one above. Each
 # layer's parts are the first name under reslab (reslab.training.placement -> training).
 LAYERS = (
-    ("", "errors", "files", "console"),  # "": reslab/__init__.py
+    ("", "errors", "files", "console", "signals"),  # "": reslab/__init__.py
     ("record", "schema", "config", "overrides", "tensorboard_views"),
     ("models", "data", "plots"),
     ("training", "instruments"),
@@ -202,3 +203,25 @@ def test_every_package_is_installed():
     packages = {name for name, path in modules().items() if path.name == "__init__.py"} | {"reslab.conf"}
     plugins = {p.parent.name for p in (ROOT / "src" / "hydra_plugins").glob("*/__init__.py")}
     assert packages | {f"hydra_plugins.{name}" for name in plugins} == listed and plugins == {"reslab_launchers"}
+
+
+# What the process that launches a sweep imports (the command line, the watched launchers, Hydra's task function,
+# the stop signals, the sweep's report): a cluster sweep's launcher trains nothing, so it must not pay for torch and
+# Lightning (about 6 s of every launch on a 2-core machine); its jobs import them in their own processes.
+LAUNCHING_SIDE = (
+    "reslab.cli",
+    "reslab.cli.launchers",
+    "reslab.cli.hydra_app",
+    "reslab.signals",
+    "reslab.results.report",
+)
+
+
+def test_the_launching_command_imports_no_torch(run_env, tmp_path):
+    code = f"import sys\nfor m in {LAUNCHING_SIDE!r}: __import__(m)\n"
+    # and what the report writes at a sweep's root for TensorBoard
+    code += "from reslab.tensorboard_views import write_sweep_views\n"
+    code += f"write_sweep_views({str(tmp_path)!r}, [{{'model': 'plain', 'depth': 8}}], [8], ['plain'])\n"
+    code += "print(sorted({'torch', 'lightning'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"the launching side imports {out.strip()}: import it inside the job's function"

@@ -111,7 +111,7 @@ def build_trainer(
     plugins = [AtomicCheckpointIO()]
     if in_a_rank():  # one of the processes reslab started for this run (reslab.training.ranks)
         plugins.append(LightningEnvironment())
-    elif SLURMEnvironment.detect():  # preemption is reslab's and submitit's (reslab.training.signals), not Lightning's
+    elif SLURMEnvironment.detect():  # preemption is reslab's and submitit's (reslab.signals), not Lightning's
         plugins.append(SLURMEnvironment(auto_requeue=False))
     several = t.devices > 1
     if several and t.sync_batchnorm and accelerator == "cpu":  # torch's SyncBatchNorm is GPU-only

@@ -33,6 +33,7 @@ from reslab.jobdir import (
 from reslab.models import count_parameters
 from reslab.record import RunRecord
 from reslab.schema import check_values
+from reslab.signals import Interrupted
 from reslab.tensorboard_views import session_summaries
 from reslab.training import DivergenceGuard, RunSummary
 from reslab.training.accelerator import resolve_accelerator, resolve_devices, resolve_precision
@@ -40,8 +41,8 @@ from reslab.training.memory import check_memory
 from reslab.training.net_layout import compile_mode
 from reslab.training.placement import set_threads, threads_per_process
 from reslab.training.ranks import check_not_launched_externally, in_a_rank, is_rank_zero, run_ranks
-from reslab.training.signals import Interrupted, StopOnSignal
 from reslab.training.step_graph import check_cuda_graph, cuda_graph_mode
+from reslab.training.stop_on_signal import StopOnSignal
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,9 @@ their kind (a string stays a string, a flag a boolean). The report also writes a
 depth with its plain and residual curves, and per arm the gradient norms of the first, middle and last layer.
 
 The protos are TensorBoard's own (``api_pb2``, ``plugin_data_pb2``, ``layout_pb2``), built here because
-TensorBoard's helpers for them need TensorFlow; torch's ``hparams`` helper always writes an experiment per run.
+TensorBoard's helpers for them need TensorFlow; torch's ``hparams`` helper always writes an experiment per run. The
+file is written by TensorBoard's own ``EventFileWriter``: the process that launches a sweep writes it and imports no
+torch.
 """
 
 from __future__ import annotations
@@ -80,31 +82,59 @@ def experiment_summary(sessions: Iterable[Mapping], metrics: Iterable[str] = FIN
 
 def layout_summary(depths: Iterable[int], arms: Iterable[str]) -> Summary:
     """Custom scalars: each depth's plain and residual curves in one chart; gradient norms per arm."""
-    from torch.utils.tensorboard.summary import custom_scalars
+    from tensorboard.compat.proto.tensor_pb2 import TensorProto
+    from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+    from tensorboard.plugins.custom_scalar import layout_pb2
+    from tensorboard.plugins.custom_scalar import metadata as layout_metadata
 
-    layout = {
-        "errors by depth (every arm in one chart)": {
-            f"depth {d}: training and validation error": ["Multiline", [f"by_depth/{d}/.*_error"]] for d in depths
-        },
-        "gradient norms (first, middle, last layer)": {
-            f"{arm}: gradient L2 norm": ["Multiline", [f"by_arm/{arm}/grad_norm_(first|middle|last)"]] for arm in arms
-        },
-    }
-    return custom_scalars(layout)
+    def category(title: str, charts: dict[str, list[str]]) -> layout_pb2.Category:
+        return layout_pb2.Category(
+            title=title,
+            chart=[
+                layout_pb2.Chart(title=name, multiline=layout_pb2.MultilineChartContent(tag=tags))
+                for name, tags in charts.items()
+            ],
+        )
+
+    layout = layout_pb2.Layout(
+        category=[
+            category(
+                "errors by depth (every arm in one chart)",
+                {f"depth {d}: training and validation error": [f"by_depth/{d}/.*_error"] for d in depths},
+            ),
+            category(
+                "gradient norms (first, middle, last layer)",
+                {f"{arm}: gradient L2 norm": [f"by_arm/{arm}/grad_norm_(first|middle|last)"] for arm in arms},
+            ),
+        ]
+    )
+    tensor = TensorProto(dtype="DT_STRING", string_val=[layout.SerializeToString()], tensor_shape=TensorShapeProto())
+    return Summary(
+        value=[
+            Summary.Value(
+                tag=layout_metadata.CONFIG_SUMMARY_TAG,
+                tensor=tensor,
+                metadata=layout_metadata.create_summary_metadata(),
+            )
+        ]
+    )
 
 
 def write_sweep_views(sweep_dir: Path, sessions: list[Mapping], depths: Iterable[int], arms: Iterable[str]) -> None:
     """The experiment and the layout in one event file at the sweep's root, replacing the report's previous one."""
-    from torch.utils.tensorboard.writer import FileWriter
+    import time
+
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
     sweep_dir = Path(sweep_dir)
     for old in sweep_dir.glob(f"events.out.tfevents.*{SWEEP_FILE_SUFFIX}"):
         old.unlink(missing_ok=True)
     if not sessions:
         return
-    writer = FileWriter(str(sweep_dir), filename_suffix=SWEEP_FILE_SUFFIX)
+    writer = EventFileWriter(str(sweep_dir), filename_suffix=SWEEP_FILE_SUFFIX)
     try:
-        writer.add_summary(experiment_summary(sessions))
-        writer.add_summary(layout_summary(sorted(set(depths)), sorted(set(arms))))
+        for summary in (experiment_summary(sessions), layout_summary(sorted(set(depths)), sorted(set(arms)))):
+            writer.add_event(Event(summary=summary, wall_time=time.time()))
     finally:
         writer.close()

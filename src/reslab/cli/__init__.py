@@ -71,7 +71,7 @@ def run_hydra(argv: list[str]) -> int:
     import hydra
 
     from reslab.cli.hydra_app import JobRunner
-    from reslab.training.signals import Interrupted, sweep_stopping
+    from reslab.signals import Interrupted, sweep_stopping
 
     multirun = "-m" in argv or "--multirun" in argv
     sweep = None
@@ -108,7 +108,7 @@ def stop_signals_for_sweep(sweep: Path | None):
     itself meanwhile and passes them on (`StopOnSignal`). A rerun of the same command starts over."""
     import signal
 
-    from reslab.training.signals import STOP_MARKER, SweepStop
+    from reslab.signals import STOP_MARKER, SweepStop
 
     if sweep is None:
         yield

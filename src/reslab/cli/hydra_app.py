@@ -64,7 +64,7 @@ class JobRunner:
         """Train the job; return its objective for a tuning sweeper (`objective`)."""
         from reslab.job import train  # imported here so `reslab --help` stays fast
         from reslab.jobdir import ForeignRunError, record_failure
-        from reslab.training.signals import Interrupted, mark_stopping, sweep_stopping
+        from reslab.signals import Interrupted, mark_stopping, sweep_stopping
 
         quiet_console()
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN

@@ -9,7 +9,7 @@ pickled job, so requeueing is unchanged), and then watch every job until all hav
 - a job that ended without a result is recorded as failed in its own directory with the scheduler's word for it;
   the sweep goes on, the report lists it, the command exits 1, and rerunning the command completes it;
 - a job pending for a reason that can never clear is cancelled and recorded with SLURM's reason;
-- the user's SIGTERM or SIGINT to the command (`reslab.training.signals.SweepStop`) stops the sweep: running jobs
+- the user's SIGTERM or SIGINT to the command (`reslab.signals.SweepStop`) stops the sweep: running jobs
   get SIGTERM and checkpoint, pending ones are cancelled, and the command waits for them before it reports;
 - a submission the cluster refuses is one line saying which setting to change, and exit status 2.
 
@@ -107,7 +107,7 @@ class Watch:
 
     def run(self) -> None:
         # Imported here: Hydra imports this module whenever it scans its plugins, and reslab.training is heavy.
-        from reslab.training.signals import sweep_stopping
+        from reslab.signals import sweep_stopping
 
         while running := self.running():
             if self.stopped_at is None and sweep_stopping(self.sweep) is not None:

@@ -38,7 +38,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 
 from reslab.errors import UserError
-from reslab.training.signals import Interrupted, launcher_requeue, preemption_signal, stop_signals
+from reslab.signals import Interrupted, launcher_requeue, preemption_signal, stop_signals
 
 log = logging.getLogger("reslab")
 

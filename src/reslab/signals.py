@@ -1,10 +1,12 @@
-"""SIGTERM, SIGINT and the preemption signal during training: stop after the step in progress, checkpoint, say so.
+"""SIGTERM, SIGINT and the preemption signal: which signals stop a job, who owns each, and the sweep's stop marker.
+No torch or Lightning here: the process that launches a sweep imports this and nothing that trains.
 
 Who owns which signal (one owner each, so nothing fights):
 
 - reslab owns the *checkpoint*: while a job trains, SIGTERM (a scheduler stopping it), SIGINT (Ctrl+C) and
   submitit's preemption signal (SIGUSR2, or ``$SUBMITIT_PREEMPT_SIGNAL``) make the job finish its current step,
-  write ``last.ckpt`` atomically, record status ``interrupted`` and stop. Rerunning the same job resumes exactly.
+  write ``last.ckpt`` atomically (`reslab.training.stop_on_signal`), record status ``interrupted`` and stop.
+  Rerunning the same job resumes exactly.
 - the launcher owns the *requeue*: after that checkpoint, the handler that submitit installed for its preemption
   signal before training is called, whichever of the three signals stopped the job (on SLURM, SIGTERM is how
   ``scontrol requeue``, preemption and a grace time stop a job; submitit itself ignores it), and submitit requeues
@@ -25,12 +27,8 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
-
-import lightning as L
-import torch
 
 # The same signal again within this many seconds is the same request delivered twice (by the terminal and by
 # the process that started this one), not a second request to stop at once.
@@ -67,51 +65,6 @@ class Interrupted(SystemExit):
         """Let the launcher requeue the job (submitit: pickles the job, requeues it and exits the process)."""
         if self.requeue is not None:
             self.requeue(self.signum, None)
-
-
-class StopOnSignal(L.Callback):
-    """Takes SIGTERM and SIGINT for the duration of training; at the next step's end, checkpoints and stops."""
-
-    def __init__(self, checkpoint_path: Path):
-        self.checkpoint_path = Path(checkpoint_path)
-        self.signum: int | None = None
-        self.requeue: Callable | None = None  # the launcher's handler of the preemption signal, if any
-        self._previous: dict[int, object] = {}
-        self._since = 0.0
-
-    def _handle(self, signum, frame) -> None:
-        now = time.monotonic()
-        if self.signum == signum and now - self._since > REPEAT_S:  # asked twice: stop now
-            signal.signal(signum, signal.SIG_DFL)
-            signal.raise_signal(signum)
-        if self.signum is None:
-            self.signum, self._since = signum, now
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # After Lightning installed its own handlers at fit start: ours replace them until training ends.
-        for signum in stop_signals():
-            self._previous[signum] = signal.getsignal(signum)
-            signal.signal(signum, self._handle)
-        self.requeue = launcher_requeue(self._previous.get(preemption_signal()))
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.world_size > 1:  # every process stops at the same step: agree on it (one scalar per step)
-            agreed = trainer.strategy.reduce(torch.tensor(self.signum or 0, device=pl_module.device), reduce_op="max")
-            self.signum = int(agreed) or None
-        if self.signum is not None and not trainer.should_stop:
-            trainer.save_checkpoint(self.checkpoint_path)
-            trainer.should_stop = True
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.restore()
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self.restore()
-
-    def restore(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous = {}
 
 
 def launcher_requeue(handler: object) -> Callable | None:
