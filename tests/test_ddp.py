@@ -15,6 +15,7 @@ import torch
 from conftest import ROOT, TINY
 from test_resume import _wait_for
 
+from reslab.config import compose_config
 from reslab.job import train
 from reslab.training.ranks import rank
 
@@ -100,8 +101,8 @@ FINAL_KEYS = ("steps", "train_error", "train_loss", "val_error", "val_loss", "te
 @pytest.mark.slow
 def test_a_run_on_two_processes_stopped_by_sigterm_resumes_to_the_uninterrupted_metrics(tmp_path, run_env):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    train(compose_config(LONG_DDP, output_dir=straight))  # the same run uninterrupted, launched from this process
     cmd = [sys.executable, "-m", "reslab", *LONG_DDP]
-    subprocess.run([*cmd, f"hydra.run.dir={straight}"], cwd=ROOT, env=run_env, check=True, capture_output=True)
     proc = subprocess.Popen(
         [*cmd, f"hydra.run.dir={stopped}"], cwd=ROOT, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )

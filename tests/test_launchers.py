@@ -28,6 +28,7 @@ def test_a_sweep_under_another_launcher_keeps_jobs_apart_and_reports_its_failure
     # dataset.batch_size is not in the run's name; 1000 is more than the 384 synthetic training images, so that
     # job fails when it loads its data (after the command's checks, as a job in a worker process).
     cmd = [sys.executable, "-m", "reslab", "-m", *TINY, "model=plain", "dataset.batch_size=32,1000", *launcher]
+    cmd += ["runtime.threads=auto"]  # what the parallel launcher shares out (tiny's own is 1)
     proc = subprocess.run(
         [*cmd, f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=300
     )
@@ -61,11 +62,12 @@ PREEMPTIBLE = [
 FINAL_KEYS = ("steps", "train_error", "train_loss", "val_error", "val_loss", "test_error", "test_loss")
 
 
-@pytest.mark.slow  # about 25 s each: three processes start (the sweep, the job, the requeued job)
-@pytest.mark.parametrize("signum", [signal.SIGUSR2, signal.SIGTERM], ids=["SIGUSR2", "SIGTERM"])
-def test_a_job_preempted_under_submitit_is_requeued_and_ends_as_if_never_stopped(signum, tmp_path, run_env):
-    """A signal to a job (submitit's preemption signal, or SIGTERM, a scheduler's requeue and preemption signal)
-    stops that job, which checkpoints and is requeued; the sweep goes on and ends as if never stopped."""
+@pytest.mark.slow  # about 25 s: three processes start (the sweep, the job, the requeued job)
+def test_a_job_preempted_under_submitit_is_requeued_and_ends_as_if_never_stopped(tmp_path, run_env):
+    """submitit's preemption signal to a job stops that job, which checkpoints and is requeued; the sweep goes on and
+    ends as if never stopped. SIGTERM (how SLURM requeues and preempts) is tested on the real cluster:
+    test_slurm_cluster.py's `sigterm` and `scontrol-requeue` cases."""
+    signum = signal.SIGUSR2
     straight, sweep = tmp_path / "straight", tmp_path / "sweep"
     train(compose_config(PREEMPTIBLE, output_dir=straight))  # the same run, uninterrupted, in this process
     proc = subprocess.Popen(
