@@ -214,7 +214,7 @@ def test_precision_auto_reads_the_cpu_flags(tmp_path, monkeypatch):
 def test_paper_experiment_runs_end_to_end_on_cifar_format_files(tmp_path):
     """experiment=paper on small files in the official CIFAR-10 pickle format: 3×32×32 input, crop + flip."""
     from conftest import compose_config
-    from test_sources import write_cifar10
+    from test_data_sources import write_cifar10
 
     write_cifar10(tmp_path / "data", per_batch=20)  # 100 train (90 after the 10% val split), 21 test images
     cfg = compose_config(

@@ -225,3 +225,20 @@ def test_the_launching_command_imports_no_torch(run_env, tmp_path):
     code += "print(sorted({'torch', 'lightning'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"the launching side imports {out.strip()}: import it inside the job's function"
+
+
+# Test modules that test the project as a whole rather than one part of the package.
+WHOLE_PROJECT_TESTS = {"layout", "experiments", "bad_input", "notebook", "slurm_cluster"}
+
+
+def test_every_test_module_is_named_after_the_part_it_tests():
+    parts = {name.split(".")[1] for name in modules() if name.count(".") >= 1}  # reslab.<part>[...]
+
+    def names_a_part(subject: str) -> bool:
+        return subject in WHOLE_PROJECT_TESTS or any(subject == p or subject.startswith(f"{p}_") for p in parts)
+
+    tests = sorted((ROOT / "tests").glob("test_*.py"))
+    misnamed = [path.name for path in tests if not names_a_part(path.stem.removeprefix("test_"))]
+    assert not misnamed, (
+        f"name these test_<part>[_<module>].py after a part of src/reslab/ (docs/testing.md): {misnamed}"
+    )

@@ -10,7 +10,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from test_resume import Crash, assert_same_series, final
+from test_job_resume import Crash, assert_same_series, final
 
 from reslab.errors import UserError
 from reslab.job import train

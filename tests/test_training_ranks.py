@@ -13,7 +13,7 @@ import lightning as L
 import pytest
 import torch
 from conftest import ROOT, TINY
-from test_resume import _wait_for
+from test_job_resume import _wait_for
 
 from reslab.config import compose_config
 from reslab.job import train

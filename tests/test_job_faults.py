@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT, TINY
-from test_resume import _wait_for
+from test_job_resume import _wait_for
 
 from reslab.errors import UserError
 from reslab.files import write_atomic
