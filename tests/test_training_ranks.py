@@ -89,9 +89,9 @@ def test_a_batch_that_does_not_split_evenly_is_refused_in_one_line(tiny_cfg, tmp
 LONG_DDP = [
     *TINY,
     "trainer=ddp",
-    "trainer.max_steps=300",
+    "trainer.max_steps=100",
     "callbacks.checkpoint.every_n_train_steps=5",
-    "trainer.val_check_interval=300",
+    "trainer.val_check_interval=100",
     "callbacks.grad_norms.figure_every_n_steps=0",
     "callbacks.responses.figure_every_n_steps=0",
 ]
@@ -111,7 +111,7 @@ def test_a_run_on_two_processes_stopped_by_sigterm_resumes_to_the_uninterrupted_
     proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM
     record = json.loads((stopped / "metrics.json").read_text())
-    assert record["status"] == "interrupted" and record["steps"] < 300
+    assert record["status"] == "interrupted" and record["steps"] < 100
     rerun = subprocess.run(
         [*cmd, f"hydra.run.dir={stopped}"], cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=300
     )
