@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TINY
 
-# make test-slow runs this module beside the rest (its tests mostly wait on SLURM), so its jobs share the 2 cores with
-# the other tests' processes: the timeouts below leave room for that (experiments/test_tiers/).
+# make test-slow runs this module alone, after the rest; the timeouts below leave room for a busy machine all the same
+# (run beside the other tests, its jobs got a third of the cores: experiments/test_tiers/).
 pytestmark = pytest.mark.slow
 
 SCRIPT = ROOT / "tools" / "slurm_cluster.sh"
@@ -110,6 +110,12 @@ def running_job(env: dict, sweep: Path) -> str:
     return ids[0]
 
 
+def attempts(env: dict, job_id: str) -> list[str]:
+    """The state each run of a SLURM job ended in, requeued ones included, from the accounting database (slurmctld
+    forgets a finished job after MinJobAge, 10 s here: too soon for a test on a busy machine)."""
+    return slurm(env, "sacct", "-n", "-X", "-D", "-P", "-j", job_id, "-o", "State").split()
+
+
 def final(job_dir: Path) -> dict:
     record = json.loads((job_dir / "metrics.json").read_text())
     assert record["status"] == "finished", record
@@ -140,7 +146,7 @@ def test_a_job_stopped_by_slurm_is_requeued_and_ends_as_if_never_stopped(how, en
     log = (sweep / JOB / "reslab.log").read_text()
     assert f"stopped by {signame}" in log and "resuming from" in log, log[-3000:]
     assert final(sweep / JOB) == straight
-    assert int(slurm(env, "scontrol", "show", "job", "-o", job_id).split("Restarts=")[1].split()[0]) >= 1
+    assert "REQUEUED" in attempts(env, job_id) or "PREEMPTED" in attempts(env, job_id)
 
 
 def test_a_job_preempted_by_a_higher_priority_partition_is_requeued_and_ends_as_if_never_stopped(
@@ -157,7 +163,7 @@ def test_a_job_preempted_by_a_higher_priority_partition_is_requeued_and_ends_as_
     log = (sweep / JOB / "reslab.log").read_text()
     assert "stopped by SIG" in log and "resuming from" in log, log[-3000:]
     assert final(sweep / JOB) == straight
-    assert int(slurm(env, "scontrol", "show", "job", "-o", job_id).split("Restarts=")[1].split()[0]) >= 1
+    assert "REQUEUED" in attempts(env, job_id) or "PREEMPTED" in attempts(env, job_id)
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "scancel"])
