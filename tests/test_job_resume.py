@@ -13,7 +13,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, TINY
+from conftest import NO_RUN_FIGURES, ROOT, TINY
 
 from reslab.errors import UserError
 from reslab.job import train
@@ -53,6 +53,7 @@ def test_resume_in_process_matches_an_uninterrupted_run(tiny_cfg, tmp_path):
         "callbacks.checkpoint.every_n_train_steps=3",
         "dataset.crop_pad=2",
         "dataset.hflip=true",
+        *NO_RUN_FIGURES,
     ]
     straight = train(tiny_cfg(*overrides, out=tmp_path / "straight"))
     stopped = tiny_cfg(*overrides, out=tmp_path / "resumed")
