@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TINY
 
-# make test-slow runs this module alone, after the rest; the timeouts below leave room for a busy machine all the same
-# (run beside the other tests, its jobs got a third of the cores: experiments/test_tiers/).
+# make test-slow runs this module beside the other tests, so its jobs share the 2 cores with theirs: the timeouts below
+# leave room for that (experiments/test_tiers/).
 pytestmark = pytest.mark.slow
 
 SCRIPT = ROOT / "tools" / "slurm_cluster.sh"
