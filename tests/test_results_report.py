@@ -108,3 +108,29 @@ def test_runs_of_different_experiments_are_never_averaged_as_seeds(tiny_sweep, t
     rows = {r["arm"]: r for r in summarize(load_sweep(folder)) if r["depth"] == 8}
     assert set(rows) == {"plain (width=4)", "plain (width=8)"}
     assert all(r["runs"] == 1 for r in rows.values())
+
+
+def test_error_vs_depth_shows_each_seed_and_no_interval_past_0_or_100_percent():
+    from reslab.results.statistics import mean_interval
+
+    def row(arm, shortcut, depth, seeds):
+        r = {"arm": arm, "shortcut": shortcut, "depth": depth}
+        for key in ("train_error", "test_error"):
+            ci = mean_interval(seeds)
+            r.update({key: ci.value, key + "_ci_low": ci.low, key + "_ci_high": ci.high, key + "_values": seeds})
+        return r
+
+    # Two seeds far apart: the raw t interval is 50 ± 572 %; three more rows of ordinary spread.
+    rows = [
+        row("plain", "none", 20, [0.05, 0.95]),
+        row("plain", "none", 56, [0.40, 0.45]),
+        row("residual", "A", 20, [0.10, 0.12, 0.11]),
+        row("residual", "A", 56, [0.09, 0.10, 0.12]),
+    ]
+    fig = plots.error_vs_depth(rows)
+    fig.canvas.draw()
+    for ax in fig.axes[:2]:
+        low, high = ax.get_ylim()
+        assert -10 < low and high < 110, (low, high)  # autoscaled to the bars: none reaches far past 0-100 %
+        hollow = [ln for ln in ax.get_lines() if ln.get_markerfacecolor() == "none" and len(ln.get_ydata()) > 1]
+        assert sorted(len(ln.get_ydata()) for ln in hollow) == [2, 2, 3, 3]  # every seed of every row, drawn

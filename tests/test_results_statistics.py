@@ -18,9 +18,9 @@ T_975_DF2 = 4.302652729911275  # Student t, 97.5th percentile, 2 degrees of free
 
 
 def test_the_mean_interval_is_the_student_t_interval():
-    e = mean_interval([0.01, 0.02, 0.03])
+    e = mean_interval([0.21, 0.22, 0.23])
     half = T_975_DF2 * 0.01 / math.sqrt(3)  # t * s / sqrt(n), s = 0.01
-    assert e.value == pytest.approx(0.02) and (e.low, e.high) == pytest.approx((0.02 - half, 0.02 + half))
+    assert e.value == pytest.approx(0.22) and (e.low, e.high) == pytest.approx((0.22 - half, 0.22 + half))
     assert mean_interval([0.05]).low is None and mean_interval([0.05]).n == (1,)  # one seed: no interval
     assert mean_interval([0.05, None, float("nan")]).n == (1,)  # missing and non-finite values are not seeds
     assert mean_interval([]) is None
@@ -37,6 +37,35 @@ def test_the_difference_interval_is_welchs():
     diff = a.mean() - b.mean()
     assert e.value == pytest.approx(diff) and (e.low, e.high) == pytest.approx((diff - half, diff + half))
     assert difference_interval([0.1], [0.2, 0.3]).low is None  # a group of one seed: no interval
+
+
+def test_an_interval_never_reaches_past_what_an_error_rate_can_take():
+    # Two seeds far apart: t = 12.71 with one degree of freedom; the raw interval is 0.50 ± 5.72.
+    e = mean_interval([0.05, 0.95])
+    assert (e.low, e.high) == (0.0, 1.0) and e.cut and e.value == pytest.approx(0.5)
+    raw = mean_interval([0.40, 0.42, 0.44])  # narrow: left as scipy gives it
+    assert not raw.cut and 0 < raw.low < raw.high < 1
+    # A difference of two error rates lies in [-1, 1].
+    d = difference_interval([0.05, 0.95], [0.50, 0.52])
+    assert d.low == -1.0 and d.high == 1.0 and d.cut
+    from reslab.results.statistics import points
+
+    assert points(e) == "50.00 [0.00, 100.00]*"  # the report marks a cut interval
+
+
+def test_seeds_with_no_spread_give_no_interval_and_support_nothing():
+    same = mean_interval([0.30, 0.30])
+    assert same.low is None and same.no_spread and not same.has_interval
+    gap = difference_interval([0.30, 0.30], [0.10, 0.10])
+    assert gap.value == pytest.approx(0.2) and gap.low is None and gap.no_spread
+    assert verdict(gap, +1).startswith("not tested: the seeds gave identical values")
+    groups = {
+        ("plain", 8): [0.3, 0.3],
+        ("plain", 20): [0.5, 0.5],
+        ("residual", 8): [0.1, 0.1],
+        ("residual", 20): [0.1, 0.1],
+    }
+    assert "supported" not in "\n".join(claims(groups, "plain", "residual", "test error"))
 
 
 def test_a_claim_is_supported_only_when_the_interval_excludes_zero_on_its_side():
@@ -68,6 +97,11 @@ def test_the_report_prints_intervals_differences_and_claims(tiny_sweep):
     md = (tiny_sweep / "summary.md").read_text()
     assert md.startswith(f"# Sweep {tiny_sweep.parent.name}/{tiny_sweep.name}")  # the date's folder too
     assert "95% Student t interval of the mean over seeds" in md and "## Differences" in md
+    # each seed's value and n beside the mean: plain-8 has seeds 0 and 1
+    seeds = two["test_error_by_seed"].split(";")
+    assert [s.split("=")[0] for s in seeds] == ["seed0", "seed1"] and two["seeds"] == 2
+    line = next(ln for ln in md.splitlines() if ln.startswith(f"| {PLAIN} | 8 |"))
+    assert f"{100 * float(seeds[0].split('=')[1]):.1f} (s0)" in line and "| 2 |" in line
     assert f"| {PLAIN} − residual | 8 |" in md and "## What the data support" in md
     assert f"residual beats {PLAIN} at depth 14 on training error" in md and "no interval possible" in md
 

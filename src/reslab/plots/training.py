@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from reslab.plots.depth import error_vs_depth  # the report's and the notebook's figures, from one module
 from reslab.plots.style import (
     COLUMN,
     PAGE,
@@ -22,7 +23,6 @@ from reslab.plots.style import (
     by_arm_and_depth,
     curve,
     depth_color,
-    in_arm_order,
     mean_curve,
     new_figure,
     seed_curves,
@@ -87,73 +87,11 @@ def error_curves(runs: Sequence[Run], smooth_points: int = 9) -> Figure:
     return fig
 
 
-@styled
-def error_vs_depth(rows: Sequence[dict]) -> Figure:
-    """The degradation plot: final training error (left) and test error (right) against depth, one line per arm
-    (its own marker and line style), each point in its depth's colour as in every other figure: the mean over seeds
-    with its 95% t interval as error bars (none where a depth has one seed). Arms are nudged sideways so that
-    equal values stay visible. ``rows`` are the report's table rows."""
-    fig = new_figure(PAGE, 2.5)
-    axes = fig.subplots(1, 2, sharey=True)
-    styles = (("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", (0, (5, 1))), ("P", (0, (1, 1))))
-    arms = in_arm_order({r["arm"]: r["shortcut"] for r in rows})
-    depths = sorted({r["depth"] for r in rows})
-    for ax, key, title in zip(axes, ("train_error", "test_error"), ("training error", "test error")):
-        for i, arm in enumerate(arms):
-            marker, ls = styles[i % len(styles)]
-            nudge = 1.0 + 0.03 * (i - (len(arms) - 1) / 2)  # a few percent of the depth, on the log axis
-            mine = sorted((r for r in rows if r["arm"] == arm and r.get(key) is not None), key=lambda r: r["depth"])
-            if not mine:
-                continue
-            x = np.asarray([r["depth"] * nudge for r in mine])
-            y = np.asarray([100 * r[key] for r in mine])
-            ax.plot(x, y, ls=ls, color="0.35", lw=1.0, label=arm)
-            for r, xi, yi in zip(mine, x, y):
-                below, above = _interval_bar(r, key)
-                ax.errorbar(
-                    [xi],
-                    [yi],
-                    yerr=[[100 * below], [100 * above]],
-                    marker=marker,
-                    ms=4,
-                    capsize=2,
-                    color=depth_color(r["depth"]),
-                    mec="black",
-                    mew=0.4,
-                    ls="",
-                )
-        ax.set_xscale("log")
-        ax.set_xticks(depths, [str(d) for d in depths])
-        ax.minorticks_off()
-        ax.set_xlabel("depth (weighted layers)")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("final error (%)")
-    handles = [
-        Line2D([], [], ls=styles[i % len(styles)][1], marker=styles[i % len(styles)][0], color="0.35", label=arm)
-        for i, arm in enumerate(arms)
-    ]
-    handles += [
-        Line2D([], [], ls="", marker="o", color=depth_color(d), mec="black", mew=0.4, label=f"{d} layers")
-        for d in depths
-    ]
-    fig.legend(
-        handles=handles, loc="outside right upper", frameon=False, title="mean; bars: 95% t interval", title_fontsize=7
-    )
-    return fig
-
-
 def _wrap(title: str, width: int = 38) -> str:
     """A panel title on as many lines as it needs: an arm's label can carry several settings."""
     import textwrap
 
     return "\n".join(textwrap.wrap(title, width)) or title
-
-
-def _interval_bar(row: dict, key: str) -> tuple[float, float]:
-    """How far the row's interval reaches below and above its mean (0, 0 without an interval)."""
-    low, high = row.get(key + "_ci_low"), row.get(key + "_ci_high")
-    return (row[key] - low, high - row[key]) if low is not None and high is not None else (0.0, 0.0)
 
 
 def _log_norm(arrays: Sequence[np.ndarray]) -> LogNorm:

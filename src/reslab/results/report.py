@@ -37,6 +37,7 @@ COLUMNS = (
     "train_error_std",
     "train_error_ci_low",
     "train_error_ci_high",
+    "train_error_by_seed",
     "val_error",
     "val_error_std",
     "val_error_ci_low",
@@ -45,6 +46,7 @@ COLUMNS = (
     "test_error_std",
     "test_error_ci_low",
     "test_error_ci_high",
+    "test_error_by_seed",
     "steps",
     "status",
 )
@@ -104,19 +106,33 @@ def summarize(runs: list[Run]) -> list[dict]:
             row[key + "_values"] = [v for v in values if v is not None]
             ci = mean_interval(values)
             row[key + "_ci_low"], row[key + "_ci_high"] = (ci.low, ci.high) if ci is not None else (None, None)
+            row[key + "_ci_cut"] = bool(ci is not None and ci.cut)
+            by_seed = sorted((r.seed, v) for r, v in zip(done, values) if v is not None)
+            row[key + "_by_seed"] = ";".join(f"seed{seed}={v:.6g}" for seed, v in by_seed)
         rows.append(row)
     return rows
 
 
-def _pct(mean: float | None, std: float | None, low: float | None = None, high: float | None = None) -> str:
+def _pct(
+    mean: float | None, std: float | None, low: float | None = None, high: float | None = None, cut: bool = False
+) -> str:
     if mean is None:
         return "–"
     text = f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
-    return text + (f" [{100 * low:.2f}, {100 * high:.2f}]" if low is not None and high is not None else "")
+    if low is None or high is None:
+        return text
+    return text + f" [{100 * low:.2f}, {100 * high:.2f}]" + ("*" if cut else "")
 
 
 def _cell(row: dict, key: str) -> str:
-    return _pct(row[key], row[key + "_std"], row.get(key + "_ci_low"), row.get(key + "_ci_high"))
+    low, high, cut = row.get(key + "_ci_low"), row.get(key + "_ci_high"), row.get(key + "_ci_cut", False)
+    return _pct(row[key], row[key + "_std"], low, high, cut)
+
+
+def _seeds(row: dict, key: str) -> str:
+    """Each finished seed's value, so that a reader sees why an interval is wide: ``42.9 (s0), 61.8 (s1)``."""
+    pairs = [item.split("=") for item in row[key + "_by_seed"].split(";") if item]
+    return ", ".join(f"{100 * float(v):.1f} (s{seed.removeprefix('seed')})" for seed, v in pairs) or "–"
 
 
 def arm_pairs(rows: list[dict]) -> list[tuple[str, str]]:
@@ -170,14 +186,16 @@ METRICS = ("train_error", "test_error")
 
 def markdown_table(rows: list[dict]) -> str:
     lines = [
-        "| model | depth | params | train error (%) | val error (%) | test error (%) | runs | steps | status |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | depth | params | train error (%) | val error (%) | test error (%) | test error by seed (%) | n "
+        "| runs | steps | status |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         params = f"{r['params'] / 1e6:.2f}M" if r["params"] else "–"
         lines.append(
             f"| {r['arm']} | {r['depth']} | {params} | {_cell(r, 'train_error')} | {_cell(r, 'val_error')} | "
-            f"{_cell(r, 'test_error')} | {r['runs']} | {r['steps']} | {r['status']} |"
+            f"{_cell(r, 'test_error')} | {_seeds(r, 'test_error')} | {r['seeds']} | {r['runs']} | {r['steps']} | "
+            f"{r['status']} |"
         )
     return "\n".join(lines)
 
@@ -214,8 +232,9 @@ def write_tables(sweep_dir: Path, runs: list[Run], rows: list[dict]) -> str:
     write_text_atomic(sweep_dir / "summary.csv", table.getvalue())
     text = (
         f"# Sweep {sweep_dir.parent.name}/{sweep_dir.name}\n\nError (%) at the end of training: mean ± sample "
-        f"std over the finished seeds, and in brackets the {MEAN_INTERVAL} (none with one seed). Train error: mean "
-        f"over the last training batches (see metrics.json).\n\n{markdown_table(rows)}\n"
+        f"std over the finished seeds (n), and in brackets the {MEAN_INTERVAL} (marked *; none with one seed, or "
+        f"when every seed gave the same value). Train error: mean over the last training batches (see metrics.json)."
+        f"\n\n{markdown_table(rows)}\n"
     )
     if stats_text := statistics_sections(rows):
         text += f"\n{stats_text}"
