@@ -75,6 +75,26 @@ def test_a_claim_is_supported_only_when_the_interval_excludes_zero_on_its_side()
     assert verdict(difference_interval([0.3], [0.1, 0.2]), +1).startswith("no interval possible")
 
 
+def test_holm_adjusts_a_family_step_down():
+    from reslab.results.statistics import holm
+
+    # Sorted 0.01, 0.03, 0.04 -> 3 x 0.01, 2 x 0.03, max(0.06, 1 x 0.04): Holm (1979), by hand.
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.2]) == [0.2] and holm([0.5, 0.9]) == [1.0, 1.0]
+
+
+def test_directional_claims_are_one_sided_welch_tests():
+    from scipy import stats
+
+    from reslab.results.statistics import one_sided
+
+    x, y = [0.30, 0.31, 0.35], [0.28, 0.30, 0.29]
+    t = one_sided(x, y, +1)
+    assert t.p == pytest.approx(stats.ttest_ind(x, y, equal_var=False, alternative="greater").pvalue)
+    assert t.p + t.p_against == pytest.approx(1.0)  # the two one-sided p-values of a continuous test
+    assert not one_sided([0.3], [0.2, 0.1], +1).tested and not one_sided([0.3, 0.3], [0.2, 0.2], +1).tested
+
+
 def test_claims_name_each_comparison_and_its_verdict():
     groups = {
         ("plain", 20): [0.10, 0.11, 0.12],
@@ -83,10 +103,24 @@ def test_claims_name_each_comparison_and_its_verdict():
         ("residual", 56): [0.04, 0.07, 0.05],
     }
     text = "\n".join(claims(groups, "plain", "residual", "training error"))
-    assert "plain: training error rises with depth (depth 20 → 56: +20.00 [" in text
-    assert "**supported at 95%**" in text
-    assert "residual: deeper nets are no worse" in text and "not contradicted at 95%" in text
-    assert "residual beats plain at depth 56 on training error" in text
+    assert "- plain: training error rises with depth:\n  - depth 20 → 56: +20.00 [" in text
+    assert "**supported (one-sided p = " in text
+    # no rise detected, but three noisy seeds cannot show it is below 1 point: not shown, never "supported"
+    assert "deeper nets are no worse on training error (a rise below 1 percentage points)" in text
+    assert "depth 20 → 56: +0.00 [" in text and "points: **not shown" in text.split("no worse")[1]
+    assert "- residual beats plain on training error (plain − residual):\n  - depth 20:" in text
+    assert "plain: training error against depth: +0.556 [" in text  # 20 points over 36 layers
+
+
+def test_no_worse_is_supported_only_inside_its_margin():
+    tight = {("residual", 20): [0.050, 0.051, 0.052], ("residual", 56): [0.050, 0.052, 0.051]}
+    tight |= {("plain", 20): [0.1, 0.11], ("plain", 56): [0.2, 0.21]}
+    within = "\n".join(claims(tight, "plain", "residual", "test error", margin=0.01))
+    assert "no worse" in within and "depth 20 → 56: +0.00 [" in within
+    assert within.split("no worse")[1].split("\n")[1].count("**supported") == 1
+    worse = {**tight, ("residual", 56): [0.080, 0.082, 0.081]}  # 3 points worse, margin 1 point
+    text = "\n".join(claims(worse, "plain", "residual", "test error", margin=0.01))
+    assert "**contradicted" in text.split("no worse")[1]
 
 
 def test_the_report_prints_intervals_differences_and_claims(tiny_sweep):
@@ -103,7 +137,8 @@ def test_the_report_prints_intervals_differences_and_claims(tiny_sweep):
     line = next(ln for ln in md.splitlines() if ln.startswith(f"| {PLAIN} | 8 |"))
     assert f"{100 * float(seeds[0].split('=')[1]):.1f} (s0)" in line and "| 2 |" in line
     assert f"| {PLAIN} − residual | 8 |" in md and "## What the data support" in md
-    assert f"residual beats {PLAIN} at depth 14 on training error" in md and "no interval possible" in md
+    assert f"residual beats {PLAIN} on training error" in md and "Holm-adjusted" in md
+    assert "no interval possible" in md  # depth 14 has one seed per arm
 
 
 class _Poison(L.Callback):

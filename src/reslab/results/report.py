@@ -21,7 +21,14 @@ from reslab.plots import ANALYSES
 from reslab.plots import training as plots
 from reslab.plots.style import arm_order, in_arm_order
 from reslab.results.runs import Run, load_sweep
-from reslab.results.statistics import DIFFERENCE_INTERVAL, MEAN_INTERVAL, claims, difference_interval, mean_interval
+from reslab.results.statistics import (
+    DEFAULT_MARGIN,
+    DIFFERENCE_INTERVAL,
+    MEAN_INTERVAL,
+    claims,
+    difference_interval,
+    mean_interval,
+)
 from reslab.results.statistics import points as pts
 from reslab.tensorboard_views import write_sweep_views
 
@@ -147,7 +154,7 @@ def arm_pairs(rows: list[dict]) -> list[tuple[str, str]]:
     )
 
 
-def statistics_sections(rows: list[dict]) -> str:
+def statistics_sections(rows: list[dict], margin: float = DEFAULT_MARGIN) -> str:
     """The differences between arms and depths with their intervals, and the claims they support."""
     by = {(r["arm"], r["depth"]): r for r in rows}
     pairs = arm_pairs(rows)
@@ -171,13 +178,17 @@ def statistics_sections(rows: list[dict]) -> str:
             cells = [pts(difference_interval(hi[k + "_values"], lo[k + "_values"]), True) for k in METRICS]
             out.append(f"| {arm}: depth {deeper} − depth {depths[0]} | {deeper} | {' | '.join(cells)} |")
     out.append(
-        f"\n## What the data support\n\nEach claim tested with the {DIFFERENCE_INTERVAL}: supported when the "
-        f"interval excludes 0 on the claim's side, contradicted when it excludes 0 on the other side.\n"
+        "\n## What the data support\n\nEach claim is a family of one-sided Welch tests at 95 % (seeds not paired), "
+        'Holm-adjusted within the family; *contradicted* when the opposite one-sided test holds. "No worse" is '
+        f"a non-inferiority test: supported only when the data show a rise below {100 * margin:g} points "
+        "(`reslab report --margin`). Each line gives the difference in points with its two-sided interval; the "
+        "depth trend is a least-squares line over every run of the arm. One seed, or seeds that all gave the "
+        "same value, test nothing.\n"
     )
     for key, name in (("train_error", "training error"), ("test_error", "test error")):
         groups = {k: r[key + "_values"] for k, r in by.items() if r[key + "_values"]}
         for plain, residual in pairs:
-            out += claims(groups, plain, residual, name)
+            out += claims(groups, plain, residual, name, margin)
     return "\n".join(out) + "\n"
 
 
@@ -224,7 +235,7 @@ def analyses_section(sweep_dir: Path) -> str:
     return "## Analyses (reslab analyze)\n\n" + "\n\n".join(parts) + "\n"
 
 
-def write_tables(sweep_dir: Path, runs: list[Run], rows: list[dict]) -> str:
+def write_tables(sweep_dir: Path, runs: list[Run], rows: list[dict], margin: float = DEFAULT_MARGIN) -> str:
     table = io.StringIO(newline="")
     writer = csv.DictWriter(table, fieldnames=COLUMNS)
     writer.writeheader()
@@ -236,7 +247,7 @@ def write_tables(sweep_dir: Path, runs: list[Run], rows: list[dict]) -> str:
         f"when every seed gave the same value). Train error: mean over the last training batches (see metrics.json)."
         f"\n\n{markdown_table(rows)}\n"
     )
-    if stats_text := statistics_sections(rows):
+    if stats_text := statistics_sections(rows, margin):
         text += f"\n{stats_text}"
     if problems := problems_table(runs):
         text += f"\n## Jobs that did not finish\n\n{problems}\n"
@@ -265,15 +276,18 @@ def write_figures(sweep_dir: Path, runs: list[Run], rows: list[dict], skipped: l
     return written
 
 
-def report(sweep_dir: str | Path, figures: bool = True, quiet: bool = False) -> list[dict]:
-    """Write the tables (and figures) for ``sweep_dir``; return the table rows."""
+def report(
+    sweep_dir: str | Path, figures: bool = True, quiet: bool = False, margin: float = DEFAULT_MARGIN
+) -> list[dict]:
+    """Write the tables (and figures) for ``sweep_dir``; return the table rows. ``margin``: how much worse (as a
+    fraction) a deeper residual net may be and still count as "no worse"."""
     sweep_dir = Path(sweep_dir)
     # Under the joblib launcher every worker rewrites the report as its jobs end: one writer at a time, each reading
     # the records as they are when its turn comes (every file is also replaced atomically).
     with exclusive(sweep_dir / REPORT_LOCK_FILE):
         runs = load_sweep(sweep_dir)
         rows = summarize(runs)
-        text = write_tables(sweep_dir, runs, rows)
+        text = write_tables(sweep_dir, runs, rows, margin)
         write_sweep_views(
             sweep_dir,
             [r.record["hparams"] for r in runs if r.status == "finished" and r.record.get("hparams")],
