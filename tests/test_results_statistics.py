@@ -106,7 +106,7 @@ def test_claims_name_each_comparison_and_its_verdict():
     assert "- plain: training error rises with depth:\n  - depth 20 → 56: +20.00 [" in text
     assert "**supported (one-sided p = " in text
     # no rise detected, but three noisy seeds cannot show it is below 1 point: not shown, never "supported"
-    assert "deeper nets are no worse on training error (a rise below 1 percentage points)" in text
+    assert "deeper nets are no worse on training error (a rise below 1 percentage point)" in text
     assert "depth 20 → 56: +0.00 [" in text and "points: **not shown" in text.split("no worse")[1]
     assert "- residual beats plain on training error (plain − residual):\n  - depth 20:" in text
     assert "plain: training error against depth: +0.556 [" in text  # 20 points over 36 layers

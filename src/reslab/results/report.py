@@ -28,6 +28,7 @@ from reslab.results.statistics import (
     claims,
     difference_interval,
     mean_interval,
+    points_text,
 )
 from reslab.results.statistics import points as pts
 from reslab.tensorboard_views import write_sweep_views
@@ -180,7 +181,7 @@ def statistics_sections(rows: list[dict], margin: float = DEFAULT_MARGIN) -> str
     out.append(
         "\n## What the data support\n\nEach claim is a family of one-sided Welch tests at 95 % (seeds not paired), "
         'Holm-adjusted within the family; *contradicted* when the opposite one-sided test holds. "No worse" is '
-        f"a non-inferiority test: supported only when the data show a rise below {100 * margin:g} points "
+        f"a non-inferiority test: supported only when the data show a rise below {points_text(margin)} "
         "(`reslab report --margin`). Each line gives the difference in points with its two-sided interval; the "
         "depth trend is a least-squares line over every run of the arm. One seed, or seeds that all gave the "
         "same value, test nothing.\n"

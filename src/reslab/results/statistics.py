@@ -199,6 +199,10 @@ def trend(points_by_depth: dict[int, list[float]]) -> str | None:
 DEFAULT_MARGIN = 0.01  # "no worse": by less than one percentage point (reslab report --margin)
 
 
+def points_text(fraction: float) -> str:
+    return f"{100 * fraction:g} percentage point" + ("" if 100 * fraction == 1 else "s")
+
+
 def claims(
     groups: dict[tuple[str, int], list[float]], plain: str, residual: str, metric: str, margin: float = DEFAULT_MARGIN
 ) -> list[str]:
@@ -228,7 +232,7 @@ def claims(
             ],
         ),
         (
-            f"{residual}: deeper nets are no worse on {metric} (a rise below {100 * margin:g} percentage points)",
+            f"{residual}: deeper nets are no worse on {metric} (a rise below {points_text(margin)})",
             [
                 (
                     f"depth {residual_depths[0]} → {d}",
