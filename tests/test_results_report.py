@@ -74,6 +74,17 @@ def test_cli_prints_the_table_and_rejects_a_non_sweep(tiny_sweep, tmp_path, caps
     assert main([str(tmp_path / "missing")]) == 2
     assert "is not a directory" in capsys.readouterr().err
     assert main([str(tmp_path)]) == 2
+    capsys.readouterr()
+    assert main([str(tiny_sweep), "--no-figures", "--margin", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["reslab: error: --margin 0: choose a number of points between 0 and 100"]
+
+
+def test_the_margin_reaches_the_no_worse_claim(tiny_sweep, tmp_path):
+    sweep = shutil.copytree(tiny_sweep, tmp_path / "sweep")
+    assert main([str(sweep), "--no-figures", "--margin", "2.5"]) == 0
+    md = (sweep / "summary.md").read_text()
+    assert "a rise below 2.5 percentage points" in md and "(a rise below 2.5 percentage points):" in md
 
 
 def test_curves_come_from_tensorboard_events(tiny_sweep):
