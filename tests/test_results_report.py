@@ -145,3 +145,22 @@ def test_error_vs_depth_shows_each_seed_and_no_interval_past_0_or_100_percent():
         assert -10 < low and high < 110, (low, high)  # autoscaled to the bars: none reaches far past 0-100 %
         hollow = [ln for ln in ax.get_lines() if ln.get_markerfacecolor() == "none" and len(ln.get_ydata()) > 1]
         assert sorted(len(ln.get_ydata()) for ln in hollow) == [2, 2, 3, 3]  # every seed of every row, drawn
+
+
+def test_summary_states_the_setup_and_embeds_the_figures(tiny_sweep, tmp_path):
+    sweep = shutil.copytree(tiny_sweep, tmp_path / "sweep")
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    task:\n    - model=plain,residual\n    - debug=tiny\n"
+    )
+    report(sweep, quiet=True)
+    md = (sweep / "summary.md").read_text()
+    title, setup = md.splitlines()[0], md.split("## Setup")[1].split("## Final errors")[0]
+    assert title.endswith(": plain and residual nets (3 arms) at depths 8, 14, 20 on synthetic")
+    assert "| dataset | synthetic, images 32×32 |" in setup and "| steps and schedule | 8 steps;" in setup
+    assert "| precision and device | 32-true on cpu (" in setup and "seed 0 / 1" in setup
+    assert "at commit " in setup or "not recorded" in setup  # a git checkout records its commit
+    assert "| command | `reslab -m model=plain,residual debug=tiny` |" in setup  # from Hydra's multirun.yaml
+    figures = md.split("## Figures")[1].split("## Differences")[0]
+    assert (
+        "![error_vs_depth](figures/error_vs_depth.png)" in figures and (sweep / "figures/error_vs_depth.png").exists()
+    )

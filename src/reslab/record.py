@@ -18,9 +18,12 @@ import os
 import platform
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from omegaconf import Container, DictConfig, OmegaConf
+
+from reslab import __version__
 
 # Spelled out in the run's name (plain-56_seed0), so never repeated as a variant.
 NAME_KEYS = ("model", "depth", "seed")
@@ -229,7 +232,28 @@ def machine() -> dict:
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "reslab": __version__,
+        "commit": source_commit(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
     }
+
+
+def source_commit() -> str | None:
+    """The git commit of the reslab source this process runs (``+changes`` if the checkout has uncommitted ones);
+    None for an installed wheel or without git."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(here), "diff", "--quiet", "HEAD", "--", "."], timeout=30).returncode
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+changes" if dirty else "")
 
 
 def cpu_model() -> str:

@@ -21,6 +21,7 @@ from reslab.plots import ANALYSES
 from reslab.plots import training as plots
 from reslab.plots.style import arm_order, in_arm_order
 from reslab.results.runs import Run, load_sweep
+from reslab.results.setup import setup_section, sweep_command, title
 from reslab.results.statistics import (
     DEFAULT_MARGIN,
     DIFFERENCE_INTERVAL,
@@ -31,6 +32,7 @@ from reslab.results.statistics import (
     points_text,
 )
 from reslab.results.statistics import points as pts
+from reslab.results.tables import markdown_table, problems_table
 from reslab.tensorboard_views import write_sweep_views
 
 COLUMNS = (
@@ -121,28 +123,6 @@ def summarize(runs: list[Run]) -> list[dict]:
     return rows
 
 
-def _pct(
-    mean: float | None, std: float | None, low: float | None = None, high: float | None = None, cut: bool = False
-) -> str:
-    if mean is None:
-        return "–"
-    text = f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
-    if low is None or high is None:
-        return text
-    return text + f" [{100 * low:.2f}, {100 * high:.2f}]" + ("*" if cut else "")
-
-
-def _cell(row: dict, key: str) -> str:
-    low, high, cut = row.get(key + "_ci_low"), row.get(key + "_ci_high"), row.get(key + "_ci_cut", False)
-    return _pct(row[key], row[key + "_std"], low, high, cut)
-
-
-def _seeds(row: dict, key: str) -> str:
-    """Each finished seed's value, so that a reader sees why an interval is wide: ``42.9 (s0), 61.8 (s1)``."""
-    pairs = [item.split("=") for item in row[key + "_by_seed"].split(";") if item]
-    return ", ".join(f"{100 * float(v):.1f} (s{seed.removeprefix('seed')})" for seed, v in pairs) or "–"
-
-
 def arm_pairs(rows: list[dict]) -> list[tuple[str, str]]:
     """(plain arm, residual arm) pairs: a net without shortcuts and one with them, the same in every other setting
     of their records' identity (`Run.pairing`), whatever the arms are called."""
@@ -196,36 +176,6 @@ def statistics_sections(rows: list[dict], margin: float = DEFAULT_MARGIN) -> str
 METRICS = ("train_error", "test_error")
 
 
-def markdown_table(rows: list[dict]) -> str:
-    lines = [
-        "| model | depth | params | train error (%) | val error (%) | test error (%) | test error by seed (%) | n "
-        "| runs | steps | status |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        params = f"{r['params'] / 1e6:.2f}M" if r["params"] else "–"
-        lines.append(
-            f"| {r['arm']} | {r['depth']} | {params} | {_cell(r, 'train_error')} | {_cell(r, 'val_error')} | "
-            f"{_cell(r, 'test_error')} | {_seeds(r, 'test_error')} | {r['seeds']} | {r['runs']} | {r['steps']} | "
-            f"{r['status']} |"
-        )
-    return "\n".join(lines)
-
-
-def problems_table(runs: list[Run]) -> str:
-    """Jobs that did not finish: which, why, and where the full traceback is."""
-    bad = [r for r in runs if r.status not in ("finished",)]
-    if not bad:
-        return ""
-    lines = ["| job | status | step | error | traceback |", "|---|---|---|---|---|"]
-    for r in bad:
-        lines.append(
-            f"| {r.path.name} | {r.status} | {r.steps} | {r.record.get('error', '')} | "
-            f"{r.record.get('traceback', '')} |"
-        )
-    return "\n".join(lines)
-
-
 def analyses_section(sweep_dir: Path) -> str:
     """What ``reslab analyze`` wrote for this sweep (``analysis/<kind>.md``, each with its figure), in the order of
     `reslab.plots.ANALYSES` (read from the files: the report never imports the analyses); empty if none has run."""
@@ -236,18 +186,29 @@ def analyses_section(sweep_dir: Path) -> str:
     return "## Analyses (reslab analyze)\n\n" + "\n\n".join(parts) + "\n"
 
 
+def figures_section(sweep_dir: Path) -> str:
+    """The report's figures, embedded (those drawn so far: a sweep's tables are rewritten after every job)."""
+    drawn = [name for name in FIGURES if (sweep_dir / "figures" / f"{name}.png").exists()]
+    return "## Figures\n\n" + "\n\n".join(f"![{n}](figures/{n}.png)" for n in drawn) + "\n" if drawn else ""
+
+
 def write_tables(sweep_dir: Path, runs: list[Run], rows: list[dict], margin: float = DEFAULT_MARGIN) -> str:
     table = io.StringIO(newline="")
     writer = csv.DictWriter(table, fieldnames=COLUMNS)
     writer.writeheader()
     writer.writerows({k: ("" if r.get(k) is None else r[k]) for k in COLUMNS} for r in rows)
     write_text_atomic(sweep_dir / "summary.csv", table.getvalue())
-    text = (
-        f"# Sweep {sweep_dir.parent.name}/{sweep_dir.name}\n\nError (%) at the end of training: mean ± sample "
+    text = f"{title(sweep_dir, runs)}\n\n"
+    if setup := setup_section(runs, sweep_command(sweep_dir)):
+        text += f"{setup}\n"
+    text += (
+        f"## Final errors\n\nError (%) at the end of training: mean ± sample "
         f"std over the finished seeds (n), and in brackets the {MEAN_INTERVAL} (marked *; none with one seed, or "
         f"when every seed gave the same value). Train error: mean over the last training batches (see metrics.json)."
         f"\n\n{markdown_table(rows)}\n"
     )
+    if figures := figures_section(sweep_dir):
+        text += f"\n{figures}"
     if stats_text := statistics_sections(rows, margin):
         text += f"\n{stats_text}"
     if problems := problems_table(runs):
@@ -299,6 +260,8 @@ def report(
         done = any(r.status == "finished" for r in runs)
         skipped: list[str] = []
         written = write_figures(sweep_dir, runs, rows, skipped) if figures and done else []
+        if written:  # summary.md embeds the figures now on disk
+            text = write_tables(sweep_dir, runs, rows, margin)
     if not quiet:
         print(text)
         print(
