@@ -70,7 +70,8 @@ def test_a_folder_kept_without_curves_or_arrays_keeps_its_figures_of_them(analys
 
 def test_cli_prints_the_table_and_rejects_a_non_sweep(tiny_sweep, tmp_path, capsys):
     assert main([str(tiny_sweep), "--no-figures"]) == 0
-    assert "| residual | 14 |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| residual | 14 |" in out and f"tensorboard --logdir {tiny_sweep}" in out
     assert main([str(tmp_path / "missing")]) == 2
     assert "is not a directory" in capsys.readouterr().err
     assert main([str(tmp_path)]) == 2

@@ -270,4 +270,5 @@ def report(
         )
         if skipped:
             print(f"report: not drawn, any earlier file kept: {'; '.join(skipped)}")
+        print(f"report: to see every run's curves side by side: tensorboard --logdir {sweep_dir}")
     return rows
