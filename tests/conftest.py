@@ -4,9 +4,12 @@ seconds (synthetic data, depth 8, fp32 on the CPU)."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
+import lightning as L
 import pytest
+import torch
 
 from reslab.config import compose_config, conf_dir
 from reslab.record import RunRecord
@@ -19,6 +22,29 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["debug=tiny"]
 # The instruments still record their arrays; only the run's own figures of them are not drawn (matplotlib's time).
 NO_RUN_FIGURES = ["callbacks.grad_norms.figure_every_n_steps=0", "callbacks.responses.figure_every_n_steps=0"]
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+class NanWeightsAt(L.Callback):
+    """Makes a run diverge: NaN weights in the last layer from step ``step`` on, so that step's loss is the first
+    non-finite one."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                pl_module.net.fc.weight.fill_(float("nan"))
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, TINY
-from test_job_resume import _wait_for
+from conftest import ROOT, TINY, wait_for
 
 from reslab.config import compose_config
 from reslab.job import train
@@ -88,7 +87,7 @@ def test_a_job_preempted_under_submitit_is_requeued_and_ends_as_if_never_stopped
     )
     job = sweep / "plain-8_seed0"
     try:  # preempt it as SLURM would, with submitit's signal, once training is under way
-        assert _wait_for(lambda: (job / "checkpoints" / "step5.ckpt").exists(), 240), "training never started"
+        assert wait_for(lambda: (job / "checkpoints" / "step5.ckpt").exists(), 240), "training never started"
         pid = int((job / ".lock").read_text().split()[1])  # "pid N on HOST": the job's own process
         os.kill(pid, signum)
         _, err = proc.communicate(timeout=240)
@@ -147,7 +146,7 @@ def test_a_joblib_sweep_stopped_by_sigterm_checkpoints_its_jobs_and_starts_no_ne
         [*cmd, f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     first = [sweep / "plain-8_seed0", sweep / "plain-8_seed1"]  # the two jobs joblib starts first
-    assert _wait_for(lambda: all((j / "checkpoints" / "last.ckpt").exists() for j in first), 240)
+    assert wait_for(lambda: all((j / "checkpoints" / "last.ckpt").exists() for j in first), 240)
     proc.send_signal(signal.SIGTERM)  # to the launching process only: it passes the signal to its workers
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == 128 + signal.SIGTERM, err.decode()[-3000:]
@@ -170,7 +169,7 @@ def test_a_job_killed_outright_under_submitit_fails_alone_and_the_sweep_goes_on(
     )
     job = sweep / "plain-8_seed0"
     try:
-        assert _wait_for(lambda: (job / "checkpoints" / "step5.ckpt").exists(), 240), "training never started"
+        assert wait_for(lambda: (job / "checkpoints" / "step5.ckpt").exists(), 240), "training never started"
         os.kill(int((job / ".lock").read_text().split()[1]), signal.SIGKILL)
         _, err = proc.communicate(timeout=240)
     finally:

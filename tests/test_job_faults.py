@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, TINY
-from test_job_resume import _wait_for
+from conftest import ROOT, TINY, wait_for
 
 from reslab.errors import UserError
 from reslab.files import write_atomic
@@ -145,8 +144,8 @@ def start(args: list[str], env: dict) -> subprocess.Popen:
     )
 
 
-def wait_for(predicate, timeout: float = 120) -> bool:
-    return _wait_for(predicate, timeout)
+def started_within(predicate, timeout: float = 120) -> bool:
+    return wait_for(predicate, timeout)
 
 
 def training_started(job: Path) -> bool:
@@ -161,7 +160,7 @@ def training_started(job: Path) -> bool:
 def test_a_signal_checkpoints_marks_interrupted_and_exits_128_plus_signal(signum, tmp_path, run_env):
     job = tmp_path / "job"
     proc = start([*LONG, f"hydra.run.dir={job}"], run_env)
-    assert wait_for(lambda: training_started(job)), "training never started"
+    assert started_within(lambda: training_started(job)), "training never started"
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signum, err[-2000:]
@@ -180,7 +179,7 @@ def test_a_signal_checkpoints_marks_interrupted_and_exits_128_plus_signal(signum
 def test_a_stopped_sweep_says_what_did_not_run(signum, tmp_path, run_env):
     sweep = tmp_path / "sweep"
     proc = start(["-m", *LONG, "model=plain,residual", f"hydra.sweep.dir={sweep}"], run_env)
-    assert wait_for(lambda: training_started(sweep / "plain-8_seed0")), "training never started"
+    assert started_within(lambda: training_started(sweep / "plain-8_seed0")), "training never started"
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signum, err[-2000:]
@@ -194,7 +193,7 @@ def test_two_launches_into_one_directory_never_train_the_same_job_twice(tmp_path
     job = tmp_path / "job"
     first = start([*LONG, f"hydra.run.dir={job}"], run_env)
     try:
-        assert wait_for(lambda: training_started(job)), "training never started"
+        assert started_within(lambda: training_started(job)), "training never started"
         second = subprocess.run(
             [sys.executable, "-m", "reslab", *LONG, f"hydra.run.dir={job}"],
             cwd=ROOT,

@@ -7,13 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import lightning as L
 import numpy as np
 import pytest
-import torch
-from conftest import NO_RUN_FIGURES, ROOT, TINY
+from conftest import NO_RUN_FIGURES, ROOT, TINY, NanWeightsAt, wait_for
 
 from reslab.errors import UserError
 from reslab.job import train
@@ -71,15 +69,6 @@ def test_resume_in_process_matches_an_uninterrupted_run(tiny_cfg, tmp_path):
     assert_same_series(tmp_path / "straight", tmp_path / "resumed")
 
 
-def _wait_for(predicate, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 @pytest.mark.slow
 def test_sigkill_then_rerun_resumes_to_the_same_final_metrics(tmp_path, run_env):
     overrides = [
@@ -105,7 +94,7 @@ def test_sigkill_then_rerun_resumes_to_the_same_final_metrics(tmp_path, run_env)
         stderr=subprocess.DEVNULL,
     )
     # Kill once training is under way (last.ckpt exists), at whatever step it has reached.
-    started = _wait_for(lambda: (killed_dir / "checkpoints" / "last.ckpt").exists(), timeout=240)
+    started = wait_for(lambda: (killed_dir / "checkpoints" / "last.ckpt").exists(), timeout=240)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert started, "training never wrote a checkpoint"
@@ -124,13 +113,7 @@ def test_sigkill_then_rerun_resumes_to_the_same_final_metrics(tmp_path, run_env)
 
 
 def test_injected_nan_is_recorded_as_diverged(tiny_cfg, tmp_path):
-    class PoisonWeights(L.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            if trainer.global_step == 5:
-                with torch.no_grad():
-                    pl_module.net.fc.weight.fill_(float("nan"))
-
-    record = train(tiny_cfg("trainer.max_steps=40", out=tmp_path / "job"), callbacks=[PoisonWeights()])
+    record = train(tiny_cfg("trainer.max_steps=40", out=tmp_path / "job"), callbacks=[NanWeightsAt(5)])
     assert record["status"] == "diverged"
     assert record["diverged_at_step"] == 5
     assert record["last_finite_loss"] is not None and record["last_finite_loss"] > 0

@@ -2,9 +2,11 @@
 
 import csv
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from reslab.cli.report import main
 from reslab.plots import training as plots
@@ -150,17 +152,21 @@ def test_error_vs_depth_shows_each_seed_and_no_interval_past_0_or_100_percent():
 
 def test_summary_states_the_setup_and_embeds_the_figures(tiny_sweep, tmp_path):
     sweep = shutil.copytree(tiny_sweep, tmp_path / "sweep")
-    (sweep / "multirun.yaml").write_text(
-        "hydra:\n  overrides:\n    task:\n    - model=plain,residual\n    - debug=tiny\n"
-    )
+    task = "    - model=plain,residual\n    - debug=tiny\n    - sweep_keys=[model]\n"  # as reslab -m writes it
+    (sweep / "multirun.yaml").write_text(f"hydra:\n  overrides:\n    task:\n{task}")
     report(sweep, quiet=True)
     md = (sweep / "summary.md").read_text()
     title, setup = md.splitlines()[0], md.split("## Setup")[1].split("## Final errors")[0]
     assert title.endswith(": plain and residual nets (3 arms) at depths 8, 14, 20 on synthetic")
     assert "| dataset | synthetic, images 32×32 |" in setup and "| steps and schedule | 8 steps;" in setup
     assert "| precision and device | 32-true on cpu (" in setup and "seed 0 / 1" in setup
-    assert "at commit " in setup or "not recorded" in setup  # a git checkout records its commit
-    assert "| command | `reslab -m model=plain,residual debug=tiny` |" in setup  # from Hydra's multirun.yaml
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:  # a checkout records its commit (+changes while it has uncommitted ones)
+        assert f"reslab 0.1.0 at commit {head.stdout.strip()}" in setup
+    else:
+        assert "reslab's version and commit not recorded" in setup
+    # from Hydra's multirun.yaml, less the sweep_keys the command line adds by itself
+    assert "| command | `reslab -m model=plain,residual debug=tiny` |" in setup
     figures = md.split("## Figures")[1].split("## Differences")[0]
     assert (
         "![error_vs_depth](figures/error_vs_depth.png)" in figures and (sweep / "figures/error_vs_depth.png").exists()

@@ -1,15 +1,15 @@
 """The report's intervals over seeds and the claims they decide, against textbook numbers and a tiny real sweep."""
 
+import csv
 import math
 import shutil
 
-import lightning as L
 import numpy as np
 import pytest
-import torch
+from conftest import NanWeightsAt
 
 from reslab.results.report import report
-from reslab.results.statistics import claims, difference_interval, mean_interval, verdict
+from reslab.results.statistics import claims, decide, difference_interval, mean_interval, one_sided
 
 # The tiny sweep holds plain runs at two learning rates, so every plain run is labelled with its lr.
 PLAIN = "plain (optim.lr=0.1)"
@@ -58,7 +58,7 @@ def test_seeds_with_no_spread_give_no_interval_and_support_nothing():
     assert same.low is None and same.no_spread and not same.has_interval
     gap = difference_interval([0.30, 0.30], [0.10, 0.10])
     assert gap.value == pytest.approx(0.2) and gap.low is None and gap.no_spread
-    assert verdict(gap, +1).startswith("not tested: the seeds gave identical values")
+    assert decide([one_sided([0.30, 0.30], [0.10, 0.10], +1)])[0].startswith("not tested: the seeds gave identical")
     groups = {
         ("plain", 8): [0.3, 0.3],
         ("plain", 20): [0.5, 0.5],
@@ -68,11 +68,16 @@ def test_seeds_with_no_spread_give_no_interval_and_support_nothing():
     assert "supported" not in "\n".join(claims(groups, "plain", "residual", "test error"))
 
 
-def test_a_claim_is_supported_only_when_the_interval_excludes_zero_on_its_side():
-    assert verdict(difference_interval([0.30, 0.31, 0.32], [0.10, 0.11, 0.12]), +1) == "supported at 95%"
-    assert verdict(difference_interval([0.10, 0.11, 0.12], [0.30, 0.31, 0.32]), +1) == "contradicted at 95%"
-    assert verdict(difference_interval([0.10, 0.30, 0.20], [0.15, 0.25, 0.21]), +1).startswith("not shown")
-    assert verdict(difference_interval([0.3], [0.1, 0.2]), +1).startswith("no interval possible")
+def test_a_claim_is_supported_only_when_its_one_sided_test_holds():
+    assert decide([one_sided([0.30, 0.31, 0.32], [0.10, 0.11, 0.12], +1)])[0].startswith("supported")
+    assert decide([one_sided([0.10, 0.11, 0.12], [0.30, 0.31, 0.32], +1)])[0].startswith("contradicted")
+    assert decide([one_sided([0.10, 0.30, 0.20], [0.15, 0.25, 0.21], +1)])[0].startswith("not shown")
+    assert decide([one_sided([0.3], [0.1, 0.2], +1)])[0].startswith("no interval possible")
+    # Holm: p = 0.038 alone is supported; twice in one family it is not (2 x 0.038 > 0.05), and the line says so
+    x, y = [0.200, 0.212, 0.207], [0.193, 0.198, 0.196]  # one-sided p = 0.038
+    alone = one_sided(x, y, +1)
+    assert 0.025 < alone.p < 0.05 and decide([alone])[0].startswith("supported")
+    assert decide([alone, alone])[0].startswith("not shown") and "Holm-adjusted over 2" in decide([alone, alone])[0]
 
 
 def test_holm_adjusts_a_family_step_down():
@@ -91,7 +96,7 @@ def test_directional_claims_are_one_sided_welch_tests():
     x, y = [0.30, 0.31, 0.35], [0.28, 0.30, 0.29]
     t = one_sided(x, y, +1)
     assert t.p == pytest.approx(stats.ttest_ind(x, y, equal_var=False, alternative="greater").pvalue)
-    assert t.p + t.p_against == pytest.approx(1.0)  # the two one-sided p-values of a continuous test
+    assert t.p_against == pytest.approx(stats.ttest_ind(x, y, equal_var=False, alternative="less").pvalue)
     assert not one_sided([0.3], [0.2, 0.1], +1).tested and not one_sided([0.3, 0.3], [0.2, 0.2], +1).tested
 
 
@@ -132,22 +137,16 @@ def test_the_report_prints_intervals_differences_and_claims(tiny_sweep):
     assert md.startswith(f"# Sweep {tiny_sweep.parent.name}/{tiny_sweep.name}")  # the date's folder too
     assert "95% Student t interval of the mean over seeds" in md and "## Differences" in md
     # each seed's value and n beside the mean: plain-8 has seeds 0 and 1
-    seeds = two["test_error_by_seed"].split(";")
-    assert [s.split("=")[0] for s in seeds] == ["seed0", "seed1"] and two["seeds"] == 2
+    (s0, v0), (s1, v1) = two["test_error_by_seed"]
+    assert (s0, s1) == (0, 1) and two["seeds"] == 2 and two["test_error_values"] == [v0, v1]
     line = next(ln for ln in md.splitlines() if ln.startswith(f"| {PLAIN} | 8 |"))
-    assert f"{100 * float(seeds[0].split('=')[1]):.1f} (s0)" in line and "| 2 |" in line
+    assert f"| {100 * v0:.1f} (s0), {100 * v1:.1f} (s1) | 2 |" in line
+    csv_rows = csv.DictReader((tiny_sweep / "summary.csv").open())
+    csv_row = next(r for r in csv_rows if (r["model"], r["variant"], r["depth"]) == ("plain", "", "8"))  # lr 0.1
+    assert csv_row["test_error_by_seed"] == f"seed0={v0:.6g};seed1={v1:.6g}"
     assert f"| {PLAIN} − residual | 8 |" in md and "## What the data support" in md
     assert f"residual beats {PLAIN} on training error" in md and "Holm-adjusted" in md
     assert "no interval possible" in md  # depth 14 has one seed per arm
-
-
-class _Poison(L.Callback):
-    """Makes the run diverge at step 3 (NaN weights)."""
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == 3:
-            with torch.no_grad():
-                pl_module.net.fc.weight.fill_(float("nan"))
 
 
 @pytest.mark.slow
@@ -160,7 +159,7 @@ def test_a_diverged_or_failed_job_is_listed_and_left_out_of_the_intervals(tiny_s
     sweep = tmp_path / "sweep"
     shutil.copytree(tiny_sweep, sweep)
     cfg = compose_config([*TINY, "model=plain", "seed=2"], output_dir=sweep / "plain-8_seed2")  # as the others
-    assert train(cfg, callbacks=[_Poison()])["status"] == "diverged"
+    assert train(cfg, callbacks=[NanWeightsAt(3)])["status"] == "diverged"
     rows = {(r["arm"], r["depth"]): r for r in report(sweep, figures=False, quiet=True)}
     plain8 = rows[PLAIN, 8]
     assert plain8["runs"] == 3 and plain8["seeds"] == 2 and "1 diverged" in plain8["status"]

@@ -14,11 +14,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, wait_for
 
 # make test-slow runs this module alone, after the rest; the timeouts below leave room for a busy machine all the same
 # (run beside the other tests, it passed in 1436 s against 746 s alone: experiments/test_tiers/).
@@ -87,15 +86,6 @@ def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
     finally:
         proc.kill()
     return proc.returncode, err
-
-
-def wait_for(condition, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def slurm(env: dict, *cmd: str) -> str:

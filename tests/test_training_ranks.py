@@ -12,8 +12,7 @@ import sys
 import lightning as L
 import pytest
 import torch
-from conftest import ROOT, TINY
-from test_job_resume import _wait_for
+from conftest import ROOT, TINY, wait_for
 
 from reslab.config import compose_config
 from reslab.job import train
@@ -106,7 +105,7 @@ def test_a_run_on_two_processes_stopped_by_sigterm_resumes_to_the_uninterrupted_
     proc = subprocess.Popen(
         [*cmd, f"hydra.run.dir={stopped}"], cwd=ROOT, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    assert _wait_for(lambda: (stopped / "checkpoints" / "last.ckpt").exists(), 240), "training never started"
+    assert wait_for(lambda: (stopped / "checkpoints" / "last.ckpt").exists(), 240), "training never started"
     proc.send_signal(signal.SIGTERM)  # to the parent, which forwards it to both processes
     proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM

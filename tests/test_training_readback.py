@@ -11,7 +11,7 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import pytest
-import torch
+from conftest import NanWeightsAt
 from torch.overrides import TorchFunctionMode
 
 import reslab.instruments.monitors as monitors
@@ -90,19 +90,10 @@ def late_copies(monkeypatch):
     monkeypatch.setattr(monitors, "Readback", LateReadback)
 
 
-class Poison(L.Callback):
-    """NaN weights from step 5 on: the loss of step 5 is the first non-finite one."""
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == 5:
-            with torch.no_grad():
-                pl_module.net.fc.weight.fill_(float("nan"))
-
-
 @pytest.mark.slow
 def test_a_late_copy_still_stops_the_run_and_records_the_first_nonfinite_step(tiny_cfg, tmp_path, late_copies):
     cfg = tiny_cfg("trainer.max_steps=40", "callbacks.divergence.check_every_n_steps=2", out=tmp_path / "job")
-    record = train(cfg, callbacks=[Poison()])
+    record = train(cfg, callbacks=[NanWeightsAt(5)])
     assert record["status"] == "diverged" and record["diverged_at_step"] == 5
     assert record["steps"] < 40  # stopped, a few steps late
 

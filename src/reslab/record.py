@@ -239,21 +239,25 @@ def machine() -> dict:
 
 
 def source_commit() -> str | None:
-    """The git commit of the reslab source this process runs (``+changes`` if the checkout has uncommitted ones);
-    None for an installed wheel or without git."""
+    """The git commit of the reslab source this process runs, ``+changes`` if the checkout's package or config
+    differs from it; None for an installed wheel (even one inside a checkout, such as .venv/) or without git."""
     import subprocess
 
-    here = Path(__file__).resolve().parent
+    def git(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, timeout=30)
+
+    here = Path(__file__).resolve()
     try:
-        head = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        if head.returncode != 0:
+        found = git("rev-parse", "--show-toplevel", "--short", "HEAD", cwd=here.parent)
+        if found.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "-C", str(here), "diff", "--quiet", "HEAD", "--", "."], timeout=30).returncode
-    except (OSError, subprocess.SubprocessError):
+        top, head = found.stdout.split()
+        if git("ls-files", "--error-unmatch", str(here.relative_to(top)), cwd=Path(top)).returncode != 0:
+            return None  # this file is not the checkout's own (an install into an ignored folder of it)
+        dirty = git("diff", "--quiet", "HEAD", "--", "src", "conf", cwd=Path(top)).returncode != 0
+    except (OSError, ValueError, subprocess.SubprocessError):
         return None
-    return head.stdout.strip() + ("+changes" if dirty else "")
+    return head + ("+changes" if dirty else "")
 
 
 def cpu_model() -> str:

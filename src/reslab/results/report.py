@@ -111,14 +111,13 @@ def summarize(runs: list[Run]) -> list[dict]:
         }
         row["seeds"] = len(done)
         for key in ("train_error", "val_error", "test_error"):
-            values = [r.record.get(key) for r in done]
+            # (seed, value) of every finished seed that has the value, in seed order; the statistics use the values
+            row[key + "_by_seed"] = sorted((r.seed, r.record[key]) for r in done if r.record.get(key) is not None)
+            values = row[key + "_values"] = [v for _, v in row[key + "_by_seed"]]
             row[key], row[key + "_std"] = _mean_std(values)
-            row[key + "_values"] = [v for v in values if v is not None]
             ci = mean_interval(values)
             row[key + "_ci_low"], row[key + "_ci_high"] = (ci.low, ci.high) if ci is not None else (None, None)
             row[key + "_ci_cut"] = bool(ci is not None and ci.cut)
-            by_seed = sorted((r.seed, v) for r, v in zip(done, values) if v is not None)
-            row[key + "_by_seed"] = ";".join(f"seed{seed}={v:.6g}" for seed, v in by_seed)
         rows.append(row)
     return rows
 
@@ -192,11 +191,17 @@ def figures_section(sweep_dir: Path) -> str:
     return "## Figures\n\n" + "\n\n".join(f"![{n}](figures/{n}.png)" for n in drawn) + "\n" if drawn else ""
 
 
+def _csv_value(value) -> object:
+    if isinstance(value, list):  # (seed, value) pairs: "seed0=0.1;seed1=0.12"
+        return ";".join(f"seed{seed}={v:.6g}" for seed, v in value)
+    return "" if value is None else value
+
+
 def write_tables(sweep_dir: Path, runs: list[Run], rows: list[dict], margin: float = DEFAULT_MARGIN) -> str:
     table = io.StringIO(newline="")
     writer = csv.DictWriter(table, fieldnames=COLUMNS)
     writer.writeheader()
-    writer.writerows({k: ("" if r.get(k) is None else r[k]) for k in COLUMNS} for r in rows)
+    writer.writerows({k: _csv_value(r.get(k)) for k in COLUMNS} for r in rows)
     write_text_atomic(sweep_dir / "summary.csv", table.getvalue())
     text = f"{title(sweep_dir, runs)}\n\n"
     if setup := setup_section(runs, sweep_command(sweep_dir)):
@@ -249,19 +254,20 @@ def report(
     with exclusive(sweep_dir / REPORT_LOCK_FILE):
         runs = load_sweep(sweep_dir)
         rows = summarize(runs)
-        text = write_tables(sweep_dir, runs, rows, margin)
+        # Figures of runs that all failed would be empty axes.
+        done = any(r.status == "finished" for r in runs)
+        skipped: list[str] = []
+        written: list[Path] = []
+        try:  # figures first, so that summary.md embeds them; the tables are written even if a figure fails
+            written = write_figures(sweep_dir, runs, rows, skipped) if figures and done else []
+        finally:
+            text = write_tables(sweep_dir, runs, rows, margin)
         write_sweep_views(
             sweep_dir,
             [r.record["hparams"] for r in runs if r.status == "finished" and r.record.get("hparams")],
             depths=[r.depth for r in runs],
             arms=[r.model for r in runs],
         )
-        # Figures of runs that all failed would be empty axes.
-        done = any(r.status == "finished" for r in runs)
-        skipped: list[str] = []
-        written = write_figures(sweep_dir, runs, rows, skipped) if figures and done else []
-        if written:  # summary.md embeds the figures now on disk
-            text = write_tables(sweep_dir, runs, rows, margin)
     if not quiet:
         print(text)
         print(

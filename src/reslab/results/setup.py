@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from reslab.config import swept_keys
 from reslab.plots.style import in_arm_order
 from reslab.results.runs import Run
 
@@ -68,7 +69,8 @@ def _dates(env: Sequence[dict]) -> str:
 
 
 def setup_section(runs: Sequence[Run], command: str | None = None) -> str:
-    """A table of the sweep's setup from its finished jobs' records ('' when none finished)."""
+    """A table of the sweep's setup from its finished jobs' records (from every job's when none finished; '' when
+    the folder has no job)."""
     done = [r for r in runs if r.status == "finished"] or list(runs)
     if not done:
         return ""
@@ -96,7 +98,7 @@ def setup_section(runs: Sequence[Run], command: str | None = None) -> str:
         ),
         ("software", _software(env)),
         ("varies", "; ".join(f"{k} {_text(sorted(_values(done, k), key=_order))}" for k in VARIES_BY_DESIGN)),
-        ("dates (UTC, each job's start)", _dates(env)),
+        ("dates (UTC, each job's latest start)", _dates(env)),
         ("command", f"`{command}`" if command else "not kept with the records"),
     ]
     lines = ["## Setup", "", "| | |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
@@ -111,7 +113,11 @@ def sweep_command(sweep_dir: Path) -> str | None:
         overrides = yaml.safe_load((sweep_dir / "multirun.yaml").read_text())["hydra"]["overrides"]["task"]
     except (OSError, KeyError, TypeError, ValueError, ImportError):
         return None
-    return " ".join(["reslab -m", *map(str, overrides)])
+    overrides = [str(o) for o in overrides]
+    # The command line adds sweep_keys=[...] itself from the swept keys (reslab.cli): not part of what the user typed.
+    rest = [o for o in overrides if not o.startswith("sweep_keys=")]
+    added = f"sweep_keys=[{','.join(swept_keys(rest))}]"
+    return " ".join(["reslab -m", *(o for o in overrides if o != added)])
 
 
 def title(sweep_dir: Path, runs: list[Run]) -> str:

@@ -15,8 +15,9 @@ the bound) and only stops it claiming values the quantity cannot take.
 Seeds with no spread at all (every value identical) give no interval: a zero-width interval would claim certainty
 that two or three seeds cannot give, so such a comparison is *not tested*, never *supported*.
 
-A claim is *supported* at that level when the whole interval lies on its side of zero, *contradicted* when the
-whole interval lies on the other side, and *not shown* when the interval contains zero: the seeds cannot tell.
+The intervals describe; the claims are decided by tests (`claims`): each claim is a family of one-sided Welch tests,
+Holm-adjusted within the family, *supported* when its adjusted p is below 5 %, *contradicted* when the opposite
+one-sided test's is, and *not shown* otherwise; a comparison without an interval is *not tested*, and says why.
 """
 
 from __future__ import annotations
@@ -49,12 +50,6 @@ class Estimate:
     @property
     def has_interval(self) -> bool:
         return self.low is not None and self.high is not None
-
-    def side(self) -> int:
-        """+1 if the whole interval is above zero, -1 if below, 0 if it contains zero or there is none."""
-        if not self.has_interval:
-            return 0
-        return 1 if self.low > 0 else -1 if self.high < 0 else 0
 
 
 def _clean(values) -> np.ndarray:
@@ -108,20 +103,13 @@ def points(e: Estimate | None, signed: bool = False) -> str:
     return text
 
 
-def verdict(e: Estimate | None, expected: int) -> str:
-    """How the interval of ``e`` bears on a claim that its value has the sign ``expected`` (+1 or -1)."""
+def untested(e: Estimate | None) -> str:
+    """Why a comparison without an interval tests nothing."""
     if e is None:
         return "no data"
     if e.no_spread:
         return "not tested: the seeds gave identical values, so no interval can be had"
-    if not e.has_interval:
-        return f"no interval possible ({' and '.join(map(str, e.n))} seed(s)): not tested"
-    side = e.side()
-    if side == expected:
-        return "supported at 95%"
-    if side == -expected:
-        return "contradicted at 95%"
-    return "not shown at 95% (the interval contains 0)"
+    return f"no interval possible ({' and '.join(map(str, e.n))} seed(s)): not tested"
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -150,33 +138,31 @@ class Test:
 
 def one_sided(x, y, expected: int, shift: float = 0.0) -> Test:
     """Welch's one-sided test that mean(x) − mean(y) − shift has the sign ``expected`` (+1 or −1); untested when a
-    group has fewer than two seeds or no group has any spread."""
+    group has fewer than two seeds or no group has any spread. The opposite direction's p is 1 − p (a continuous
+    test statistic)."""
     estimate = difference_interval(x, y)
     if estimate is None or not estimate.has_interval:
         return Test(estimate)
-    a, b = _clean(x) - shift, _clean(y)
-    greater = float(stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue)
-    less = float(stats.ttest_ind(a, b, equal_var=False, alternative="less").pvalue)
-    return Test(estimate, *((greater, less) if expected > 0 else (less, greater)))
+    alternative = "greater" if expected > 0 else "less"
+    p = float(stats.ttest_ind(_clean(x) - shift, _clean(y), equal_var=False, alternative=alternative).pvalue)
+    return Test(estimate, p, 1.0 - p)
 
 
 def decide(tests: list[Test]) -> list[str]:
     """Each test's verdict with Holm's adjustment over the tested ones (the claim's family)."""
-    tested = [t for t in tests if t.tested]
-    adj_for = dict(zip(map(id, tested), holm([t.p for t in tested]), strict=True))
-    adj_against = dict(zip(map(id, tested), holm([t.p_against for t in tested]), strict=True))
+    tested = [i for i, t in enumerate(tests) if t.tested]
+    adj_for = dict(zip(tested, holm([tests[i].p for i in tested]), strict=True))
+    adj_against = dict(zip(tested, holm([tests[i].p_against for i in tested]), strict=True))
     out = []
-    for t in tests:
+    for i, t in enumerate(tests):
         if not t.tested:
-            out.append(verdict(t.estimate, +1))  # says why it is not tested
-            continue
-        size = f"one-sided p = {t.p:.2g}, Holm-adjusted over {len(tested)}: {adj_for[id(t)]:.2g}"
-        if adj_for[id(t)] < 1 - LEVEL:
-            out.append(f"supported ({size})")
-        elif adj_against[id(t)] < 1 - LEVEL:
-            out.append(f"contradicted (the opposite one-sided test, Holm-adjusted: p = {adj_against[id(t)]:.2g})")
+            out.append(untested(t.estimate))
+        elif adj_for[i] < 1 - LEVEL:
+            out.append(f"supported (one-sided p = {t.p:.2g}, Holm-adjusted over {len(tested)}: {adj_for[i]:.2g})")
+        elif adj_against[i] < 1 - LEVEL:
+            out.append(f"contradicted (the opposite one-sided test, Holm-adjusted: p = {adj_against[i]:.2g})")
         else:
-            out.append(f"not shown ({size})")
+            out.append(f"not shown (one-sided p = {t.p:.2g}, Holm-adjusted over {len(tested)}: {adj_for[i]:.2g})")
     return out
 
 

@@ -24,8 +24,7 @@ def _cell(row: dict, key: str) -> str:
 
 def _seeds(row: dict, key: str) -> str:
     """Each finished seed's value, so that a reader sees why an interval is wide: ``42.9 (s0), 61.8 (s1)``."""
-    pairs = [item.split("=") for item in row[key + "_by_seed"].split(";") if item]
-    return ", ".join(f"{100 * float(v):.1f} (s{seed.removeprefix('seed')})" for seed, v in pairs) or "–"
+    return ", ".join(f"{100 * v:.1f} (s{seed})" for seed, v in row[key + "_by_seed"]) or "–"
 
 
 def markdown_table(rows: list[dict]) -> str:
