@@ -72,21 +72,23 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The quick tier, after every edit: unit tests and a few smoke runs (pyproject's addopts leave out `slow`).
+# The quick tier, after every edit: unit tests and a few smoke runs (pyproject's addopts leave out `slow`), on
+# TEST_WORKERS processes (pytest-xdist; loadgroup keeps the tests of the one shared tiny sweep on one of them).
+TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS) --dist loadgroup
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(XDIST)
 
 # The rest: on TEST_WORKERS processes (pytest-xdist), then the real SLURM cluster's tests alone. Run beside the rest
 # they took 1188-1436 s instead of 746 s and the whole was no faster (1247 s and 1504 s against 1441 s), so they run
 # after it, with the cores to themselves (experiments/test_tiers/).
-TEST_WORKERS ?= 2
 SLURM_TESTS = tests/test_slurm_cluster.py
 test-slow: install
-	$(BIN)/python -m pytest -q -m slow -n $(TEST_WORKERS) --ignore=$(SLURM_TESTS)
+	$(BIN)/python -m pytest -q -m slow $(XDIST) --ignore=$(SLURM_TESTS)
 	$(BIN)/python -m pytest -q -m slow $(SLURM_TESTS)
 
 test-all: install
-	$(BIN)/python -m pytest -q -m "slow or not slow" -n $(TEST_WORKERS) --ignore=$(SLURM_TESTS)
+	$(BIN)/python -m pytest -q -m "slow or not slow" $(XDIST) --ignore=$(SLURM_TESTS)
 	$(BIN)/python -m pytest -q -m slow $(SLURM_TESTS)
 
 clean:

@@ -7,9 +7,7 @@ import os
 import time
 from pathlib import Path
 
-import lightning as L
 import pytest
-import torch
 
 from reslab.config import compose_config, conf_dir
 from reslab.record import RunRecord
@@ -34,17 +32,15 @@ def wait_for(predicate, timeout: float) -> bool:
     return False
 
 
-class NanWeightsAt(L.Callback):
-    """Makes a run diverge: NaN weights in the last layer from step ``step`` on, so that step's loss is the first
-    non-finite one."""
+SHARED_SWEEP = {"tiny_sweep", "analysis_sweep"}
 
-    def __init__(self, step: int):
-        self.step = step
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step:
-            with torch.no_grad():
-                pl_module.net.fc.weight.fill_(float("nan"))
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist's `--dist loadgroup`, the tests of the session's one tiny sweep run on one worker: it is
+    made once (13 s) instead of once per worker, and only one process ever reads or writes it."""
+    for item in items:
+        if SHARED_SWEEP & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("tiny_sweep"))
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import sys
 import lightning as L
 import numpy as np
 import pytest
-from conftest import NO_RUN_FIGURES, ROOT, TINY, NanWeightsAt, wait_for
+from conftest import NO_RUN_FIGURES, ROOT, TINY, wait_for
+from faults import NanWeightsAt
 
 from reslab.errors import UserError
 from reslab.job import train

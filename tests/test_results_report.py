@@ -45,14 +45,6 @@ def test_table_has_mean_and_std_over_seeds_and_lists_the_failed_job(tiny_sweep):
     assert str(tiny_sweep / "residual-20_seed0" / "error.log") in md
 
 
-def test_every_figure_is_written_as_png_and_pdf(tiny_sweep):
-    report(tiny_sweep, figures=True, quiet=True)
-    for name in FIGURES:
-        for ext in ("png", "pdf"):
-            path = tiny_sweep / "figures" / f"{name}.{ext}"
-            assert path.exists() and path.stat().st_size > 5000, path
-
-
 @pytest.mark.slow
 def test_a_folder_kept_without_curves_or_arrays_keeps_its_figures_of_them(analysis_sweep, capsys):
     """A study kept with its records only (no event files, no .npz): the report redraws what it can and leaves the
@@ -150,7 +142,7 @@ def test_error_vs_depth_shows_each_seed_and_no_interval_past_0_or_100_percent():
         assert sorted(len(ln.get_ydata()) for ln in hollow) == [2, 2, 3, 3]  # every seed of every row, drawn
 
 
-def test_summary_states_the_setup_and_embeds_the_figures(tiny_sweep, tmp_path):
+def test_summary_states_the_setup_and_embeds_every_figure_written_as_png_and_pdf(tiny_sweep, tmp_path):
     sweep = shutil.copytree(tiny_sweep, tmp_path / "sweep")
     task = "    - model=plain,residual\n    - debug=tiny\n    - sweep_keys=[model]\n"  # as reslab -m writes it
     (sweep / "multirun.yaml").write_text(f"hydra:\n  overrides:\n    task:\n{task}")
@@ -168,6 +160,8 @@ def test_summary_states_the_setup_and_embeds_the_figures(tiny_sweep, tmp_path):
     # from Hydra's multirun.yaml, less the sweep_keys the command line adds by itself
     assert "| command | `reslab -m model=plain,residual debug=tiny` |" in setup
     figures = md.split("## Figures")[1].split("## Differences")[0]
-    assert (
-        "![error_vs_depth](figures/error_vs_depth.png)" in figures and (sweep / "figures/error_vs_depth.png").exists()
-    )
+    for name in FIGURES:
+        assert f"![{name}](figures/{name}.png)" in figures, name
+        for ext in ("png", "pdf"):
+            path = sweep / "figures" / f"{name}.{ext}"
+            assert path.exists() and path.stat().st_size > 5000, path

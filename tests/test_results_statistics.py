@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import NanWeightsAt
+from faults import NanWeightsAt
 
 from reslab.results.report import report
 from reslab.results.statistics import claims, decide, difference_interval, mean_interval, one_sided

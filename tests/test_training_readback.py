@@ -11,7 +11,7 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import pytest
-from conftest import NanWeightsAt
+from faults import NanWeightsAt
 from torch.overrides import TorchFunctionMode
 
 import reslab.instruments.monitors as monitors
