@@ -10,7 +10,8 @@ responses.npz), the resolved config.yaml (what reruns the job), and `reslab anal
 and `reslab analyze`'s summaries and figures (analysis/). Everything else is runtime debris and is dropped:
 checkpoints, locks (.lock, .report.lock), Lightning's hparams.yaml, logs (reslab.log, error.log, the sweep's
 log), Hydra's .hydra/ and multirun.yaml, and the event files the report and the analyses write at the sweep's
-root (both rewrite them on every run).
+root and the report's TensorBoard views in the job directories (*.reslab-session, *.reslab-sweep): they are
+rewritten on every run.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 from pathlib import Path
 
 JOB_FILES = ("metrics.json", "config.yaml", "grad_norms.npz", "responses.npz", "events.out.tfevents.*")
+REPORT_EVENT_FILES = ("*.reslab-session", "*.reslab-sweep")  # the report's TensorBoard views, rewritten every time
 JOB_ANALYSIS_FILES = ("*.json", "*.npz")  # <job>/analysis/: reslab analyze's arrays and the settings behind them
 SWEEP_FILES = ("summary.md", "summary.csv")
 SWEEP_FOLDERS = {"figures": ("*.png", "*.pdf"), "analysis": ("*.md", "*.png", "*.pdf")}
@@ -36,7 +38,7 @@ def kept(relative: str | Path, job_dirs: set[Path]) -> bool:
     path = Path(relative)
     parent = path.parent
     if parent in job_dirs:
-        return _matches(path.name, JOB_FILES)
+        return _matches(path.name, JOB_FILES) and not _matches(path.name, REPORT_EVENT_FILES)
     if parent.name == "analysis" and parent.parent in job_dirs:
         return _matches(path.name, JOB_ANALYSIS_FILES)
     if parent == Path("."):

@@ -133,8 +133,12 @@ def test_record_is_built_from_the_config_alone(tiny_cfg):
     facts = record.facts(params=123)
     assert facts["run_name"] == record.name and facts["params"] == 123 and facts["seed"] == 3
     hparams = record.hparams(params=123)
-    assert {"model", "shortcut", "depth", "seed", "params", "lr", "batch_size"} <= hparams.keys()
-    assert all(isinstance(v, int | float | str | bool) for v in hparams.values())
+    assert {"model", "shortcut", "depth", "seed", "params", "optim.lr", "dataset.batch_size", "model.norm"} <= set(
+        hparams
+    )
+    assert hparams["schedule.milestones"] == "[0.5, 0.75]" and not any("_target_" in k for k in hparams)
+    assert not any(k.startswith("runtime") or k in ("channels_last", "compile", "cuda_graph") for k in hparams)
+    assert all(v is None or isinstance(v, int | float | str | bool) for v in hparams.values())
 
 
 @pytest.mark.slow

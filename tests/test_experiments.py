@@ -240,6 +240,8 @@ def test_the_retention_rule_as_code(tmp_path):
         ".report.lock",
         "multirun.yaml",
         "events.out.tfevents.1.vm.1.reslab-sweep",
+        "plain-20_seed0/events.out.tfevents.2.vm.1.3.reslab-sweep",
+        "plain-20_seed0/events.out.tfevents.2.vm.1.4.reslab-session",
         "plain-20_seed0/.lock",
         "plain-20_seed0/hparams.yaml",
         "plain-20_seed0/reslab.log",

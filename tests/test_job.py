@@ -175,10 +175,13 @@ def test_sweep_subprocess_writes_one_readable_job_dir_per_combination(tmp_path, 
         scalars = set(acc.Tags()["scalars"])
         assert {"train/loss", "train/error", "val/loss", "val/error", "test/loss", "test/error", "lr"} <= scalars
         assert acc.Scalars("test/error")[-1].value == pytest.approx(record["test_error"], abs=1e-6)
-        hparams = acc.PluginTagToContent("hparams")  # the run's session; the experiment is the sweep's, at its root
+        # The run's HParams session is the report's, in a file of its own; the sweep's experiment is in the first run.
+        [session] = job.glob("events.out.tfevents.*.reslab-session")
+        hparams = EventAccumulator(str(session)).Reload().PluginTagToContent("hparams")
         assert "_hparams_/session_start_info" in hparams and "_hparams_/experiment" not in hparams
-    root = EventAccumulator(str(sweep)).Reload().PluginTagToContent("hparams")
-    assert "_hparams_/experiment" in root
+    [views] = sweep.glob("*/events.out.tfevents.*.reslab-sweep")
+    assert views.parent.name == jobs[0] and not list(sweep.glob("events.out.tfevents.*"))  # no stray "." run
+    assert "_hparams_/experiment" in EventAccumulator(str(views)).Reload().PluginTagToContent("hparams")
     # Same parameters in both arms: identical counts in the records.
     params = {json.loads((sweep / n / "metrics.json").read_text())["params"] for n in jobs}
     assert len(params) == 1

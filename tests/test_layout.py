@@ -219,9 +219,10 @@ LAUNCHING_SIDE = (
 
 def test_the_launching_command_imports_no_torch(run_env, tmp_path):
     code = f"import sys\nfor m in {LAUNCHING_SIDE!r}: __import__(m)\n"
-    # and what the report writes at a sweep's root for TensorBoard
+    # and what the report writes into a sweep's runs for TensorBoard
+    (tmp_path / "plain-8_seed0").mkdir()
     code += "from reslab.tensorboard_views import write_sweep_views\n"
-    code += f"write_sweep_views({str(tmp_path)!r}, [{{'model': 'plain', 'depth': 8}}], [8], ['plain'])\n"
+    code += f"write_sweep_views({str(tmp_path)!r}, {{'plain-8_seed0': ({{'model': 'plain'}}, True)}}, [8], ['plain'])\n"
     code += "print(sorted({'torch', 'lightning'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"the launching side imports {out.strip()}: import it inside the job's function"

@@ -1,19 +1,33 @@
 """What a user sees in TensorBoard, read from a real TensorBoard server on loopback over its HTTP API, on a tiny
-sweep: the HParams table with the sweep's hyperparameters (those that vary marked as such) against the final
-errors, values of their own kind, final errors at the last step, no epoch scalar, and the custom-scalar layout."""
+sweep made as the explain study's was: one launch sweeping the arm with batch norm, a second into the same folder
+with `model.norm=none model.zero_init_residual=true` fixed at launch (so not in the job's name), and one run whose
+event files carry a session written by older code. The HParams table lists what separates the runs (norm and
+zero-init included, speed settings not) as differing; each run shows the report's session; the error charts sort
+before the custom-scalar copies; no stray run; final errors at the last step; no epoch scalar."""
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
+from conftest import NO_RUN_FIGURES, TINY
 
+from reslab.config import compose_config
+from reslab.job import train
+from reslab.record import RunRecord
 from reslab.results.report import report
+from reslab.tensorboard_views import session_summaries, tensorboard_link
+
+BATCH = "plain-8_seed0_model.norm=batch"  # swept: the norm is in the name
+NO_NORM = "residual-8_seed0"  # launch-fixed: not in the name
+OLD = "residual-8_seed1"  # its event files carry a session of the older kind
 
 
 def _free_port() -> int:
@@ -29,11 +43,40 @@ def _get(url: str, body: dict | None = None):
         return json.loads(r.read())
 
 
-@pytest.fixture(scope="module")  # one server for the tests below
-def tensorboard(tiny_sweep):
-    report(tiny_sweep, figures=False, quiet=True)  # writes the sweep's experiment and layout
+def _old_session(job_dir: Path) -> None:
+    """What reslab wrote before this report: the job's own session (speed settings, no norm) in its event files."""
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    writer = EventFileWriter(str(job_dir))
+    for summary in session_summaries({"model": "residual", "depth": 8, "channels_last": True, "compile": "off"}):
+        writer.add_event(Event(summary=summary, wall_time=time.time(), step=0))
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tensorboard")
+    for overrides in (
+        ["model=plain", "model.norm=batch", "sweep_keys=[model,model.norm]"],
+        ["model=residual", "model.norm=none", "model.zero_init_residual=true", "sweep_keys=[model]"],
+        ["model=residual", "model.norm=none", "model.zero_init_residual=true", "seed=1", "sweep_keys=[model,seed]"],
+    ):
+        cfg = compose_config([*TINY, *NO_RUN_FIGURES, *overrides])
+        cfg.output_dir = str(root / RunRecord.from_config(cfg).job_dir_name)
+        if cfg.output_dir.endswith(OLD):  # in the run's first event file, as the job wrote it then
+            Path(cfg.output_dir).mkdir()
+            _old_session(Path(cfg.output_dir))
+        train(cfg)
+    assert sorted(p.name for p in root.iterdir()) == [BATCH, NO_NORM, OLD]
+    return root
+
+
+@pytest.fixture(scope="module")
+def tensorboard(sweep):
+    report(sweep, figures=False, quiet=True)  # writes the sessions, the experiment and the layout
     port = _free_port()
-    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(tiny_sweep), "--host", "127.0.0.1"]
+    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(sweep), "--host", "127.0.0.1"]
     proc = subprocess.Popen(
         [*cmd, "--port", str(port), "--load_fast", "false", "--reload_interval", "1"],
         stdout=subprocess.DEVNULL,
@@ -42,71 +85,105 @@ def tensorboard(tiny_sweep):
     base = f"http://127.0.0.1:{port}"
     try:
         end = time.monotonic() + 90
-        while time.monotonic() < end:  # until the server answers and has read every finished run
+        while time.monotonic() < end:  # until the server answers and has read every run
             try:
-                if {"plain-8_seed0", "residual-14_seed0"} <= set(_get(f"{base}/data/runs")):
+                if {BATCH, NO_NORM, OLD} <= set(_get(f"{base}/data/runs")):
                     tags = _get(f"{base}/data/plugin/scalars/tags")
-                    if all("final/test_error" in tags.get(r, {}) for r in ("plain-8_seed0", "residual-14_seed0")):
+                    if all("final/test_error" in tags.get(r, {}) for r in (BATCH, NO_NORM, OLD)):
                         break
             except OSError:
                 pass
             time.sleep(0.5)
         else:
             pytest.fail("TensorBoard did not serve the sweep")
-        yield base, tiny_sweep
+        yield base
     finally:
         proc.terminate()
         proc.wait(timeout=30)
 
 
+def _session_groups(base: str, columns: list[str]) -> list[dict]:
+    body = {
+        "experimentName": "",
+        "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+        "colParams": [{"hparam": c} for c in columns],
+        "startIndex": 0,
+        "sliceSize": 100,
+    }
+    return _get(f"{base}/data/plugin/hparams/session_groups", body)["sessionGroups"]
+
+
 @pytest.mark.slow
-def test_tensorboard_opens_on_the_sweeps_hyperparameters_and_final_errors(tensorboard):
-    tensorboard, sweep = tensorboard
+def test_hparams_lists_what_separates_the_runs_first_and_no_speed_settings(tensorboard, sweep):
     experiment = _get(f"{tensorboard}/data/plugin/hparams/experiment", {"experimentName": ""})
     infos = {h["name"]: h for h in experiment["hparamInfos"]}
-    for varying in ("model", "shortcut", "depth", "seed", "params"):  # what the sweep varies is shown as such
-        assert infos[varying].get("differs") is True, varying
-    assert not infos["dataset"].get("differs") and not infos["batch_size"].get("differs")
-    assert infos["channels_last"]["type"] == "DATA_TYPE_BOOL"  # a flag, not 1.0000
-    assert infos["compile"]["domainDiscrete"] == ["off"]  # not "None"
-    assert infos["model"]["type"] == "DATA_TYPE_STRING" and infos["depth"]["type"] == "DATA_TYPE_FLOAT64"
+    differing = [h["name"] for h in experiment["hparamInfos"] if h.get("differs")]
+    # A launch-fixed norm and zero-init differ between the folder's runs: shown as such, and first.
+    assert {"model", "seed", "shortcut", "model.norm", "model.zero_init_residual"} <= set(differing)
+    assert [h["name"] for h in experiment["hparamInfos"]][: len(differing)] == differing  # TensorBoard's order
+    assert infos["model.norm"]["domainDiscrete"] == ["batch", "none"]
+    assert infos["model.zero_init_residual"]["type"] == "DATA_TYPE_BOOL"  # a flag, not 1.0000
+    assert infos["depth"]["type"] == "DATA_TYPE_FLOAT64" and not infos["depth"].get("differs")
+    assert infos["schedule.milestones"]["domainDiscrete"] == ["[0.5, 0.75]"]  # a list, as text
+    assert not any(re.search(r"channels_last|compile|cuda_graph|runtime|_target_", name) for name in infos)
     assert [m["name"]["tag"] for m in experiment["metricInfos"]] == [
         "final/train_error",
         "final/val_error",
         "final/test_error",
     ]
 
-    groups = _get(
-        f"{tensorboard}/data/plugin/hparams/session_groups",
-        {
-            "experimentName": "",
-            "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
-            "colParams": [{"hparam": "model"}, {"hparam": "depth"}, {"hparam": "seed"}, {"hparam": "variant"}],
-            "startIndex": 0,
-            "sliceSize": 100,
-        },
-    )["sessionGroups"]
-    rows = {tuple(g["hparams"][k] for k in ("model", "depth", "seed", "variant")): g for g in groups}
-    assert ("plain", 8.0, 0.0, "-") in rows and ("residual", 14.0, 0.0, "-") in rows
-    assert ("plain", 8.0, 0.0, "optim.lr=0.05") in rows  # the other experiment of the same arm, apart
-    record = json.loads((sweep / "plain-8_seed0" / "metrics.json").read_text())
-    metrics = {m["name"]["tag"]: m for m in rows[("plain", 8.0, 0.0, "-")]["metricValues"]}
+    groups = _session_groups(tensorboard, ["model", "seed", "model.norm", "model.zero_init_residual"])
+    rows = {
+        tuple(g["hparams"].get(k) for k in ("model", "seed", "model.norm", "model.zero_init_residual")): g
+        for g in groups
+    }
+    assert set(rows) == {
+        ("plain", 0.0, "batch", False),
+        ("residual", 0.0, "none", True),
+        ("residual", 1.0, "none", True),
+    }
+    # The run written by older code shows the report's session, not its own (which had no norm): in the set above.
+    record = json.loads((sweep / NO_NORM / "metrics.json").read_text())
+    metrics = {m["name"]["tag"]: m for m in rows[("residual", 0.0, "none", True)]["metricValues"]}
     assert metrics["final/test_error"]["value"] == pytest.approx(record["test_error"], abs=1e-6)
     assert metrics["final/test_error"]["trainingStep"] == record["steps"]  # at the last step, not at 0
 
 
-def test_scalars_have_no_epoch_and_the_layout_groups_depths_and_arms(tensorboard):
-    tensorboard, _ = tensorboard
+@pytest.mark.slow
+def test_no_stray_run_error_charts_before_the_copies_and_the_layout_charts_by_depth_and_arm(tensorboard):
+    assert sorted(_get(f"{tensorboard}/data/runs")) == sorted([BATCH, NO_NORM, OLD])  # no "." at the sweep's root
     tags = _get(f"{tensorboard}/data/plugin/scalars/tags")
     assert tags and not any("epoch" in run_tags for run_tags in tags.values())
-    final = _get(f"{tensorboard}/data/plugin/scalars/scalars?run=plain-8_seed0&tag=final/test_error")
+    final = _get(f"{tensorboard}/data/plugin/scalars/scalars?run={NO_NORM}&tag=final/test_error")
     assert [step for _, step, _ in final] == [8]
-    assert {"by_depth/8/train_error", "by_depth/8/val_error", "by_arm/plain/grad_norm_first"} <= set(
-        tags["plain-8_seed0"]
+    ours = tags[BATCH]
+    assert {"views/by_depth/8/train_error", "views/by_depth/8/val_error", "views/by_arm/plain/grad_norm_first"} <= set(
+        ours
     )
+    # TensorBoard groups charts by the tag's first part, in sorted order: the copies come after train/, val/, test/.
+    groups = sorted({tag.split("/")[0] for tag in ours})
+    assert groups.index("views") > max(groups.index(g) for g in ("train", "val", "test"))
     layout = _get(f"{tensorboard}/data/plugin/custom_scalars/layout")
     charts = {c["title"]: c for cat in layout["category"] for c in cat["chart"]}
-    assert "depth 8: training and validation error" in charts and "depth 14: training and validation error" in charts
-    assert charts["plain: gradient L2 norm"]["multiline"]["tag"] == ["by_arm/plain/grad_norm_(first|middle|last)"]
-    images = _get(f"{tensorboard}/data/plugin/images/tags")
-    assert "figures/grad_norm_vs_layer" in images["plain-8_seed0"]
+    assert "depth 8: training and validation error" in charts
+    assert charts["plain: gradient L2 norm"]["multiline"]["tag"] == [
+        "(views/)?by_arm/plain/grad_norm_(first|middle|last)"
+    ]
+    assert "runColorGroup=regex:" in tensorboard_link() and "tagFilter=^(train|val|test)/" in tensorboard_link()
+
+
+def test_a_report_upgrades_an_older_run_once_and_replaces_its_own_files(analysis_sweep):
+    _old_session(analysis_sweep / "plain-8_seed0")
+    report(analysis_sweep, figures=False, quiet=True)
+    own = {
+        p: p.read_bytes()
+        for p in analysis_sweep.glob("*/events.out.tfevents.*")
+        if not p.name.endswith((".reslab-session", ".reslab-sweep"))
+    }
+    assert not any(b"_hparams_/" in data for data in own.values())  # the older session is gone from its files
+    report(analysis_sweep, figures=False, quiet=True)
+    runs = {p.parent.name for p in own}  # the runs that trained (the failed job has no events, so no session)
+    assert len(list(analysis_sweep.glob("*/events.out.tfevents.*.reslab-sweep"))) == 1
+    assert {p.parent.name for p in analysis_sweep.glob("*/events.out.tfevents.*.reslab-session")} == runs
+    assert not list(analysis_sweep.glob("events.out.tfevents.*"))  # nothing at the root: no stray "." run
+    assert {p: p.read_bytes() for p in own} == own  # upgraded by the first report, then left alone

@@ -34,7 +34,6 @@ from reslab.models import count_parameters
 from reslab.record import RunRecord
 from reslab.schema import check_values
 from reslab.signals import Interrupted
-from reslab.tensorboard_views import session_summaries
 from reslab.training import DivergenceGuard, RunSummary
 from reslab.training.accelerator import resolve_accelerator, resolve_devices, resolve_precision
 from reslab.training.memory import check_memory
@@ -108,7 +107,6 @@ def _fit_and_test(cfg, record, identity, out, accelerator, precision, callbacks)
         compile=compile_mode(r.compile),
         devices=t.devices,
         threads=torch.get_num_threads(),
-        hparams=record.hparams(params=params, precision=precision),  # the report's TensorBoard experiment
     )
     # At most a tenth of the run, so that a short run's "final" training error is not the mean of the whole run.
     window = max(1, min(cfg.callbacks.summary.train_window, t.max_steps // 10))
@@ -155,11 +153,8 @@ def _fit_and_test(cfg, record, identity, out, accelerator, precision, callbacks)
         f"final/{k}": result[k] if result[k] is not None else float("nan")
         for k in ("train_error", "val_error", "test_error")
     }
-    # The session's values and end, and the final errors at the last step (the report writes the sweep's experiment).
+    # The final errors at the last step: HParams' metrics (the report writes each run's session and the experiment).
     trainer.logger.log_metrics(final, step=trainer.global_step)
-    if is_rank_zero():
-        for summary_pb in session_summaries(record.hparams(params=params, precision=precision)):
-            trainer.logger.experiment._get_file_writer().add_summary(summary_pb)
     trainer.logger.finalize("success")
     log.info(
         "%s: train error %.4f, test error %.4f, %d steps, %.0f s",

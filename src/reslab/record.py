@@ -95,7 +95,6 @@ class RunRecord:
     dataset: str
     seed: int
     variant: tuple[str, ...] = ()  # the job's other swept overrides, "key=value", in sweep order
-    settings: dict = field(default_factory=dict, compare=False)  # the training settings shown beside the run
     experiment: dict = field(default_factory=dict, compare=False)  # the identity's other keys -> this run's values
 
     @classmethod
@@ -111,17 +110,7 @@ class RunRecord:
         params = hydra.sweeper.get("params") if hydra is not None and "sweeper" in hydra else None
         swept += [k for k in (params or {}) if k not in swept]  # a sweeper's own search space
         variant = tuple(f"{k}={_value(cfg, k, choices or {})}" for k in swept if k.lstrip("+~") not in NAME_KEYS)
-        r, d = cfg.runtime, cfg.dataset
-        settings = {
-            "batch_size": d.batch_size,
-            "lr": cfg.optim.lr,
-            "weight_decay": cfg.optim.weight_decay,
-            "max_steps": cfg.trainer.max_steps,
-            "warmup_steps": cfg.schedule.warmup.steps,
-            "channels_last": r.channels_last,
-            "compile": str(r.compile) if r.compile not in (None, False) else "off",
-            "cuda_graph": str(r.cuda_graph).lower(),
-        }
+        d = cfg.dataset
         values = identity_values(cfg)
         return cls(
             model=cfg.model.name,
@@ -131,7 +120,6 @@ class RunRecord:
             dataset=d.name,
             seed=cfg.seed,
             variant=variant,
-            settings=settings,
             experiment={
                 **{k: v for k, v in values.items() if k not in FIELDS.values()},
                 "bn_batch": bn_batch(cfg),
@@ -174,7 +162,6 @@ class RunRecord:
         """The static part of ``metrics.json``: the record, then what the job measured of itself (parameters,
         image size, precision, ...) and the machine it ran on."""
         fields = asdict(self)
-        fields.pop("settings")
         fields.pop("experiment")
         return {
             "run_name": self.name,
@@ -187,18 +174,23 @@ class RunRecord:
         }
 
     def hparams(self, **measured) -> dict:
-        """TensorBoard's HParams view: one flat dict of scalars and strings."""
-        return {
+        """TensorBoard's HParams: what the run is (its arm, depth and seed, then every other key of its identity,
+        dotted as in the config, lists as text), then what the job measured of itself (parameters, precision). No
+        speed settings (layout, compilation, CUDA graph): they change how fast a run goes, not what it computes."""
+        values = {
             "model": self.model,
-            "shortcut": self.shortcut,
             "depth": self.depth,
+            "seed": self.seed,
+            "shortcut": self.shortcut,
             "width": self.width,
             "dataset": self.dataset,
-            "seed": self.seed,
-            "variant": "_".join(self.variant) or "-",
-            **self.settings,
-            **measured,
         }
+        for key, value in self.experiment.items():
+            if key.endswith(("._target_", "._partial_")):  # how the config builds the run: the keys above name it
+                continue
+            plain = value is None or isinstance(value, bool | int | float | str)
+            values[key] = value if plain else json.dumps(value)
+        return {**values, **measured}
 
 
 METRICS_FILE = "metrics.json"

@@ -1,17 +1,22 @@
 """What TensorBoard opens on: the sweep's HParams experiment and custom-scalar layout, and each run's session.
 
-TensorBoard's HParams tab takes *one* experiment summary for the whole log directory. If every run writes its own
-(what Lightning's ``log_hyperparams`` does), TensorBoard picks one run's, marks no hyperparameter as differing and
-shows the first few names alphabetically. So a job writes only its *session* (its hyperparameter values and its
-end), and the report writes the experiment once, at the root of the sweep: every hyperparameter with the values
-the sweep took, marked as differing where it varies (arm, depth, seed, ...), against the final errors. Values keep
-their kind (a string stays a string, a flag a boolean). The report also writes a custom-scalar layout: one chart per
-depth with its plain and residual curves, and per arm the gradient norms of the first, middle and last layer.
+TensorBoard's HParams tab takes *one* experiment summary for the whole log directory, and a run's first session
+summary. So the report writes them all, from the runs' records: each run's session (its hyperparameter values and
+how it ended) in a file of its own in the run's directory, and the sweep's experiment in the first run's directory
+(at the sweep's root it would show as a stray run named "."): every hyperparameter with the values the sweep took,
+those that vary marked as differing (arm, depth, seed, norm, ...), against the final errors. Values keep
+their kind (a string stays a string, a flag a boolean). A folder written by older code, whose runs carry a session
+of their own inside their training event files, is upgraded: those summaries are dropped from its files (every
+other event is copied as it was) so that the report's sessions are the ones TensorBoard reads.
+
+The custom-scalar layout: one chart per depth with every arm's curves, and per arm the gradient norms of the first,
+middle and last layer, drawn from the copies runs log under ``views/`` (which TensorBoard sorts after ``train/``,
+``val/`` and ``test/``; older runs logged them as ``by_depth/`` and ``by_arm/``, which the layout reads too).
 
 The protos are TensorBoard's own (``api_pb2``, ``plugin_data_pb2``, ``layout_pb2``), built here because
 TensorBoard's helpers for them need TensorFlow; torch's ``hparams`` helper always writes an experiment per run. The
-file is written by TensorBoard's own ``EventFileWriter``: the process that launches a sweep writes it and imports no
-torch.
+files are written by TensorBoard's own ``EventFileWriter``: the process that launches a sweep writes them and imports
+no torch.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
 FINAL_METRICS = ("final/train_error", "final/val_error", "final/test_error")
-SWEEP_FILE_SUFFIX = ".reslab-sweep"  # the report's own event file at the sweep root, replaced at every report
+SWEEP_FILE_SUFFIX = ".reslab-sweep"  # the report's experiment and layout, replaced at every report
+SESSION_FILE_SUFFIX = ".reslab-session"  # the report's session of one run, in the run's directory
+HPARAMS_TAG_PREFIX = "_hparams_/"
 
 
 def _value(v) -> dict:
@@ -53,7 +60,8 @@ def session_summaries(hparams: Mapping, ok: bool = True) -> list[Summary]:
 
 
 def experiment_summary(sessions: Iterable[Mapping], metrics: Iterable[str] = FINAL_METRICS) -> Summary:
-    """The sweep's experiment: every hyperparameter with the values its runs took; ``differs`` where they vary."""
+    """The sweep's experiment: every hyperparameter with the values its runs took, ``differs`` where they vary
+    (TensorBoard lists those first, and shows the first few columns of its table unless asked for more)."""
     from google.protobuf.struct_pb2 import ListValue, Value
 
     values: dict[str, list] = {}
@@ -100,11 +108,11 @@ def layout_summary(depths: Iterable[int], arms: Iterable[str]) -> Summary:
         category=[
             category(
                 "errors by depth (every arm in one chart)",
-                {f"depth {d}: training and validation error": [f"by_depth/{d}/.*_error"] for d in depths},
+                {f"depth {d}: training and validation error": [f"(views/)?by_depth/{d}/.*_error"] for d in depths},
             ),
             category(
                 "gradient norms (first, middle, last layer)",
-                {f"{arm}: gradient L2 norm": [f"by_arm/{arm}/grad_norm_(first|middle|last)"] for arm in arms},
+                {f"{arm}: gradient L2 norm": [f"(views/)?by_arm/{arm}/grad_norm_(first|middle|last)"] for arm in arms},
             ),
         ]
     )
@@ -120,21 +128,95 @@ def layout_summary(depths: Iterable[int], arms: Iterable[str]) -> Summary:
     )
 
 
-def write_sweep_views(sweep_dir: Path, sessions: list[Mapping], depths: Iterable[int], arms: Iterable[str]) -> None:
-    """The experiment and the layout in one event file at the sweep's root, replacing the report's previous one."""
+def _write(folder: Path, suffix: str, summaries: Iterable[Summary]) -> None:
     import time
 
     from tensorboard.compat.proto.event_pb2 import Event
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    sweep_dir = Path(sweep_dir)
-    for old in sweep_dir.glob(f"events.out.tfevents.*{SWEEP_FILE_SUFFIX}"):
-        old.unlink(missing_ok=True)
-    if not sessions:
-        return
-    writer = EventFileWriter(str(sweep_dir), filename_suffix=SWEEP_FILE_SUFFIX)
+    writer = EventFileWriter(str(folder), filename_suffix=suffix)
     try:
-        for summary in (experiment_summary(sessions), layout_summary(sorted(set(depths)), sorted(set(arms)))):
+        for summary in summaries:
             writer.add_event(Event(summary=summary, wall_time=time.time()))
     finally:
         writer.close()
+
+
+def has_training_events(run_dir: Path) -> bool:
+    """Whether the run wrote event files of its own (a job that failed before training has none)."""
+    own = (SWEEP_FILE_SUFFIX, SESSION_FILE_SUFFIX)
+    return any(not p.name.endswith(own) for p in Path(run_dir).glob("events.out.tfevents.*"))
+
+
+def tensorboard_link(port: int = 6006) -> str:
+    """TensorBoard's address with the runs coloured by experiment (all but the seed: arm, depth, other settings) and
+    only the train/, val/ and test/ charts shown; its URL parameters ``runColorGroup`` and ``tagFilter``."""
+    from urllib.parse import urlencode
+
+    params = {"runColorGroup": r"regex:^(.+?)_seed\d+(.*)$", "tagFilter": "^(train|val|test)/"}
+    query = urlencode(params, safe=":^()?*$|/\\")  # readable; "+" must stay encoded
+    return f"http://localhost:{port}/?{query}#timeseries"
+
+
+def drop_own_sessions(run_dir: Path) -> bool:
+    """Upgrade a run written by older code: drop the HParams summaries its training event files carry (TensorBoard
+    would read that session, not the report's), copying every other event as it was. True if a file changed."""
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    changed = False
+    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+        if path.name.endswith((SWEEP_FILE_SUFFIX, SESSION_FILE_SUFFIX)):
+            continue
+        kept, dropped = [], False
+        for raw in RawEventFileLoader(str(path)).Load():
+            event = Event.FromString(raw)
+            if event.HasField("summary") and any(v.tag.startswith(HPARAMS_TAG_PREFIX) for v in event.summary.value):
+                values = [v for v in event.summary.value if not v.tag.startswith(HPARAMS_TAG_PREFIX)]
+                dropped = True
+                if not values:
+                    continue
+                del event.summary.value[:]
+                event.summary.value.extend(values)
+                raw = event.SerializeToString()
+            kept.append(raw)
+        if dropped:
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "wb") as f:
+                writer = RecordWriter(f)
+                for raw in kept:
+                    writer.write(raw)
+                writer.flush()
+            tmp.replace(path)
+            changed = True
+    return changed
+
+
+def write_sweep_views(
+    sweep_dir: Path, sessions: Mapping[str, tuple[Mapping, bool]], depths: Iterable[int], arms: Iterable[str]
+) -> list[str]:
+    """Each run's session (``sessions``: job directory name -> (hyperparameters, finished)) in its directory, and
+    the experiment and layout in the first run's, replacing what the report wrote before. Returns the runs whose
+    older sessions were dropped from their own event files."""
+    sweep_dir = Path(sweep_dir)
+    for old in [
+        *sweep_dir.glob(f"events.out.tfevents.*{SWEEP_FILE_SUFFIX}"),  # where reports before 2026-12 wrote it
+        *sweep_dir.glob(f"*/events.out.tfevents.*{SWEEP_FILE_SUFFIX}"),
+        *sweep_dir.glob(f"*/events.out.tfevents.*{SESSION_FILE_SUFFIX}"),
+    ]:
+        old.unlink(missing_ok=True)
+    upgraded = []
+    for name, (hparams, finished) in sorted(sessions.items()):
+        run_dir = sweep_dir / name
+        if drop_own_sessions(run_dir):
+            upgraded.append(name)
+        _write(run_dir, SESSION_FILE_SUFFIX, session_summaries(hparams, ok=finished))
+    if sessions:
+        first = sweep_dir / min(sessions)
+        views = (
+            experiment_summary(h for h, _ in sessions.values()),
+            layout_summary(sorted(set(depths)), sorted(set(arms))),
+        )
+        _write(first, SWEEP_FILE_SUFFIX, views)
+    return upgraded

@@ -141,7 +141,7 @@ class GradNormMonitor(_Series):
         arm = trainer.lightning_module.identity.get("model") if hasattr(trainer.lightning_module, "identity") else None
         if arm:  # the first, middle and last layer under the arm's name: the custom-scalar layout's charts
             for where, i in (("first", 0), ("middle", len(norms) // 2), ("last", len(norms) - 1)):
-                writer.add_scalar(f"by_arm/{arm}/grad_norm_{where}", norms[i], step)
+                writer.add_scalar(f"views/by_arm/{arm}/grad_norm_{where}", norms[i], step)
         writer.add_scalar("grad_norm_summary/max", norms.max(), step)
         writer.add_scalar("grad_norm_summary/min", norms.min(), step)
         if (self._figure_due(step) or step + 1 >= trainer.max_steps) and finite.size == norms.size:

@@ -33,7 +33,7 @@ from reslab.results.statistics import (
 )
 from reslab.results.statistics import points as pts
 from reslab.results.tables import markdown_table, problems_table
-from reslab.tensorboard_views import write_sweep_views
+from reslab.tensorboard_views import has_training_events, tensorboard_link, write_sweep_views
 
 COLUMNS = (
     "model",
@@ -262,9 +262,13 @@ def report(
             written = write_figures(sweep_dir, runs, rows, skipped) if figures and done else []
         finally:
             text = write_tables(sweep_dir, runs, rows, margin)
-        write_sweep_views(
+        upgraded = write_sweep_views(
             sweep_dir,
-            [r.record["hparams"] for r in runs if r.status == "finished" and r.record.get("hparams")],
+            {
+                str(r.path.relative_to(sweep_dir)): (r.run_record.hparams(params=r.record.get("params")), r.finished)
+                for r in runs
+                if r.status in ("finished", "diverged") and has_training_events(r.path)
+            },
             depths=[r.depth for r in runs],
             arms=[r.model for r in runs],
         )
@@ -276,5 +280,8 @@ def report(
         )
         if skipped:
             print(f"report: not drawn, any earlier file kept: {'; '.join(skipped)}")
+        if upgraded:
+            print(f"report: TensorBoard sessions written by older code dropped from {len(upgraded)} runs' event files")
         print(f"report: to see every run's curves side by side: tensorboard --logdir {sweep_dir}")
+        print(f"report: then open {tensorboard_link()} (runs coloured by arm and depth, the error charts first)")
     return rows

@@ -70,6 +70,10 @@ class Run:
         return "died" if status == "running" and not is_locked(self.path) else status
 
     @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    @property
     def pairing(self) -> str:
         """What a plain arm and a residual arm must share to be compared: the whole identity but the arm's name, its
         shortcut, depth and seed (older records without an identity: the variant)."""

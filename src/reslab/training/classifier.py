@@ -164,10 +164,10 @@ class Classifier(L.LightningModule):
         self.log_dict(logged, on_epoch=True, batch_size=len(batch[1]))
 
     def _by_depth(self, name: str, value: torch.Tensor) -> dict:
-        """The same value under ``by_depth/<depth>/<name>``: TensorBoard's custom-scalar layout draws every arm of
+        """The same value under ``views/by_depth/<depth>/<name>``: TensorBoard's custom-scalar layout draws every arm of
         one depth in one chart by tag (reslab.tensorboard_views)."""
         depth = self.identity.get("depth")
-        return {f"by_depth/{depth}/{name}": value} if depth is not None else {}
+        return {f"views/by_depth/{depth}/{name}": value} if depth is not None else {}
 
     def test_step(self, batch: tuple, batch_idx: int) -> None:
         loss, error = self._loss_and_error(batch)
