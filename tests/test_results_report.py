@@ -165,3 +165,48 @@ def test_summary_states_the_setup_and_embeds_every_figure_written_as_png_and_pdf
         for ext in ("png", "pdf"):
             path = sweep / "figures" / f"{name}.{ext}"
             assert path.exists() and path.stat().st_size > 5000, path
+
+
+def test_one_seed_panels_show_a_finished_seed_and_say_which_and_heatmaps_mark_zeros():
+    from dataclasses import dataclass, field
+
+    from matplotlib.colors import to_rgba
+
+    from reslab.plots.training import ZERO_COLOUR
+
+    @dataclass
+    class FakeRun:  # what the figures read of a run (reslab.plots.style.Run)
+        arm: str
+        shortcut: str
+        depth: int
+        seed: int
+        status: str
+        grad_norms: dict | None
+        responses: dict | None = None
+        curves: dict = field(default_factory=dict)
+
+    def series(values):
+        values = np.asarray(values, dtype=float)
+        return {"steps": np.arange(len(values)), "names": ["a", "b"], "values": values}
+
+    runs = [  # seed 0 diverged (a NaN, and a zero gradient), seed 1 finished; depth 56 spans other decades
+        FakeRun("plain", "none", 20, 0, "diverged", series([[1e-3, 0.0], [np.nan, 1e-2]])),
+        FakeRun("plain", "none", 20, 1, "finished", series([[1e-3, 0.0], [2e-3, 1e-2]])),
+        FakeRun("residual", "A", 20, 0, "finished", series([[1e-2, 2e-2], [3e-2, 4e-2]])),
+        FakeRun("plain", "none", 56, 0, "finished", series([[1e3, 1e4], [1e5, 1e6]])),
+    ]
+    fig = plots.grad_norm_heatmaps(runs)
+    fig.canvas.draw()
+    titles = {ax.get_title().replace("\n", " "): ax for ax in fig.axes if ax.get_visible() and ax.images}
+    assert set(titles) == {"plain-20, seed 1 of 2", "residual-20, seed 0", "plain-56, seed 0"}
+    # One colour scale per depth: depth 20's panels share theirs, depth 56 has its own.
+    norms = {title: ax.images[0].norm for title, ax in titles.items()}
+    assert norms["plain-20, seed 1 of 2"] is norms["residual-20, seed 0"] is not norms["plain-56, seed 0"]
+    assert norms["plain-56, seed 0"].vmin > 1e2 and norms["plain-20, seed 1 of 2"].vmax < 1
+    image = titles["plain-20, seed 1 of 2"].images[0]
+    rgba = image.to_rgba(image.get_array())
+    assert tuple(rgba[1, 0]) == to_rgba(ZERO_COLOUR)  # layer b at step 0: a zero gradient, marked as one
+
+    only_diverged = [runs[0], runs[2]]
+    fig = plots.grad_norm_heatmaps(only_diverged)
+    assert "plain-20, seed 0, diverged" in [ax.get_title() for ax in fig.axes]

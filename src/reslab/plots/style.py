@@ -21,6 +21,7 @@ class Run(Protocol):
     shortcut: str  # none (plain) | A | B: what styles and pairs arms, never their names
     depth: int
     seed: int
+    status: str  # finished, diverged, failed, ...
     curves: dict
     grad_norms: dict | None
     responses: dict | None
@@ -91,6 +92,20 @@ def by_arm_and_depth(runs: Sequence[Run]) -> dict[tuple[str, int], list[Run]]:
     for r in runs:
         groups[(r.arm, r.depth)].append(r)
     return dict(sorted(groups.items(), key=lambda kv: kv[0][1]))
+
+
+def shown_seed(members: Sequence[Run], series: str) -> Run | None:
+    """The run a one-seed panel shows (``series``: "grad_norms" or "responses"): the lowest seed that finished and
+    recorded the series, else the lowest that recorded it (a diverged run's panel is then labelled so)."""
+    recorded = [r for r in members if getattr(r, series) is not None and len(getattr(r, series)["steps"])]
+    finished = [r for r in recorded if r.status == "finished"]
+    return min(finished or recorded, key=lambda r: r.seed, default=None)
+
+
+def seed_label(run: Run, members: Sequence[Run]) -> str:
+    """``seed 1 of 2`` (and ``, diverged`` for a run that did not finish): which run a one-seed panel shows."""
+    status = "" if run.status == "finished" else f", {run.status}"
+    return f"seed {run.seed} of {len(members)}{status}" if len(members) > 1 else f"seed {run.seed}{status}"
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:

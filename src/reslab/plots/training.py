@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import LogLocator, NullFormatter
 
 from reslab.plots.depth import error_vs_depth  # the report's and the notebook's figures, from one module
 from reslab.plots.style import (
@@ -26,6 +28,8 @@ from reslab.plots.style import (
     mean_curve,
     new_figure,
     seed_curves,
+    seed_label,
+    shown_seed,
     smooth,
     styled,
 )
@@ -94,10 +98,22 @@ def _wrap(title: str, width: int = 38) -> str:
     return "\n".join(textwrap.wrap(title, width)) or title
 
 
-def _log_norm(arrays: Sequence[np.ndarray]) -> LogNorm:
-    """A log colour scale over the finite, positive values (NaN/inf of a diverged run are left blank)."""
+def _ordinal(x: float) -> str:
+    """1st, 2nd, 99th, 2.5th."""
+    if x != int(x):
+        return f"{x:g}th"
+    n = int(x)
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _log_norm(arrays: Sequence[np.ndarray], percentiles: tuple[float, float] = (0.0, 100.0)) -> LogNorm:
+    """A log colour scale over the finite, positive values between the given percentiles (NaN/inf of a diverged
+    run are left blank; zeros have no place on a log scale)."""
     good = np.concatenate([a[np.isfinite(a) & (a > 0)] for a in arrays] + [np.zeros(0)])
-    return LogNorm(vmin=good.min(), vmax=good.max()) if good.size else LogNorm(vmin=1e-3, vmax=1.0)
+    if not good.size:
+        return LogNorm(vmin=1e-3, vmax=1.0)
+    low, high = np.percentile(good, percentiles)
+    return LogNorm(vmin=low, vmax=high if high > low else low * 10)
 
 
 def _layer_axis(ax, n_layers: int) -> None:
@@ -108,22 +124,24 @@ def _layer_axis(ax, n_layers: int) -> None:
 @styled
 def grad_norm_profiles(runs: Sequence[Run], fractions: Sequence[float] = (0.0, 0.5, 1.0)) -> Figure:
     """Per-layer gradient L2 norm against layer index (log scale): rows = arms, columns = points of
-    training (fractions of the recorded steps), one line per depth (first seed)."""
+    training (fractions of the recorded steps), one line per depth: one seed, the lowest that finished (the
+    legend says which)."""
     arms = arms_of(runs)
     fig = new_figure(PAGE, 1.9 * len(arms) + 0.3)
     axes = fig.subplots(len(arms), len(fractions), sharey=True, squeeze=False)
     groups = by_arm_and_depth(runs)
     n_max = 1
     for (arm, depth), members in groups.items():
-        run = members[0]
-        if run.grad_norms is None or not len(run.grad_norms["steps"]):
+        run = shown_seed(members, "grad_norms")
+        if run is None:
             continue
         steps, values = run.grad_norms["steps"], run.grad_norms["values"]
         n_max = max(n_max, values.shape[1])
         for col, frac in enumerate(fractions):
             i = min(len(steps) - 1, round(frac * (len(steps) - 1)))
             ax = axes[arms.index(arm), col]
-            ax.plot(np.arange(1, values.shape[1] + 1), values[i], color=depth_color(depth), label=f"{depth} layers")
+            label = f"{depth} layers ({seed_label(run, members)})"
+            ax.plot(np.arange(1, values.shape[1] + 1), values[i], color=depth_color(depth), label=label)
             ax.set_title(_wrap(f"{arm}, step {steps[i]}"))
     for ax in axes.flat:
         ax.set_yscale("log")
@@ -131,66 +149,90 @@ def grad_norm_profiles(runs: Sequence[Run], fractions: Sequence[float] = (0.0, 0
         ax.grid(alpha=0.3, which="both", lw=0.3)
     for ax in axes[:, 0]:
         ax.set_ylabel("gradient L2 norm")
-    if axes[0, -1].lines:
-        axes[0, -1].legend(frameon=False)
+    for row in axes:
+        if row[-1].lines:
+            row[-1].legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside the data
     return fig
 
 
+ZERO_COLOUR = "#4dd2ff"  # a zero gradient on the heat maps (a log scale has no place for it)
+
+
 @styled
-def grad_norm_heatmaps(runs: Sequence[Run]) -> Figure:
-    """Gradient L2 norm per layer (rows, input side at the top) and step (columns), one panel per run
-    (rows = arms, columns = depths, first seed), on one shared log colour scale."""
+def grad_norm_heatmaps(runs: Sequence[Run], percentiles: tuple[float, float] = (1.0, 99.0)) -> Figure:
+    """Gradient L2 norm per layer (rows, input side at the top) and step (columns), one panel per arm (rows) and
+    depth (columns), one seed each (the lowest that finished; the title says which). The panels of one depth share
+    a log colour scale spanning the given percentiles of their values, so the arms of a depth compare directly;
+    values beyond it take the end colours, zeros are drawn in their own colour and non-finite values left blank."""
     arms = arms_of(runs)
-    groups = {
-        k: v[0]
-        for k, v in by_arm_and_depth(runs).items()
-        if v[0].grad_norms is not None and len(v[0].grad_norms["steps"])
-    }
+    groups = {}
+    for key, members in by_arm_and_depth(runs).items():
+        run = shown_seed(members, "grad_norms")
+        if run is not None:
+            groups[key] = (run, seed_label(run, members))
     depths = sorted({d for (_, d) in groups})
-    fig = new_figure(PAGE, 1.8 * len(arms) + 0.4)
+    fig = new_figure(PAGE, 1.8 * len(arms) + 0.9)
     axes = fig.subplots(len(arms), max(1, len(depths)), squeeze=False)
-    norm = _log_norm([v.grad_norms["values"] for v in groups.values()])
-    image = None
-    for (arm, depth), run in groups.items():
-        ax = axes[arms.index(arm), depths.index(depth)]
-        steps, values = run.grad_norms["steps"], run.grad_norms["values"]
-        image = ax.imshow(
-            np.clip(values.T, norm.vmin, norm.vmax),
-            aspect="auto",
-            norm=norm,
-            cmap="magma",
-            interpolation="nearest",
-            # One measurement still spans a visible column: half an interval (or a step) either side of it.
-            extent=(steps[0] - 0.5, steps[-1] + 0.5, values.shape[1] + 0.5, 0.5)
-            if len(steps) == 1
-            else (steps[0], steps[-1], values.shape[1] + 0.5, 0.5),
-        )
-        ax.set_title(_wrap(f"{arm}-{depth}"))
-        ax.set_xlabel("iterations")
-        ax.set_ylabel("layer index")
+    cmap = colormaps["magma"].with_extremes(under=ZERO_COLOUR, bad="white")
+    for j, depth in enumerate(depths):
+        column = {arm: v for (arm, d), v in groups.items() if d == depth}
+        norm = _log_norm([run.grad_norms["values"] for run, _ in column.values()], percentiles)
+        image = None
+        for arm, (run, label) in column.items():
+            ax = axes[arms.index(arm), j]
+            steps, values = run.grad_norms["steps"], run.grad_norms["values"].T
+            # Positive values clipped to the scale; a zero below it (the "under" colour: zero's own); NaN/inf masked.
+            shown = np.where(
+                values > 0, np.clip(values, norm.vmin, norm.vmax), np.where(values == 0, norm.vmin / 10, values)
+            )
+            image = ax.imshow(
+                np.ma.masked_invalid(shown),
+                aspect="auto",
+                norm=norm,
+                cmap=cmap,
+                interpolation="nearest",
+                # One measurement still spans a visible column: half an interval (or a step) either side of it.
+                extent=(steps[0] - 0.5, steps[-1] + 0.5, values.shape[0] + 0.5, 0.5)
+                if len(steps) == 1
+                else (steps[0], steps[-1], values.shape[0] + 0.5, 0.5),
+            )
+            ax.set_title(_wrap(f"{arm}-{depth}, {label}"))
+            ax.set_xlabel("iterations")
+            ax.set_ylabel("layer index")
+        if image is not None:
+            bar = fig.colorbar(image, ax=axes[:, j], location="bottom", shrink=0.9, aspect=30)
+            bar.set_label(f"gradient L2 norm, depth {depth}", fontsize=7)
+            if norm.vmax / norm.vmin < 10:  # under a decade: 1-2-5 labels, not every minor tick's (they overprint)
+                bar.ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                bar.ax.xaxis.set_minor_formatter(NullFormatter())
     for ax in axes.flat:
         if not ax.images:
             ax.set_visible(False)
-    if image is not None:
-        fig.colorbar(image, ax=axes, label="gradient L2 norm", shrink=0.9)
+    low, high = (_ordinal(p) for p in percentiles)
+    fig.suptitle(
+        f"colour scale per depth: {low} to {high} percentile of its panels; zero: light blue; not finite: blank",
+        fontsize=7,
+    )
     return fig
 
 
 @styled
 def response_std(runs: Sequence[Run]) -> Figure:
     """He et al. Fig. 7: std of each 3×3 layer's response (after BN, before addition/ReLU) at the end of
-    training, by layer index (left) and sorted by magnitude (right); colour = depth, dashed = plain."""
+    training, by layer index (left) and sorted by magnitude (right); colour = depth, dashed = plain; one seed per
+    line, the lowest that finished (the legend, outside the axes, says which)."""
     fig = new_figure(PAGE, 2.4)
     left, right = fig.subplots(1, 2, sharey=True)
     styles = {"none": "--", "A": "-", "B": ":"}  # by shortcut
     n_max = 1
     for (arm, depth), members in by_arm_and_depth(runs).items():
-        run = members[0]
-        if run.responses is None or not len(run.responses["steps"]):
+        run = shown_seed(members, "responses")
+        if run is None:
             continue
         values = run.responses["values"][-1]
         n_max = max(n_max, len(values))
-        kw = {"color": depth_color(depth), "ls": styles.get(run.shortcut, "-."), "label": f"{arm}-{depth}"}
+        label = f"{arm}-{depth} ({seed_label(run, members)})"
+        kw = {"color": depth_color(depth), "ls": styles.get(run.shortcut, "-."), "label": label}
         left.plot(np.arange(1, len(values) + 1), values, **kw)
         right.plot(np.arange(1, len(values) + 1), np.sort(values)[::-1], **kw)
     _layer_axis(left, n_max)
@@ -203,7 +245,7 @@ def response_std(runs: Sequence[Run]) -> Figure:
     for ax in (left, right):
         ax.grid(alpha=0.3)
     if right.lines:
-        right.legend(frameon=False, ncol=2)
+        fig.legend(handles=right.lines, loc="outside right upper", frameon=False)  # never over the data
     return fig
 
 
