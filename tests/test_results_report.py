@@ -209,4 +209,4 @@ def test_one_seed_panels_show_a_finished_seed_and_say_which_and_heatmaps_mark_ze
 
     only_diverged = [runs[0], runs[2]]
     fig = plots.grad_norm_heatmaps(only_diverged)
-    assert "plain-20, seed 0, diverged" in [ax.get_title() for ax in fig.axes]
+    assert "plain-20, seed 0, diverged" in [ax.get_title().replace("\n", " ") for ax in fig.axes]

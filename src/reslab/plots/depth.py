@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from reslab.plots.style import PAGE, depth_color, in_arm_order, new_figure, styled
+from reslab.plots.style import PAGE, add_arm_key, depth_color, in_arm_order, new_figure, short_arm_labels, styled
 
 
 @styled
@@ -18,10 +18,21 @@ def error_vs_depth(rows: Sequence[dict]) -> Figure:
     with its 95% t interval as error bars (none where a depth has one seed; cut at 0 and 100 %), and beside it each
     seed's value as a small hollow marker. Arms are nudged sideways so that equal values stay visible. ``rows`` are
     the report's table rows."""
-    fig = new_figure(PAGE, 2.5)
-    axes = fig.subplots(1, 2, sharey=True)
-    styles = (("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", (0, (5, 1))), ("P", (0, (1, 1))))
+    styles = (
+        ("o", "-"),
+        ("s", "--"),
+        ("^", ":"),
+        ("D", "-."),
+        ("v", (0, (5, 1))),
+        ("P", (0, (1, 1))),
+        ("X", (0, (3, 1, 1, 1))),
+        ("h", (0, (8, 2))),
+    )
     arms = in_arm_order({r["arm"]: r["shortcut"] for r in rows})
+    short = short_arm_labels(arms)
+    keyed = short != {a: a for a in arms}  # a key below: room for its lines
+    fig = new_figure(PAGE, 2.5 + (0.15 * len(arms) + 0.5 if keyed else 0) + 0.12 * max(0, len(arms) - 4))
+    axes = fig.subplots(1, 2, sharey=True)
     depths = sorted({r["depth"] for r in rows})
     for ax, key, title in zip(axes, ("train_error", "test_error"), ("training error", "test error")):
         for i, arm in enumerate(arms):
@@ -69,7 +80,7 @@ def error_vs_depth(rows: Sequence[dict]) -> Figure:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("final error (%)")
     handles = [
-        Line2D([], [], ls=styles[i % len(styles)][1], marker=styles[i % len(styles)][0], color="0.35", label=arm)
+        Line2D([], [], ls=styles[i % len(styles)][1], marker=styles[i % len(styles)][0], color="0.35", label=short[arm])
         for i, arm in enumerate(arms)
     ]
     handles += [
@@ -84,6 +95,7 @@ def error_vs_depth(rows: Sequence[dict]) -> Figure:
         title="mean of n seeds; bars: 95% t\ninterval, cut at 0 and 100 %",
         title_fontsize=7,
     )
+    add_arm_key(fig, short)
     return fig
 
 

@@ -102,6 +102,14 @@ def shown_seed(members: Sequence[Run], series: str) -> Run | None:
     return min(finished or recorded, key=lambda r: r.seed, default=None)
 
 
+def seed_note(run: Run, members: Sequence[Run]) -> str:
+    """`seed_label` where the run is not simply the lowest seed and finished (`` (seed 1, diverged)``), else ''."""
+    if run.status == "finished" and run.seed == min(m.seed for m in members):
+        return ""
+    status = "" if run.status == "finished" else f", {run.status}"
+    return f" (seed {run.seed}{status})"
+
+
 def seed_label(run: Run, members: Sequence[Run]) -> str:
     """``seed 1 of 2`` (and ``, diverged`` for a run that did not finish): which run a one-seed panel shows."""
     status = "" if run.status == "finished" else f", {run.status}"
@@ -138,3 +146,56 @@ def mean_curve(runs: list[Run], tag: str) -> tuple[np.ndarray, np.ndarray]:
     """Mean over runs (seeds) at the steps all of them logged."""
     steps, values = seed_curves(runs, tag)
     return steps, (values.mean(axis=0) if len(steps) else np.zeros(0))
+
+
+# An arm's own label longer than this does not fit a panel title of an 8-arm figure on a page.
+SHORT_LABEL_CHARS = 14
+
+
+def short_arm_labels(arms: Sequence[str]) -> dict[str, str]:
+    """Labels a panel title or a legend can hold: the arms' own where all are short (``plain``, ``residual``),
+    else each arm's model and a number (``plain 1``, ``plain 2``, ``residual 1``), explained by `add_arm_key`."""
+    if all(len(a) <= SHORT_LABEL_CHARS for a in arms):
+        return {a: a for a in arms}
+    counts: dict[str, int] = defaultdict(int)
+    short = {}
+    for arm in arms:
+        model = arm.split(" (", 1)[0]
+        counts[model] += 1
+        short[arm] = f"{model} {counts[model]}"
+    return short
+
+
+def arm_key(short: dict[str, str]) -> list:
+    """What each short arm label stands for, as legend entries without a mark (none where labels are the arms')."""
+    from matplotlib.lines import Line2D
+
+    return [Line2D([], [], ls="", marker="", label=f"{s} = {a}") for a, s in short.items() if s != a]
+
+
+def add_arm_key(fig: Figure, short: dict[str, str]) -> None:
+    """Below the figure, what each short arm label stands for (nothing where the labels are the arms' own)."""
+    handles = arm_key(short)
+    entries = [h.get_label() for h in handles]
+    if not entries:
+        return
+    ncol = 2 if len(entries) > 3 and max(map(len, entries)) <= 60 else 1
+    fig.legend(
+        handles,
+        entries,
+        loc="outside lower center",
+        ncol=ncol,
+        frameon=False,
+        handlelength=0,
+        handletextpad=0,
+        columnspacing=2.0,
+        title="arms",
+        title_fontsize=7,
+    )
+
+
+def wrap_title(title: str, width: int = 38) -> str:
+    """A panel title on as many lines as it needs: an arm's label can carry several settings."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(title, width)) or title

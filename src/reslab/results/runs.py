@@ -51,7 +51,9 @@ class Run:
     def arm(self) -> str:
         """The curve family: model, plus its variant if the sweep varied more than depth/model/seed, plus any other
         setting of its identity that differs between the folder's runs (runs of other experiments never merge)."""
-        extra = ", ".join(x for x in (self.variant, self.distinct) if x)
+        swept = self.record.get("swept")  # the variant key by key (the joined string reads "a=1_b=2")
+        variant = ", ".join(swept) if isinstance(swept, list) else self.variant
+        extra = ", ".join(x for x in (variant, self.distinct) if x)
         return f"{self.model} ({extra})" if extra else self.model
 
     @property
