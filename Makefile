@@ -73,9 +73,9 @@ lint: install
 	$(BIN)/ruff format --check .
 
 # The quick tier, after every edit: unit tests and a few smoke runs (pyproject's addopts leave out `slow`), on
-# TEST_WORKERS processes (pytest-xdist; loadgroup keeps the tests of the one shared tiny sweep on one of them).
+# TEST_WORKERS processes (pytest-xdist; the workers share one tiny sweep: tests/conftest.py).
 TEST_WORKERS ?= 2
-XDIST = -n $(TEST_WORKERS) --dist loadgroup
+XDIST = -n $(TEST_WORKERS)
 test: install
 	$(BIN)/python -m pytest -q $(XDIST)
 

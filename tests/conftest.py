@@ -4,6 +4,7 @@ seconds (synthetic data, depth 8, fp32 on the CPU)."""
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -30,17 +31,6 @@ def wait_for(predicate, timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return False
-
-
-SHARED_SWEEP = {"tiny_sweep", "analysis_sweep"}
-
-
-def pytest_collection_modifyitems(items):
-    """Under pytest-xdist's `--dist loadgroup`, the tests of the session's one tiny sweep run on one worker: it is
-    made once (13 s) instead of once per worker, and only one process ever reads or writes it."""
-    for item in items:
-        if SHARED_SWEEP & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("tiny_sweep"))
 
 
 @pytest.fixture
@@ -77,11 +67,30 @@ def run_env():
 
 @pytest.fixture(scope="session")
 def tiny_sweep(tmp_path_factory):
-    """A real sweep folder made in-process: two seeds at depth 8, one at 14, and one failed job."""
+    """A real sweep folder made in-process: two seeds at depth 8, one at 14, and one failed job. Made once per
+    session: under pytest-xdist the first worker to need it makes it in the workers' shared temporary folder while
+    the others wait on a file lock, then all read it (13 s once instead of once per worker). xdist's `loadgroup`
+    would keep its tests on one worker instead, but drops its groups silently under pytest 9.2 (pytest-xdist
+    issue 1386)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # not under xdist
+        return _make_tiny_sweep(tmp_path_factory.mktemp("sweep"))
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent / "tiny_sweep"
+    made = root.with_name("tiny_sweep.made")
+    with FileLock(str(root) + ".lock"):
+        if not made.exists():
+            shutil.rmtree(root, ignore_errors=True)  # a worker that died while making it
+            root.mkdir()
+            _make_tiny_sweep(root)
+            made.touch()
+    return root
+
+
+def _make_tiny_sweep(root: Path) -> Path:
     from reslab.job import train
     from reslab.jobdir import record_failure
 
-    root = tmp_path_factory.mktemp("sweep")
     for model, depth, seed in [
         ("plain", 8, 0),
         ("plain", 8, 1),
@@ -110,6 +119,4 @@ def tiny_sweep(tmp_path_factory):
 def analysis_sweep(tiny_sweep, tmp_path):
     """A copy of the tiny sweep (finished plain and residual runs at depths 8 and 14, a variant, a failed job) that
     an analysis may write into without touching the shared one."""
-    import shutil
-
     return Path(shutil.copytree(tiny_sweep, tmp_path / "sweep"))

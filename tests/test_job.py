@@ -270,7 +270,7 @@ def test_training_scalars_are_written_as_lightnings_self_log_writes_them(tiny_cf
     # reslab writes the training scalars itself, only on the steps Lightning would write (self.log costs a
     # millisecond per value): the same tags, steps and values. 10 steps, every 4, is not a multiple.
     overrides = ("trainer.max_steps=10", "trainer.log_every_n_steps=4", "trainer.val_check_interval=10")
-    tags = ("train/loss", "train/error", "lr", "by_depth/8/train_error")
+    tags = ("train/loss", "train/error", "lr", "views/by_depth/8/train_error")
 
     def written(out):
         acc = EventAccumulator(str(out)).Reload()

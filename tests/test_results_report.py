@@ -192,7 +192,7 @@ def test_one_seed_panels_show_a_finished_seed_and_say_which_and_heatmaps_mark_ze
     runs = [  # seed 0 diverged (a NaN, and a zero gradient), seed 1 finished; depth 56 spans other decades
         FakeRun("plain", "none", 20, 0, "diverged", series([[1e-3, 0.0], [np.nan, 1e-2]])),
         FakeRun("plain", "none", 20, 1, "finished", series([[1e-3, 0.0], [2e-3, 1e-2]])),
-        FakeRun("residual", "A", 20, 0, "finished", series([[1e-2, 2e-2], [3e-2, 4e-2]])),
+        FakeRun("residual", "A", 20, 0, "finished", series([[1e-2, 2e-2], [3e-2, np.inf]])),
         FakeRun("plain", "none", 56, 0, "finished", series([[1e3, 1e4], [1e5, 1e6]])),
     ]
     fig = plots.grad_norm_heatmaps(runs)
@@ -206,6 +206,8 @@ def test_one_seed_panels_show_a_finished_seed_and_say_which_and_heatmaps_mark_ze
     image = titles["plain-20, seed 1 of 2"].images[0]
     rgba = image.to_rgba(image.get_array())
     assert tuple(rgba[1, 0]) == to_rgba(ZERO_COLOUR)  # layer b at step 0: a zero gradient, marked as one
+    image = titles["residual-20, seed 0"].images[0]
+    assert tuple(image.to_rgba(image.get_array())[1, 1]) == to_rgba("white")  # an infinite one: blank, not the top
 
     only_diverged = [runs[0], runs[2]]
     fig = plots.grad_norm_heatmaps(only_diverged)

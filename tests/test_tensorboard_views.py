@@ -44,13 +44,17 @@ def _get(url: str, body: dict | None = None):
 
 
 def _old_session(job_dir: Path) -> None:
-    """What reslab wrote before this report: the job's own session (speed settings, no norm) in its event files."""
+    """What reslab wrote before this report: the job's own session (speed settings, no norm) in its event files,
+    here beside a scalar in one event (the mixed case) and a scalar of its own, which an upgrade must keep."""
     from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
     writer = EventFileWriter(str(job_dir))
-    for summary in session_summaries({"model": "residual", "depth": 8, "channels_last": True, "compile": "off"}):
-        writer.add_event(Event(summary=summary, wall_time=time.time(), step=0))
+    start, end = session_summaries({"model": "residual", "depth": 8, "channels_last": True, "compile": "off"})
+    mixed = Summary(value=[Summary.Value(tag="old/mixed", simple_value=0.25), *start.value])
+    for step, summary in enumerate((mixed, end, Summary(value=[Summary.Value(tag="old/alone", simple_value=0.5)]))):
+        writer.add_event(Event(summary=summary, wall_time=time.time(), step=step))
     writer.close()
 
 
@@ -89,7 +93,12 @@ def tensorboard(sweep):
             try:
                 if {BATCH, NO_NORM, OLD} <= set(_get(f"{base}/data/runs")):
                     tags = _get(f"{base}/data/plugin/scalars/tags")
-                    if all("final/test_error" in tags.get(r, {}) for r in (BATCH, NO_NORM, OLD)):
+                    experiment = _get(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
+                    names = {h["name"] for h in experiment.get("hparamInfos", [])}
+                    if (
+                        all("final/test_error" in tags.get(r, {}) for r in (BATCH, NO_NORM, OLD))
+                        and "model.norm" in names
+                    ):
                         break
             except OSError:
                 pass
@@ -142,7 +151,7 @@ def test_hparams_lists_what_separates_the_runs_first_and_no_speed_settings(tenso
         ("residual", 0.0, "none", True),
         ("residual", 1.0, "none", True),
     }
-    # The run written by older code shows the report's session, not its own (which had no norm): in the set above.
+    # The run written by older code (OLD, seed 1) shows the report's session, not its own (no norm): in the set above.
     record = json.loads((sweep / NO_NORM / "metrics.json").read_text())
     metrics = {m["name"]["tag"]: m for m in rows[("residual", 0.0, "none", True)]["metricValues"]}
     assert metrics["final/test_error"]["value"] == pytest.approx(record["test_error"], abs=1e-6)
@@ -173,8 +182,16 @@ def test_no_stray_run_error_charts_before_the_copies_and_the_layout_charts_by_de
 
 
 def test_a_report_upgrades_an_older_run_once_and_replaces_its_own_files(analysis_sweep):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     _old_session(analysis_sweep / "plain-8_seed0")
+    scalars = EventAccumulator(str(analysis_sweep / "plain-8_seed0"), size_guidance={"scalars": 0}).Reload()
+    before = {t: [(e.step, e.value) for e in scalars.Scalars(t)] for t in scalars.Tags()["scalars"]}
+    assert {"old/mixed", "old/alone", "train/error"} <= set(before)
     report(analysis_sweep, figures=False, quiet=True)
+    scalars = EventAccumulator(str(analysis_sweep / "plain-8_seed0"), size_guidance={"scalars": 0}).Reload()
+    after = {t: [(e.step, e.value) for e in scalars.Scalars(t)] for t in scalars.Tags()["scalars"]}
+    assert after == before  # every scalar kept, the one that shared an event with the old session included
     own = {
         p: p.read_bytes()
         for p in analysis_sweep.glob("*/events.out.tfevents.*")
@@ -187,3 +204,13 @@ def test_a_report_upgrades_an_older_run_once_and_replaces_its_own_files(analysis
     assert {p.parent.name for p in analysis_sweep.glob("*/events.out.tfevents.*.reslab-session")} == runs
     assert not list(analysis_sweep.glob("events.out.tfevents.*"))  # nothing at the root: no stray "." run
     assert {p: p.read_bytes() for p in own} == own  # upgraded by the first report, then left alone
+
+
+def test_a_hyperparameter_that_is_a_number_in_one_run_and_none_in_another_is_text_in_both():
+    from reslab.tensorboard_views import _same_kind
+
+    sessions = [{"until_error": None, "depth": 8, "flag": True}, {"until_error": 0.8, "depth": 20, "flag": False}]
+    assert _same_kind(sessions) == [
+        {"until_error": "none", "depth": 8, "flag": True},
+        {"until_error": "0.8", "depth": 20, "flag": False},
+    ]

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=experiments/test_tiers
 WORKERS=${TEST_WORKERS:-2}
-XDIST=(-n "$WORKERS" --dist loadgroup)
+XDIST=(-n "$WORKERS")
 {
   echo "# $(date -u +%F) $(git rev-parse --short HEAD) on $(nproc) cores: $(lscpu | sed -n 's/^Model name: *//p')"
   echo "# TEST_WORKERS=$WORKERS"

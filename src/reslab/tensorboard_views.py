@@ -68,7 +68,7 @@ def experiment_summary(sessions: Iterable[Mapping], metrics: Iterable[str] = FIN
     for hparams in sessions:
         for name, v in hparams.items():
             values.setdefault(name, [])
-            if v not in values[name]:
+            if (type(v), v) not in {(type(s), s) for s in values[name]}:  # True is not 1
                 values[name].append(v)
     infos = []
     for name, seen in values.items():
@@ -160,17 +160,23 @@ def tensorboard_link(port: int = 6006) -> str:
 
 def drop_own_sessions(run_dir: Path) -> bool:
     """Upgrade a run written by older code: drop the HParams summaries its training event files carry (TensorBoard
-    would read that session, not the report's), copying every other event as it was. True if a file changed."""
+    would read that session, not the report's), copying every other event as it was. A file is left untouched unless
+    it was read to its end (a truncated or damaged one would lose what follows the damage). True if a file changed."""
     from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
     from tensorboard.compat.proto.event_pb2 import Event
     from tensorboard.summary.writer.record_writer import RecordWriter
 
+    from reslab.files import write_atomic
+
     changed = False
     for path in sorted(run_dir.glob("events.out.tfevents.*")):
-        if path.name.endswith((SWEEP_FILE_SUFFIX, SESSION_FILE_SUFFIX)):
+        if path.name.endswith((SWEEP_FILE_SUFFIX, SESSION_FILE_SUFFIX)) or not path.is_file():
             continue
-        kept, dropped = [], False
+        if HPARAMS_TAG_PREFIX.encode() not in path.read_bytes():  # the usual case, once upgraded: no parsing
+            continue
+        kept, dropped, size = [], False, 0
         for raw in RawEventFileLoader(str(path)).Load():
+            size += len(raw) + 16  # a record: length (8 bytes) and its CRC (4), the data and its CRC (4)
             event = Event.FromString(raw)
             if event.HasField("summary") and any(v.tag.startswith(HPARAMS_TAG_PREFIX) for v in event.summary.value):
                 values = [v for v in event.summary.value if not v.tag.startswith(HPARAMS_TAG_PREFIX)]
@@ -181,16 +187,31 @@ def drop_own_sessions(run_dir: Path) -> bool:
                 event.summary.value.extend(values)
                 raw = event.SerializeToString()
             kept.append(raw)
-        if dropped:
-            tmp = path.with_name(path.name + ".tmp")
-            with open(tmp, "wb") as f:
-                writer = RecordWriter(f)
-                for raw in kept:
-                    writer.write(raw)
-                writer.flush()
-            tmp.replace(path)
-            changed = True
+        if not dropped or size != path.stat().st_size:
+            continue
+
+        def rewrite(f, kept=kept):
+            writer = RecordWriter(f)
+            for raw in kept:
+                writer.write(raw)
+            writer.flush()
+
+        write_atomic(path, rewrite)
+        changed = True
     return changed
+
+
+def _same_kind(sessions: list[Mapping]) -> list[dict]:
+    """The sessions with each hyperparameter's values of one kind across the runs, as the experiment declares it: a
+    key that is a number in one run and text or None in another is text in all of them (TensorBoard filters a
+    column by the experiment's kind)."""
+    kinds: dict[str, set] = {}
+    for hparams in sessions:
+        for name, v in hparams.items():
+            kinds.setdefault(name, set()).add(type(v))
+    text = {name for name, k in kinds.items() if not (k == {bool} or k <= {int, float})}
+    as_text = lambda v: v if isinstance(v, str) else _value(v).get("string_value", str(v))  # noqa: E731
+    return [{k: (as_text(v) if k in text else v) for k, v in h.items()} for h in sessions]
 
 
 def write_sweep_views(
@@ -199,19 +220,21 @@ def write_sweep_views(
     """Each run's session (``sessions``: job directory name -> (hyperparameters, finished)) in its directory, and
     the experiment and layout in the first run's, replacing what the report wrote before. Returns the runs whose
     older sessions were dropped from their own event files."""
+    from reslab.files import is_locked
+
     sweep_dir = Path(sweep_dir)
-    for old in [
-        *sweep_dir.glob(f"events.out.tfevents.*{SWEEP_FILE_SUFFIX}"),  # where reports before 2026-12 wrote it
-        *sweep_dir.glob(f"*/events.out.tfevents.*{SWEEP_FILE_SUFFIX}"),
-        *sweep_dir.glob(f"*/events.out.tfevents.*{SESSION_FILE_SUFFIX}"),
+    for old in [  # at the root (where reports before 2026-12 wrote it) and in every run, nested ones included
+        *sweep_dir.rglob(f"events.out.tfevents.*{SWEEP_FILE_SUFFIX}"),
+        *sweep_dir.rglob(f"events.out.tfevents.*{SESSION_FILE_SUFFIX}"),
     ]:
         old.unlink(missing_ok=True)
     upgraded = []
-    for name, (hparams, finished) in sorted(sessions.items()):
+    names = sorted(sessions)
+    for name, hparams in zip(names, _same_kind([sessions[n][0] for n in names]), strict=True):
         run_dir = sweep_dir / name
-        if drop_own_sessions(run_dir):
+        if not is_locked(run_dir) and drop_own_sessions(run_dir):  # never rewrite a file a job is writing
             upgraded.append(name)
-        _write(run_dir, SESSION_FILE_SUFFIX, session_summaries(hparams, ok=finished))
+        _write(run_dir, SESSION_FILE_SUFFIX, session_summaries(hparams, ok=sessions[name][1]))
     if sessions:
         first = sweep_dir / min(sessions)
         views = (

@@ -117,9 +117,8 @@ def grad_norm_heatmaps(runs: Sequence[Run], percentiles: tuple[float, float] = (
             ax = axes[arms.index(arm), j]
             steps, values = run.grad_norms["steps"], run.grad_norms["values"].T
             # Positive values clipped to the scale; a zero below it (the "under" colour: zero's own); NaN/inf masked.
-            shown = np.where(
-                values > 0, np.clip(values, norm.vmin, norm.vmax), np.where(values == 0, norm.vmin / 10, values)
-            )
+            good = np.isfinite(values) & (values > 0)
+            shown = np.where(good, np.clip(values, norm.vmin, norm.vmax), np.where(values == 0, norm.vmin / 10, np.nan))
             image = ax.imshow(
                 np.ma.masked_invalid(shown),
                 aspect="auto",
