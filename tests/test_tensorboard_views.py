@@ -207,10 +207,22 @@ def test_a_report_upgrades_an_older_run_once_and_replaces_its_own_files(analysis
 
 
 def test_a_hyperparameter_that_is_a_number_in_one_run_and_none_in_another_is_text_in_both():
-    from reslab.tensorboard_views import _same_kind
+    """schedule=step,step_warmup: schedule.warmup.until_error is None in one arm and 0.8 in the other. The
+    experiment and every session must agree on its kind, or TensorBoard's column filter drops runs."""
+    from tensorboard.plugins.hparams import api_pb2, metadata
+
+    from reslab.tensorboard_views import _same_kind, experiment_summary
 
     sessions = [{"until_error": None, "depth": 8, "flag": True}, {"until_error": 0.8, "depth": 20, "flag": False}]
     assert _same_kind(sessions) == [
         {"until_error": "none", "depth": 8, "flag": True},
         {"until_error": "0.8", "depth": 20, "flag": False},
     ]
+    summary = experiment_summary(sessions)
+    infos = metadata.parse_experiment_plugin_data(summary.value[0].metadata.plugin_data.content).hparam_infos
+    kinds = {h.name: (h.type, [v for v in h.domain_discrete]) for h in infos}
+    assert kinds == {
+        "until_error": (api_pb2.DATA_TYPE_STRING, ["0.8", "none"]),
+        "depth": (api_pb2.DATA_TYPE_FLOAT64, [8.0, 20.0]),
+        "flag": (api_pb2.DATA_TYPE_BOOL, [False, True]),
+    }

@@ -59,28 +59,52 @@ def session_summaries(hparams: Mapping, ok: bool = True) -> list[Summary]:
     ]
 
 
+def _kinds(sessions: list[Mapping]) -> dict[str, int]:
+    """Each hyperparameter's kind over all runs: a flag, a number, or text (a key that is a number in one run and
+    text or None in another is text: TensorBoard filters a column by the experiment's kind)."""
+    types: dict[str, set] = {}
+    for hparams in sessions:
+        for name, v in hparams.items():
+            types.setdefault(name, set()).add(type(v))
+    return {
+        name: api_pb2.DATA_TYPE_BOOL
+        if t == {bool}
+        else api_pb2.DATA_TYPE_FLOAT64
+        if t <= {int, float}
+        else api_pb2.DATA_TYPE_STRING
+        for name, t in types.items()
+    }
+
+
+def _same_kind(sessions: list[Mapping]) -> list[dict]:
+    """The sessions with each hyperparameter's values of the kind `_kinds` gives it, as the experiment declares."""
+    kinds = _kinds(sessions)
+
+    def of_kind(name: str, v):
+        if kinds[name] != api_pb2.DATA_TYPE_STRING or isinstance(v, str):
+            return v
+        return "none" if v is None else str(v)
+
+    return [{k: of_kind(k, v) for k, v in h.items()} for h in sessions]
+
+
 def experiment_summary(sessions: Iterable[Mapping], metrics: Iterable[str] = FINAL_METRICS) -> Summary:
     """The sweep's experiment: every hyperparameter with the values its runs took, ``differs`` where they vary
     (TensorBoard lists those first, and shows the first few columns of its table unless asked for more)."""
     from google.protobuf.struct_pb2 import ListValue, Value
 
+    sessions = list(sessions)
+    kinds = _kinds(sessions)
     values: dict[str, list] = {}
-    for hparams in sessions:
+    for hparams in _same_kind(sessions):
         for name, v in hparams.items():
             values.setdefault(name, [])
             if (type(v), v) not in {(type(s), s) for s in values[name]}:  # True is not 1
                 values[name].append(v)
     infos = []
     for name, seen in values.items():
-        kinds = {type(v) for v in seen}
-        if kinds == {bool}:
-            kind = api_pb2.DATA_TYPE_BOOL
-        elif kinds <= {int, float}:
-            kind = api_pb2.DATA_TYPE_FLOAT64
-        else:
-            kind, seen = api_pb2.DATA_TYPE_STRING, sorted({_value(v)["string_value"] for v in seen})
-        domain = ListValue(values=[Value(**_value(v)) for v in sorted(seen, key=lambda v: (str(type(v)), v))])
-        infos.append(api_pb2.HParamInfo(name=name, type=kind, domain_discrete=domain, differs=len(seen) > 1))
+        domain = ListValue(values=[Value(**_value(v)) for v in sorted(seen)])
+        infos.append(api_pb2.HParamInfo(name=name, type=kinds[name], domain_discrete=domain, differs=len(seen) > 1))
     experiment = api_pb2.Experiment(
         hparam_infos=infos,
         metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m), display_name=m) for m in metrics],
@@ -201,19 +225,6 @@ def drop_own_sessions(run_dir: Path) -> bool:
     return changed
 
 
-def _same_kind(sessions: list[Mapping]) -> list[dict]:
-    """The sessions with each hyperparameter's values of one kind across the runs, as the experiment declares it: a
-    key that is a number in one run and text or None in another is text in all of them (TensorBoard filters a
-    column by the experiment's kind)."""
-    kinds: dict[str, set] = {}
-    for hparams in sessions:
-        for name, v in hparams.items():
-            kinds.setdefault(name, set()).add(type(v))
-    text = {name for name, k in kinds.items() if not (k == {bool} or k <= {int, float})}
-    as_text = lambda v: v if isinstance(v, str) else _value(v).get("string_value", str(v))  # noqa: E731
-    return [{k: (as_text(v) if k in text else v) for k, v in h.items()} for h in sessions]
-
-
 def write_sweep_views(
     sweep_dir: Path, sessions: Mapping[str, tuple[Mapping, bool]], depths: Iterable[int], arms: Iterable[str]
 ) -> list[str]:
@@ -230,7 +241,7 @@ def write_sweep_views(
         old.unlink(missing_ok=True)
     upgraded = []
     names = sorted(sessions)
-    for name, hparams in zip(names, _same_kind([sessions[n][0] for n in names]), strict=True):
+    for name, hparams in zip(names, _same_kind([sessions[n][0] for n in names]), strict=True):  # as the experiment
         run_dir = sweep_dir / name
         if not is_locked(run_dir) and drop_own_sessions(run_dir):  # never rewrite a file a job is writing
             upgraded.append(name)
