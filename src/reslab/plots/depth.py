@@ -8,7 +8,16 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from reslab.plots.style import PAGE, add_arm_key, depth_color, in_arm_order, new_figure, short_arm_labels, styled
+from reslab.plots.style import (
+    PAGE,
+    add_arm_key,
+    arm_key_height,
+    depth_color,
+    in_arm_order,
+    new_figure,
+    short_arm_labels,
+    styled,
+)
 
 
 @styled
@@ -30,8 +39,7 @@ def error_vs_depth(rows: Sequence[dict]) -> Figure:
     )
     arms = in_arm_order({r["arm"]: r["shortcut"] for r in rows})
     short = short_arm_labels(arms)
-    keyed = short != {a: a for a in arms}  # a key below: room for its lines
-    fig = new_figure(PAGE, 2.5 + (0.15 * len(arms) + 0.5 if keyed else 0) + 0.12 * max(0, len(arms) - 4))
+    fig = new_figure(PAGE, 2.5 + arm_key_height(short) + 0.12 * max(0, len(arms) - 4))  # and a longer legend
     axes = fig.subplots(1, 2, sharey=True)
     depths = sorted({r["depth"] for r in rows})
     for ax, key, title in zip(axes, ("train_error", "test_error"), ("training error", "test error")):

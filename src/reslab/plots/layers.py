@@ -17,6 +17,7 @@ from reslab.plots.style import (
     PAGE,
     Run,
     add_arm_key,
+    arm_key_height,
     arms_of,
     by_arm_and_depth,
     depth_color,
@@ -60,7 +61,7 @@ def grad_norm_profiles(runs: Sequence[Run], fractions: Sequence[float] = (0.0, 0
     legend says which)."""
     arms = arms_of(runs)
     short = short_arm_labels(arms)
-    fig = new_figure(PAGE, 1.9 * len(arms) + 0.3 + 0.15 * len(arms) * (short != {a: a for a in arms}))
+    fig = new_figure(PAGE, 1.9 * len(arms) + 0.3 + arm_key_height(short))
     axes = fig.subplots(len(arms), len(fractions), sharey=True, squeeze=False)
     groups = by_arm_and_depth(runs)
     n_max = 1
@@ -106,7 +107,7 @@ def grad_norm_heatmaps(runs: Sequence[Run], percentiles: tuple[float, float] = (
             groups[key] = (run, seed_label(run, members))
     depths = sorted({d for (_, d) in groups})
     short = short_arm_labels(arms)
-    fig = new_figure(PAGE, 1.8 * len(arms) + 0.9 + 0.15 * len(arms) * (short != {a: a for a in arms}))
+    fig = new_figure(PAGE, 1.8 * len(arms) + 0.9 + arm_key_height(short))
     axes = fig.subplots(len(arms), max(1, len(depths)), squeeze=False)
     cmap = colormaps["magma"].with_extremes(under=ZERO_COLOUR, bad="white")
     for j, depth in enumerate(depths):
@@ -162,7 +163,7 @@ def response_std(runs: Sequence[Run]) -> Figure:
     arms = arms_of(runs)
     short = short_arm_labels(arms)
     styles = _arm_styles(runs, arms)
-    fig = new_figure(PAGE, 2.4 + 0.15 * len(arms) * (short != {a: a for a in arms}))
+    fig = new_figure(PAGE, 2.4 + arm_key_height(short))
     left, right = fig.subplots(1, 2, sharey=True)
     n_max, others, depths = 1, [], set()
     for (arm, depth), members in by_arm_and_depth(runs).items():

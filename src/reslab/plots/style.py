@@ -166,6 +166,12 @@ def short_arm_labels(arms: Sequence[str]) -> dict[str, str]:
     return short
 
 
+def arm_key_height(short: dict[str, str]) -> float:
+    """Inches a figure grows by to hold the key `add_arm_key` puts below it (none where the labels are the arms')."""
+    keyed = sum(s != a for a, s in short.items())
+    return 0.15 * keyed + 0.3 if keyed else 0.0
+
+
 def arm_key(short: dict[str, str]) -> list:
     """What each short arm label stands for, as legend entries without a mark (none where labels are the arms')."""
     from matplotlib.lines import Line2D

@@ -26,6 +26,7 @@ from reslab.plots.style import (
     PAGE,
     Run,
     add_arm_key,
+    arm_key_height,
     arms_of,
     by_arm_and_depth,
     curve,
@@ -47,7 +48,7 @@ def error_curves(runs: Sequence[Run], smooth_points: int = 9) -> Figure:
     seeds, with the range over seeds shaded where there are several. The final test error is a dot at the end."""
     arms = arms_of(runs)
     short = short_arm_labels(arms)
-    fig = new_figure(PAGE, 2.6 + (0.15 * len(arms) if short != {a: a for a in arms} else 0))
+    fig = new_figure(PAGE, 2.6 + arm_key_height(short))
     axes = fig.subplots(1, len(arms), sharey=True, squeeze=False)[0]
     groups = by_arm_and_depth(runs)
     for ax, arm in zip(axes, arms):
