@@ -186,8 +186,11 @@ def test_runtime_debris_is_ignored():
         "experiments/s/sweep/multirun.yaml",
         "experiments/s/sweep.log",
         "experiments/s/sweep/events.out.tfevents.1.vm.1.reslab-sweep",
+        "experiments/s/sweep/job/events.out.tfevents.1.vm.1.0",
+        "experiments/s/sweep/job/csv/metrics.csv",
+        "experiments/s/sweep/job/mlflow_run.json",
     ]
-    kept = ["experiments/s/sweep/job/events.out.tfevents.1.vm.1.0", "experiments/s/sweep/job/metrics.json"]
+    kept = ["experiments/s/sweep/job/curves.csv", "experiments/s/sweep/job/metrics.json"]
     proc = subprocess.run(
         ["git", "check-ignore", "--no-index", *debris, *kept], cwd=ROOT, capture_output=True, text=True
     )
@@ -232,7 +235,7 @@ def test_the_retention_rule_as_code(tmp_path):
         "plain-20_seed0/config.yaml",
         "plain-20_seed0/grad_norms.npz",
         "plain-20_seed0/responses.npz",
-        "plain-20_seed0/events.out.tfevents.1795750267.vm.569.0",
+        "plain-20_seed0/curves.csv",
         "plain-20_seed0/analysis/lesion.npz",
         "plain-20_seed0/analysis/lesion.json",
     ]
@@ -242,6 +245,9 @@ def test_the_retention_rule_as_code(tmp_path):
         "events.out.tfevents.1.vm.1.reslab-sweep",
         "plain-20_seed0/events.out.tfevents.2.vm.1.3.reslab-sweep",
         "plain-20_seed0/events.out.tfevents.2.vm.1.4.reslab-session",
+        "plain-20_seed0/events.out.tfevents.1795750267.vm.569.0",  # the curves are in curves.csv
+        "plain-20_seed0/csv/metrics.csv",
+        "plain-20_seed0/mlflow_run.json",
         "plain-20_seed0/.lock",
         "plain-20_seed0/hparams.yaml",
         "plain-20_seed0/reslab.log",

@@ -29,7 +29,7 @@ def modules(src: Path = SRC) -> dict[str, Path]:
 # layer's parts are the first name under reslab (reslab.training.placement -> training).
 LAYERS = (
     ("", "errors", "files", "console", "signals"),  # "": reslab/__init__.py
-    ("record", "schema", "config", "overrides", "tensorboard_views"),
+    ("record", "schema", "config", "overrides", "tensorboard_views", "curves"),
     ("models", "data", "plots"),
     ("training", "instruments"),
     ("jobdir", "build", "job"),

@@ -15,7 +15,7 @@ import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.plugins.environments import LightningEnvironment, SLURMEnvironment
 from lightning.pytorch.profilers import SimpleProfiler
 from omegaconf import DictConfig, OmegaConf
@@ -27,6 +27,7 @@ from reslab.schema import check_choice
 from reslab.training import Classifier, ProgressLog
 from reslab.training.checkpoint_io import AtomicCheckpointIO
 from reslab.training.global_batchnorm import GlobalBatchNorm
+from reslab.training.loggers import CurveLog
 from reslab.training.net_layout import prepare_net
 from reslab.training.placement import gpu_for_job
 from reslab.training.ranks import in_a_rank, is_rank_zero
@@ -87,24 +88,28 @@ def configured_callbacks(cfg: DictConfig) -> list[L.Callback]:
     return [c for c in made if is_rank_zero() or not getattr(c, "rank_zero_only", False)]
 
 
-class StepLogger(TensorBoardLogger):
-    """TensorBoard with the training step as the only clock: Lightning's ``epoch`` scalar is dropped (an epoch is
-    not a unit of these runs, and TensorBoard's Scalars tab would open on it)."""
-
-    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
-        metrics = {k: v for k, v in metrics.items() if k != "epoch"}
-        if metrics:
-            super().log_metrics(metrics, step)
+def build_loggers(cfg: DictConfig, out: Path, name: str, hparams: dict | None) -> list[Logger]:
+    """``curves.csv`` (every job's, `CurveLog`), then the loggers the ``logger`` group names, each given the job
+    directory, the run's name and its HParams."""
+    nodes = cfg.get("logger") or {}
+    made = [instantiate(node, job_dir=str(out), run_name=name, hparams=hparams or {}) for node in nodes.values()]
+    return [CurveLog(out), *made]
 
 
 def build_trainer(
-    cfg: DictConfig, out: Path, accelerator: str, precision: str, callbacks: Sequence[L.Callback], name: str = ""
+    cfg: DictConfig,
+    out: Path,
+    accelerator: str,
+    precision: str,
+    callbacks: Sequence[L.Callback],
+    name: str = "",
+    hparams: dict | None = None,
 ) -> L.Trainer:
-    """The Lightning Trainer of a job: the ``trainer`` node's arguments, TensorBoard and checkpoints in the job
-    directory, step-based validation, and the device and precision as resolved on this machine."""
+    """The Lightning Trainer of a job: the ``trainer`` node's arguments, the loggers (`build_loggers`) and
+    checkpoints in the job directory, step-based validation, and the device and precision as resolved on this
+    machine. ``name`` and ``hparams`` name and describe the run to the loggers."""
     t, r = cfg.trainer, cfg.runtime
     checkpoint = instantiate(cfg.callbacks.checkpoint, dirpath=out / "checkpoints")
-    logger = StepLogger(save_dir=str(out), name="", version="", default_hp_metric=False)
     bar = ProgressLog.wants_bar(r.progress) and is_rank_zero()
     progress = [] if bar or r.progress == "none" or not is_rank_zero() else [ProgressLog(r.progress_every, name)]
     check_choice("runtime.profiler", r.profiler)
@@ -130,7 +135,7 @@ def build_trainer(
         precision=precision,
         profiler=SimpleProfiler(dirpath=out, filename="profile") if r.profiler == "simple" else None,
         plugins=plugins,
-        logger=logger,
+        logger=build_loggers(cfg, out, name, hparams),
         callbacks=[*callbacks, *progress, checkpoint],
         check_val_every_n_epoch=None,  # validation is counted in steps
         use_distributed_sampler=False,  # training batches are split by reslab; every rank evaluates whole splits

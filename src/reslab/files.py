@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 LOCK_FILE = ".lock"  # in a job directory, held while the job trains (reslab.jobdir.JobLock)
+MLFLOW_RUN_FILE = "mlflow_run.json"  # in a job directory: the MLflow run a resumed job continues (logger=mlflow)
 REPORT_LOCK_FILE = ".report.lock"  # in a sweep directory, held while its report is written
 
 

@@ -36,6 +36,7 @@ from reslab.schema import check_values
 from reslab.signals import Interrupted
 from reslab.training import DivergenceGuard, RunSummary
 from reslab.training.accelerator import resolve_accelerator, resolve_devices, resolve_precision
+from reslab.training.loggers import end_loggers
 from reslab.training.memory import check_memory
 from reslab.training.net_layout import compile_mode
 from reslab.training.placement import set_threads, threads_per_process
@@ -114,7 +115,9 @@ def _fit_and_test(cfg, record, identity, out, accelerator, precision, callbacks)
     extra = configured_callbacks(cfg)
     guard = next((c for c in extra if isinstance(c, DivergenceGuard)), None)
     stop = StopOnSignal(out / "checkpoints" / "last.ckpt")
-    trainer = build_trainer(cfg, out, accelerator, precision, [summary, stop, *extra, *callbacks], record.name)
+    everything = [summary, stop, *extra, *callbacks]
+    hparams = record.hparams(params=params)
+    trainer = build_trainer(cfg, out, accelerator, precision, everything, record.name, hparams)
 
     if resume_from is not None:
         log.info("%s: resuming from %s", record.name, resume_from)
@@ -124,6 +127,7 @@ def _fit_and_test(cfg, record, identity, out, accelerator, precision, callbacks)
         summary.write(
             "interrupted", trainer, error=f"stopped by {interrupted.signal_name} at step {trainer.global_step}"
         )
+        end_loggers(trainer.loggers, "interrupted")
         log.warning(
             "%s: stopped by %s at step %d; checkpointed, rerun to resume",
             record.name,
@@ -135,13 +139,15 @@ def _fit_and_test(cfg, record, identity, out, accelerator, precision, callbacks)
         log.warning(
             "%s diverged at step %d (last finite loss %s)", record.name, guard.diverged_at_step, guard.last_finite_loss
         )
-        return summary.write(
+        result = summary.write(
             "diverged",
             trainer,
             diverged_at_step=guard.diverged_at_step,
             last_finite_loss=guard.last_finite_loss,
             error=f"loss became non-finite at step {guard.diverged_at_step}",
         )
+        end_loggers(trainer.loggers, "diverged")
+        return result
     if trainer.global_step % cfg.callbacks.checkpoint.every_n_train_steps:
         # The final weights, whatever the checkpoint interval: the analyses (reslab analyze) read them from here.
         trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
@@ -154,8 +160,9 @@ def _fit_and_test(cfg, record, identity, out, accelerator, precision, callbacks)
         for k in ("train_error", "val_error", "test_error")
     }
     # The final errors at the last step: HParams' metrics (the report writes each run's session and the experiment).
-    trainer.logger.log_metrics(final, step=trainer.global_step)
-    trainer.logger.finalize("success")
+    for logger in trainer.loggers:
+        logger.log_metrics(final, step=trainer.global_step)
+    end_loggers(trainer.loggers, "finished")
     log.info(
         "%s: train error %.4f, test error %.4f, %d steps, %.0f s",
         record.name,

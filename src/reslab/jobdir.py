@@ -25,7 +25,17 @@ from reslab.record import read_metrics as read_record
 from reslab.training.checkpoint_io import load_checkpoint
 
 # Files a job writes; retrain=true removes them before training again.
-JOB_FILES = ("events.out.tfevents.*", "metrics.json", "grad_norms.npz", "responses.npz", "error.log", "hparams.yaml")
+JOB_FILES = (
+    "events.out.tfevents.*",
+    "metrics.json",
+    "curves.csv",
+    "grad_norms.npz",
+    "responses.npz",
+    "error.log",
+    "hparams.yaml",
+    "mlflow_run.json",  # a retrained job is a new MLflow run
+)
+JOB_FOLDERS = ("checkpoints", "csv")
 
 
 class ForeignRunError(UserError):
@@ -64,7 +74,8 @@ def finished_record(out: Path) -> dict | None:
 
 def clear_job_dir(out: Path) -> None:
     """Remove an earlier run's outputs (retrain=true), so nothing of it can be resumed or reported."""
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    for folder in JOB_FOLDERS:
+        shutil.rmtree(out / folder, ignore_errors=True)
     for pattern in JOB_FILES:
         for path in out.glob(pattern):
             path.unlink()

@@ -48,6 +48,7 @@ NOT_IDENTITY = (
     "sweep_keys",
     "output_dir",
     "launch",
+    "logger",  # where the scalars are written
     "dataset.download",
     "dataset.verify_checksums",
     "dataset.eval_batch_size",  # evaluation runs BN in eval mode: the batch size changes nothing but speed

@@ -135,6 +135,7 @@ class ModuleConfig:
 class LaunchConfig:
     job_number: int = MISSING
     concurrent_jobs: int = MISSING
+    cwd: str = MISSING
     choices: dict[str, Any] = MISSING
 
 
@@ -148,6 +149,7 @@ class ReslabConfig:
     trainer: TrainerConfig = MISSING
     runtime: RuntimeConfig = MISSING
     callbacks: CallbacksConfig = MISSING
+    logger: Any = None  # name -> a Lightning logger's node (conf/logger/); None or {}: none besides curves.csv
     depth: int = MISSING
     seed: int = MISSING
     data_dir: str = MISSING

@@ -35,8 +35,8 @@ def remove_if_unused(out: Path) -> None:
 
 def record_launch(cfg: DictConfig, hydra: DictConfig) -> None:
     """Write into the job's config what the launcher decided and the job needs: its number, how many jobs run at
-    once on this machine, the config groups' options, and a sweeper's searched keys. Nothing below the command line
-    reads Hydra's state: the job depends only on its config."""
+    once on this machine, where reslab was launched, the config groups' options, and a sweeper's searched keys.
+    Nothing below the command line reads Hydra's state: the job depends only on its config."""
     n_jobs = hydra.launcher.get("n_jobs")
     if not isinstance(n_jobs, int) or n_jobs == 0:
         concurrent = 1
@@ -46,6 +46,7 @@ def record_launch(cfg: DictConfig, hydra: DictConfig) -> None:
     with open_dict(cfg):
         cfg.launch.job_number = int(hydra.job.get("num", 0) or 0)
         cfg.launch.concurrent_jobs = concurrent
+        cfg.launch.cwd = hydra.runtime.cwd
         cfg.launch.choices = OmegaConf.to_container(hydra.runtime.choices)
         cfg.sweep_keys = [*cfg.sweep_keys, *(k for k in (params or {}) if k not in cfg.sweep_keys)]
 

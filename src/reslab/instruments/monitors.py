@@ -13,6 +13,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from reslab.files import write_atomic
@@ -31,7 +32,7 @@ def save_series(path: Path, steps: list[int], names: list[str], rows: list[np.nd
 def tensorboard(trainer: L.Trainer):
     """The SummaryWriter of the run's TensorBoard logger, or None when logging is off."""
     for logger in trainer.loggers:
-        if hasattr(logger.experiment, "add_scalar"):
+        if isinstance(logger, TensorBoardLogger):
             return logger.experiment
     return None
 

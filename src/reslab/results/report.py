@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from reslab.files import REPORT_LOCK_FILE, exclusive, write_atomic, write_text_atomic
+from reslab.files import MLFLOW_RUN_FILE, REPORT_LOCK_FILE, exclusive, write_atomic, write_text_atomic
 from reslab.plots import ANALYSES
 from reslab.plots import training as plots
 from reslab.plots.style import arm_order, in_arm_order
-from reslab.results.runs import Run, load_sweep
+from reslab.results.runs import Run, load_sweep, write_missing_curves
 from reslab.results.setup import setup_section, sweep_command, title
 from reslab.results.statistics import (
     DEFAULT_MARGIN,
@@ -68,10 +69,10 @@ FIGURES = {
     "response_std": lambda runs, rows: plots.response_std(runs),
 }
 
-# What each figure is drawn from: where no run has it (a folder kept without event files or the instruments'
+# What each figure is drawn from: where no run has it (a folder kept without curves or the instruments'
 # arrays), the figure is not drawn, and a file of it already there is left as it is rather than replaced by empty axes.
 FIGURE_DATA = {
-    "error_curves": ("training curves (event files)", lambda r: bool(r.curves)),
+    "error_curves": ("training curves (curves.csv or event files)", lambda r: bool(r.curves)),
     "grad_norm_profiles": ("grad_norms.npz", lambda r: r.grad_norms is not None),
     "grad_norm_heatmaps": ("grad_norms.npz", lambda r: r.grad_norms is not None),
     "response_std": ("responses.npz", lambda r: r.responses is not None),
@@ -120,6 +121,17 @@ def summarize(runs: list[Run]) -> list[dict]:
             row[key + "_ci_cut"] = bool(ci is not None and ci.cut)
         rows.append(row)
     return rows
+
+
+def mlflow_stores(runs) -> list[str]:
+    """The MLflow tracking stores the runs logged to (logger=mlflow), as their jobs recorded them."""
+    stores = set()
+    for r in runs:
+        try:
+            stores.add(json.loads((r.path / MLFLOW_RUN_FILE).read_text())["tracking_uri"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return sorted(stores)
 
 
 def arm_pairs(rows: list[dict]) -> list[tuple[str, str]]:
@@ -253,6 +265,7 @@ def report(
     # the records as they are when its turn comes (every file is also replaced atomically).
     with exclusive(sweep_dir / REPORT_LOCK_FILE):
         runs = load_sweep(sweep_dir)
+        curves_written = write_missing_curves(runs)
         rows = summarize(runs)
         # Figures of runs that all failed would be empty axes.
         done = any(r.status == "finished" for r in runs)
@@ -280,8 +293,13 @@ def report(
         )
         if skipped:
             print(f"report: not drawn, any earlier file kept: {'; '.join(skipped)}")
+        if curves_written:
+            print(f"report: curves.csv written from the event files of {curves_written} runs made by older code")
         if upgraded:
             print(f"report: TensorBoard sessions written by older code dropped from {len(upgraded)} runs' event files")
-        print(f"report: to see every run's curves side by side: tensorboard --logdir {sweep_dir}")
-        print(f"report: then open {tensorboard_link()} (runs coloured by arm and depth, the error charts first)")
+        if any(has_training_events(r.path) for r in runs):
+            print(f"report: to see every run's curves side by side: tensorboard --logdir {sweep_dir}")
+            print(f"report: then open {tensorboard_link()} (runs coloured by arm and depth, the error charts first)")
+        for uri in mlflow_stores(runs):
+            print(f"report: runs logged to MLflow: mlflow ui --backend-store-uri {uri} (pip install mlflow)")
     return rows

@@ -1,5 +1,6 @@
-"""Reading a sweep directory back: every job's metrics.json, curves (from its TensorBoard events, read with
-TensorBoard's own reader) and the instruments' arrays. Jobs may be finished, running, failed or diverged."""
+"""Reading a sweep directory back: every job's metrics.json, curves (its curves.csv, or the TensorBoard events of
+runs written before it, read with TensorBoard's own reader) and the instruments' arrays. Jobs may be finished,
+running, failed or diverged."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from reslab.curves import CURVES_FILE, read_curves, save_curves
 from reslab.files import is_locked
 from reslab.record import METRICS_FILE, RunRecord, read_metrics
 
 # What differs between the two arms of a comparison (or is compared across): everything else must be equal.
 PAIRED_ACROSS = {"model", "shortcut", "depth", "seed"}
-CURVE_TAGS = ("train/error", "train/loss", "val/error", "val/loss", "test/error", "lr")
 
 
 @dataclass
@@ -91,26 +92,6 @@ class Run:
         return int(self.record.get("steps") or 0)
 
 
-def read_curves(job_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    if not any(job_dir.glob("events.out.tfevents.*")):
-        return {}
-    # Keep every scalar (the default keeps a sample of 10k); skip the bulky images and histograms.
-    acc = EventAccumulator(
-        str(job_dir),
-        size_guidance={"scalars": 0, "images": 1, "histograms": 1, "tensors": 1, "compressedHistograms": 1},
-    ).Reload()
-    tags = set(acc.Tags().get("scalars", []))
-    curves = {}
-    for tag in CURVE_TAGS:
-        if tag in tags:
-            events = {e.step: e.value for e in acc.Scalars(tag)}  # a resumed run may repeat steps: keep the last
-            steps = np.array(sorted(events), dtype=np.int64)
-            curves[tag] = (steps, np.array([events[s] for s in steps], dtype=np.float64))
-    return curves
-
-
 def read_series(path: Path) -> dict | None:
     if not path.exists():
         return None
@@ -138,6 +119,18 @@ def load_run(job_dir: Path, series: bool = True) -> Run:
 def job_dirs(sweep_dir: Path) -> list[Path]:
     """Job directories: those holding a metrics.json, at any depth below the sweep directory."""
     return sorted(p.parent for p in Path(sweep_dir).rglob("metrics.json") if ".hydra" not in p.parts)
+
+
+def write_missing_curves(runs: list[Run]) -> int:
+    """Write ``curves.csv`` for runs written before it, from the curves read out of their event files, so that a
+    folder keeps its curves without event files (experiments/README.md); never in a job that is running. Returns
+    how many were written."""
+    written = 0
+    for run in runs:
+        if run.curves and not (run.path / CURVES_FILE).exists() and not is_locked(run.path):
+            save_curves(run.path, run.curves)
+            written += 1
+    return written
 
 
 def load_sweep(sweep_dir: str | Path, series: bool = True) -> list[Run]:
