@@ -5,8 +5,9 @@
 
 A job directory is a folder holding a metrics.json. Per job the rule keeps what `reslab report` reads to redraw
 the tables and figures (metrics.json; the curves in curves.csv; grad_norms.npz and responses.npz), the resolved
-config.yaml (what reruns the job), and `reslab analyze`'s arrays (analysis/<kind>.json and .npz). At the sweep's root it keeps the report (summary.md, summary.csv, figures/)
-and `reslab analyze`'s summaries and figures (analysis/). Everything else is runtime debris and is dropped:
+config.yaml (what reruns the job), and `reslab analyze`'s arrays (analysis/<kind>.json and .npz). At the sweep's
+root it keeps the report (summary.md, summary.csv, figures/) and `reslab analyze`'s summaries and figures
+(analysis/). Everything else is runtime debris and is dropped:
 checkpoints, locks (.lock, .report.lock), Lightning's hparams.yaml, logs (reslab.log, error.log, the sweep's
 log), Hydra's .hydra/ and multirun.yaml, every TensorBoard event file (the curves are in curves.csv; `reslab
 report` writes it from the event files of a run made before it existed), the other loggers' files (csv/,
