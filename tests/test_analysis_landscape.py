@@ -59,17 +59,22 @@ def test_the_scan_measures_the_nets_own_loss_at_theta_and_at_the_points_of_the_g
     loss, error = loss_and_error(net, x, y)  # one plain forward pass of the whole batch
     assert float(arrays["origin_loss"]) == pytest.approx(loss, rel=1e-5)
     assert float(arrays["origin_error"]) == pytest.approx(error)
-    assert arrays["loss_1d"][2] == pytest.approx(loss, rel=1e-5)
+    assert arrays["loss_1d"].shape == (5, 5)  # the default 5 directions × --points 5
+    assert arrays["loss_1d"][:, 2] == pytest.approx([loss] * 5, rel=1e-5)  # every direction passes through θ
     assert arrays["loss_2d"][1, 1] == pytest.approx(loss, rel=1e-5)
     # Off θ: the same losses as nets whose weights are set by hand, with loss_2d[i, j] at α = grid[i], β = grid[j].
-    dirs = landscape.directions(net, 3, 2)
-    assert arrays["loss_1d"][4] == pytest.approx(loss_and_error(moved(net, dirs, [1.0]), x, y)[0], rel=1e-4)
-    assert arrays["loss_1d"][1] == pytest.approx(loss_and_error(moved(net, dirs, [-0.5]), x, y)[0], rel=1e-4)
+    dirs = landscape.directions(net, 3, 5)
+    assert arrays["loss_1d"][0, 4] == pytest.approx(loss_and_error(moved(net, dirs, [1.0]), x, y)[0], rel=1e-4)
+    assert arrays["loss_1d"][0, 1] == pytest.approx(loss_and_error(moved(net, dirs, [-0.5]), x, y)[0], rel=1e-4)
+    along_d5 = loss_and_error(moved(net, [dirs[4]], [0.5]), x, y)[0]
+    assert arrays["loss_1d"][4, 3] == pytest.approx(along_d5, rel=1e-4)
     assert arrays["loss_2d"][0, 2] == pytest.approx(loss_and_error(moved(net, dirs, [-1.0, 1.0]), x, y)[0], rel=1e-4)
     assert arrays["error_2d"][0, 2] == pytest.approx(loss_and_error(moved(net, dirs, [-1.0, 1.0]), x, y)[1])
     assert arrays["loss_2d"][2, 0] != pytest.approx(arrays["loss_2d"][0, 2], rel=1e-3)  # the two axes differ
-    assert np.allclose(arrays["loss_2d"][:, 1], arrays["loss_1d"][::2], rtol=1e-5)  # β = 0 is the 1-D curve
-    assert (arrays["loss_1d"][[0, 4]] > loss).all()  # a trained net: a full step along d costs loss
+    assert np.allclose(arrays["loss_2d"][:, 1], arrays["loss_1d"][0, ::2], rtol=1e-5)  # β = 0: the curve along d1
+    assert np.allclose(arrays["loss_2d"][1, :], arrays["loss_1d"][1, ::2], rtol=1e-5)  # α = 0: the curve along d2
+    assert (arrays["loss_1d"][:, [0, 4]] > loss).all()  # a trained net: a full step along any d costs loss
+    assert len({round(float(v), 6) for v in arrays["loss_1d"][:, 4]}) == 5  # five different directions
 
 
 def test_directions_are_filter_normalised_and_leave_biases_and_bn_alone():
@@ -145,6 +150,7 @@ def test_the_scan_puts_the_weights_back_exactly_even_when_it_fails(analysis_swee
         ("--images", "-5", "--images must be 0 (all) or a positive"),
         ("--span", "0", "--span must be a positive number"),
         ("--dims", "3", "--dims must be one of 1, 2, both"),
+        ("--directions", "0", "--directions must be a positive number"),
     ],
 )
 def test_bad_options_are_one_line_errors(analysis_sweep, capsys, option, value, says):
@@ -163,21 +169,24 @@ def test_a_sweep_gets_one_figure_and_every_run_its_arrays_and_tensorboard_curve(
     assert "residual-20_seed0 did not finish" in out  # the failed job, left out and said so
     assert "**residual-8**, mean of 2 seeds: at θ training loss" in out and "**residual-14**: at θ" in out
     assert "**plain (optim.lr=0.05)-8**: at θ" in out  # the variant is an arm of its own
-    assert "1-D, loss / loss at θ" in out and "within 2× the loss at θ, locally convex at" in out
+    assert "1-D, loss / loss at θ over 5 directions × 2 signs × seeds: median" in out
+    assert "2-D (one slice):" in out and "within 2× the loss at θ, locally convex at" in out
     folder = analysis_sweep / "analysis"
     assert (folder / "landscape.png").stat().st_size > 20_000 and (folder / "landscape.pdf").is_file()
     md = (folder / "landscape.md").read_text()
     assert "reslab analyze landscape" in md and "images=32" in md and "grid=3" in md
     for job in ("plain-8_seed0", "plain-8_seed1", "residual-8_seed1", "plain-14_seed0", "residual-14_seed0"):
         arrays = arrays_of(analysis_sweep / job)
-        assert arrays["loss_1d"].shape == (5,) and arrays["loss_2d"].shape == (3, 3), job
+        assert arrays["loss_1d"].shape == (5, 5) and arrays["loss_2d"].shape == (3, 3), job
         assert np.isfinite(arrays["loss_2d"]).all() and int(arrays["images"]) == 32
         meta = json.loads((analysis_sweep / job / "analysis" / "landscape.json").read_text())
-        assert meta["settings"] == {"images": 32, "points": 5, "grid": 3, "span": 1.0, "dims": "both", "seed": 0}
+        settings = {"images": 32, "points": 5, "grid": 3, "span": 1.0, "dims": "both", "seed": 0, "directions": 5}
+        assert meta["settings"] == settings
     acc = EventAccumulator(str(analysis_sweep / "residual-8_seed1")).Reload()
     points = acc.Scalars("analysis/landscape/train_loss_1d_by_grid_index")
     assert [p.step for p in points] == [0, 1, 2, 3, 4]
-    assert [p.value for p in points] == pytest.approx(list(arrays_of(analysis_sweep / "residual-8_seed1")["loss_1d"]))
+    along_d1 = arrays_of(analysis_sweep / "residual-8_seed1")["loss_1d"][0]
+    assert [p.value for p in points] == pytest.approx(list(along_d1))
     assert "analysis/landscape" in EventAccumulator(str(analysis_sweep)).Reload().Tags()["images"]
 
 
@@ -205,3 +214,16 @@ def test_the_summary_measures_tell_a_bowl_from_a_saddle():
     )
     curve = {"alphas": landscape.axis(5, 1.0), "loss_1d": np.array([5.0, 2.0, 1.0, 3.0, 9.0]), "origin_loss": 1.0}
     assert landscape_plots.sharpness_1d(curve, 1.0) == {-1.0: 5.0, -0.5: 2.0, 0.5: 3.0, 1.0: 9.0}
+    # Several directions (and an older result's single curve): pooled over directions and both signs of α.
+    two = {**curve, "loss_1d": np.array([[5.0, 2.0, 1.0, 3.0, 9.0], [1.0, 1.5, 1.0, 4.0, 40.0]])}
+    spread = landscape_plots.sharpness_spread([two, curve], 1.0)
+    assert sorted(spread[0.5]) == [1.5, 2.0, 2.0, 3.0, 3.0, 4.0] and sorted(spread[1.0]) == [
+        1.0,
+        5.0,
+        5.0,
+        9.0,
+        9.0,
+        40.0,
+    ]
+    assert landscape_plots._spread(spread[1.0]) == "median 7× (1–40×)"
+    assert landscape_plots._spread([2.0, float("inf")]) == "2× , 1 not finite".replace("× ,", "×,")

@@ -56,6 +56,33 @@ def test_plain_downsampling_blocks_cannot_be_deleted_and_the_others_pass_their_i
         assert torch.equal(found["stage1.block2"](x), x)
 
 
+def test_several_blocks_deleted_and_reordered_as_in_veit_fig5(analysis_sweep):
+    """k blocks deleted together and k swaps: k = 1 is the one-block lesion again; swapping two identical blocks
+    changes nothing; swapping changes the net only inside a stage among blocks that keep the shape."""
+    run = trained(analysis_sweep / "residual-14_seed0")
+    net = run.net()
+    x, y = run.images("test")
+    found = lesion.blocks(net)
+    assert lesion.swappable_pairs(found) == [(0, 1)]  # stages 2 and 3 have one block each that keeps the shape
+    rng = np.random.default_rng(0)
+    several = lesion.several_deleted(net, x, y, found, most=3, samples=4, rng=rng)
+    assert list(several["deleted_k"]) == [1, 2, 3] and several["deleted_error"].shape == (3, 4)
+    one_at_a_time = []
+    for _, block in found:
+        with lesion.deleted(block):
+            one_at_a_time.append(lesion.evaluate(net, x, y)[1])
+    assert set(several["deleted_error"][0]) <= set(one_at_a_time)  # k = 1 draws one of the single lesions
+    intact = net(x)
+    swapped = lesion.reordered(net, x, y, found, most=2, samples=3, rng=rng)
+    assert torch.equal(net(x), intact)  # every block back in its place
+    assert swapped["swapped_error"].shape == (2, 3) and np.isfinite(swapped["swapped_error"]).all()
+    first, second = found[0][1], found[1][1]
+    second.load_state_dict(first.state_dict())  # two identical blocks: swapping them computes the same net
+    before = lesion.evaluate(net, x, y)[1]
+    only = lesion.reordered(net, x, y, found[:2], most=1, samples=1, rng=rng)
+    assert only["swapped_error"][0, 0] == before
+
+
 @pytest.mark.slow
 def test_the_intact_net_scores_the_runs_own_test_error_and_lesions_are_measured(analysis_sweep, capsys):
     job = analysis_sweep / "plain-14_seed0"
@@ -67,8 +94,12 @@ def test_the_intact_net_scores_the_runs_own_test_error_and_lesions_are_measured(
     assert int(arrays["images"]) == 128
     assert list(np.isnan(arrays["error"])) == [False, False, True, False, True, False]
     assert list(arrays["downsampling"]) == [False, False, True, False, True, False]
+    assert arrays["deleted_error"].shape == (4, 10)  # the four deletable blocks of a plain 14, 10 draws each
+    assert list(arrays["swapped_k"]) == list(range(1, 9)) and arrays["swapped_error"].shape == (8, 10)
     assert (job / "analysis" / "lesion.png").stat().st_size > 10_000  # a single run's own figure
-    assert "plain-14" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "plain-14" in out and "k blocks deleted together: k=1 " in out and ", k=4 " in out
+    assert "k random swaps: k=1 " in out and ", k=8 " in out and "over 10 draws" in out
 
 
 @pytest.mark.slow  # like the other analyses' sweep tests; the single-run tests stay fast

@@ -124,6 +124,24 @@ def test_a_random_path_of_length_k_takes_k_branches_each_block_alike():
     assert len({row.tobytes() for row in paths.random_paths(rng, 200, 6, 3)}) == comb(6, 3, exact=True)
 
 
+def test_the_mean_length_interval_is_a_bootstrap_over_images():
+    """scipy's percentile bootstrap against a resampling written out by hand, on norms whose mean length is known;
+    more images give a narrower interval around the same value."""
+    rng = np.random.default_rng(1)
+    number = np.array([comb(6, k, exact=True) for k in range(7)], dtype=float)
+    scale = np.exp(-np.arange(7.0))[:, None, None]
+    few, many = (rng.gamma(2.0, size=(7, 3, n)) * scale for n in (50, 800))
+    low, high = paths.mean_length_interval(few, number, seed=0)
+    per_image, by_hand = few.mean(axis=1), []
+    for _ in range(4000):
+        total = per_image[:, rng.integers(0, 50, 50)].mean(axis=1) * number
+        by_hand.append((np.arange(7) * total).sum() / total.sum())
+    assert (low, high) == pytest.approx(tuple(np.percentile(by_hand, [2.5, 97.5])), abs=0.02)
+    narrow = paths.mean_length_interval(many, number, seed=0)
+    truth = (np.arange(7) * number * np.exp(-np.arange(7.0))).sum() / (number * np.exp(-np.arange(7.0))).sum()
+    assert narrow[0] < truth < narrow[1] and narrow[1] - narrow[0] < (high - low) / 2
+
+
 def test_the_shortest_interval_holding_90_percent():
     assert paths_plots.shortest_interval(np.array([0.0, 0.5, 0.45, 0.05])) == (1, 2)
     assert paths_plots.shortest_interval(np.array([0.05, 0.45, 0.45, 0.05])) == (1, 2)  # exactly 90% is enough
@@ -166,6 +184,7 @@ def test_a_sweep_measures_its_residual_runs_only_and_draws_the_figure(analysis_s
     assert "residual-20_seed0 did not finish" in left_out
     assert "**residual-8** (3 blocks, mean of 2 seeds): 90% of the gradient magnitude from paths of" in out
     assert "**residual-14** (6 blocks)" in out
+    assert "mean length by seed (0, 1) with its 95% bootstrap interval over images: " in out
     folder = analysis_sweep / "analysis"
     assert (folder / "paths.png").stat().st_size > 20_000 and (folder / "paths.pdf").is_file()
     assert "samples=3" in (folder / "paths.md").read_text()
@@ -177,6 +196,8 @@ def test_a_sweep_measures_its_residual_runs_only_and_draws_the_figure(analysis_s
     assert list(arrays["paths"]) == [comb(6, k, exact=True) for k in range(7)]
     assert arrays["total"] == pytest.approx(arrays["paths"] * arrays["per_path"])
     assert arrays["share"].sum() == pytest.approx(1.0)
+    low, high = arrays["mean_length_interval"]
+    assert low < float(arrays["mean_length"]) < high  # 5 images: a wide interval, around the estimate
     lo, hi = paths_plots.shortest_interval(arrays["share"])
     assert arrays["share"][lo : hi + 1].sum() >= 0.9 and 0 <= lo <= float(arrays["mean_length"]) <= hi <= 6
 

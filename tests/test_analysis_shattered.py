@@ -100,9 +100,10 @@ def test_the_projections_are_seeded_and_the_logits_do_not_use_them(analysis_swee
     net = run.net()
     x, y = run.images("test", 4)
     paths, classes = shattered.lines(x, y, 6)
-    first = shattered.profile(net, paths, classes, seed=0)
-    again = shattered.profile(net, paths, classes, seed=0)
-    other = shattered.profile(net, paths, classes, seed=1)
+    first, constant = shattered.profile(net, paths, classes, seed=0)
+    again, _ = shattered.profile(net, paths, classes, seed=0)
+    other, _ = shattered.profile(net, paths, classes, seed=1)
+    assert constant.tolist() == [0] * 5  # a trained net: no constant gradient, nothing left out
     assert np.array_equal(first, again)
     assert not np.allclose(first[:, :-1, 1:], other[:, :-1, 1:])  # other random projections at the blocks
     np.testing.assert_allclose(first[:, -1], other[:, -1], atol=1e-12)  # the class logit is no projection
@@ -198,3 +199,26 @@ def test_nets_whose_gradients_are_zero_at_some_or_all_layers_are_drawn_and_said_
     shattered_plots.figure(results, {}).savefig(analysis_sweep / "figure.png")  # no line to draw for "plain": no crash
     lines = shattered_plots.summary(results, {})
     assert any("**plain-8**: every input gradient is zero" in line for line in lines)
+
+
+def test_constant_gradients_are_counted_and_said_not_dropped_silently(analysis_sweep):
+    """A net whose last block's output is zeroed (its ReLU after a zero BN and no shortcut) has a zero input gradient
+    at that block for every point: those gradients are counted, and the summary says they were left out."""
+    from reslab.plots import shattered as shattered_plots
+
+    run = trained(analysis_sweep / "plain-8_seed0")
+    net = run.net()
+    last = [m for _, m in shattered.taps(net)][-1]
+    torch.nn.init.zeros_(last.bn2.weight)
+    torch.nn.init.constant_(last.bn2.bias, -1.0)  # ReLU(-1) = 0 everywhere: the block's output is constant
+    x, y = run.images("test", 4)
+    paths, classes = shattered.lines(x, y, 6)
+    lags, constant = shattered.profile(net, paths, classes, seed=0)
+    # Every point of both lines, at that block and at the logits (a plain net: nothing else reaches them).
+    assert constant[-2] == constant[-1] == 2 * 6 and constant[:-2].sum() == 0
+    assert np.isnan(lags[:, -2]).all()
+    arrays = {"pairs": np.array(2), "points": np.array(6), "init_constant": np.zeros(5), "trained_constant": constant}
+    member = types.SimpleNamespace(arrays=arrays)
+    said = shattered_plots.left_out([member])
+    assert said == "; left out as constant (zero): 24 gradients at trained (2 layer(s), of 12 points per layer)"
+    assert "not counted" in shattered_plots.left_out([types.SimpleNamespace(arrays={"pairs": 1})])

@@ -1,12 +1,14 @@
 """Loss landscape (Li, Xu, Taylor, Studer and Goldstein 2018): the training loss around the trained weights along
 filter-normalised random directions.
 
-With θ the trained weights and d1, d2 random directions, it measures the mean cross-entropy (and the error) on the
-first ``--images`` training images at ``θ + α d1`` for ``--points`` values of α evenly spaced in [-span, span]
-(1-D), and at ``θ + α d1 + β d2`` on a ``--grid`` × ``--grid`` square of the same extent (2-D); α = β = 0, the
-trained net itself, is on both grids (the counts are odd). The 2-D scan's line β = 0 is the 1-D curve at the
-coarser spacing. The images are the first N of the run's training split, normalised as in training, without
-augmentation, and every point of a scan is measured on the same ones.
+With θ the trained weights and d1, d2, ... random directions, it measures the mean cross-entropy (and the error) on
+the first ``--images`` training images at ``θ + α dk`` for ``--points`` values of α evenly spaced in [-span, span]
+along each of ``--directions`` directions (1-D), and at ``θ + α d1 + β d2`` on a ``--grid`` × ``--grid`` square of
+the same extent (2-D); α = β = 0, the trained net itself, is on both grids (the counts are odd). The 2-D scan's
+lines β = 0 and α = 0 are the 1-D curves along d1 and d2 at the coarser spacing. One random direction is one draw:
+along eight, the 1-D loss ratios of one net differed by up to 16× (issue 23), so the summary gives their spread. The
+images are the first N of the run's training split, normalised as in training, without augmentation, and every point
+of a scan is measured on the same ones.
 
 Directions, as in the paper: each weight's direction is drawn from N(0, 1) with the weight's shape, then every
 filter (one output channel's slice of a conv weight, one row of the classifier's weight) is rescaled to the
@@ -22,19 +24,20 @@ option-A residual nets of one depth (the same parameter names and shapes) get th
 rescaling, and a layer's draw does not depend on which other layers the net has. The two arms are then compared
 along the same random directions, each scaled to its own filters.
 
-The summary's sharpness measures are ratios to the loss at θ: the 1-D curve at α = ±span/2 and ±span, and on the
+The summary's sharpness measures are ratios to the loss at θ: the 1-D curves at |α| = span/2 and span, as the
+median and range over the directions, both signs (d and -d are equally likely draws) and the seeds; and on the one
 2-D grid the fraction of points within 2× the loss at θ (the size of the basin around θ in that slice) and the
 fraction of interior grid points where the slice is locally convex (its finite-difference 2×2 Hessian has no
 eigenvalue below -0.1% of its largest in magnitude, which tolerates rounding in flat regions). Li et al. map the
 full Hessian's eigenvalue ratio instead; the slice's convexity is a weaker proxy: non-convexity in a slice means
 the loss is not convex there, but a convex-looking slice can hide negative curvature in other directions.
 
-Saved per run: ``alphas``, ``loss_1d``, ``error_1d`` (1-D), ``grid``, ``loss_2d``, ``error_2d`` (2-D, with
-``loss_2d[i, j]`` at α = grid[i], β = grid[j]), ``origin_loss``, ``origin_error`` and ``images``. Cost: one forward
-pass over the images per point; the defaults (256 images, 41 + 11² points) take 10 to 80 s for a 56-layer net of
-width 16 on 14×14 images on a busy 2-core CPU. The paper used the whole training set and much finer grids: raise
-``--images`` and ``--grid`` for that, on a GPU.
-"""
+Saved per run: ``alphas``, ``loss_1d``, ``error_1d`` (1-D: directions × points; one row in results saved before
+``--directions``), ``grid``, ``loss_2d``, ``error_2d`` (2-D, with ``loss_2d[i, j]`` at α = grid[i], β = grid[j]),
+``origin_loss``, ``origin_error`` and ``images``. Cost: one forward pass over the images per point: with the
+defaults (256 images) 5 × 41 + 11² = 326 points, where the 41 + 11² of one direction took 10 to 80 s for a 56-layer
+net of width 16 on 14×14 images on a busy 2-core CPU. The paper used the whole training set and much finer grids:
+raise ``--images`` and ``--grid`` for that, on a GPU."""
 
 from __future__ import annotations
 
@@ -60,6 +63,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", type=int, default=11, help="points per axis of the 2-D scan, odd (default 11)")
     parser.add_argument("--span", type=float, default=1.0, help="the scans cover [-span, span] (default 1.0)")
     parser.add_argument("--dims", default="both", help="which scans: 1, 2 or both (default both)")
+    parser.add_argument(
+        "--directions", type=int, default=5, help="random directions of the 1-D scan (default 5; the spread is shown)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random directions (default 0)")
 
 
@@ -77,6 +83,8 @@ def settings(args: argparse.Namespace) -> dict:
         raise UserError(f"--dims must be one of {', '.join(DIMS)}, got {args.dims!r}")
     if args.seed < 0:
         raise UserError(f"--seed must be a non-negative integer, got {args.seed}")
+    if args.directions < 1:
+        raise UserError(f"--directions must be a positive number of random directions, got {args.directions}")
     return {
         "images": args.images,
         "points": args.points,
@@ -84,6 +92,7 @@ def settings(args: argparse.Namespace) -> dict:
         "span": float(args.span),
         "dims": str(args.dims),
         "seed": args.seed,
+        "directions": args.directions,
     }
 
 
@@ -171,14 +180,16 @@ def measure(trained: TrainedRun, settings: dict) -> dict[str, np.ndarray]:
     net = trained.net("trained")
     x, y = trained.images("train", settings["images"] or None)
     one, two = scans(settings)
-    dirs = directions(net, settings["seed"], 2 if two else 1)
+    count = settings.get("directions", 1)
+    dirs = directions(net, settings["seed"], max(count if one else 0, 2 if two else 0))
     out: dict[str, np.ndarray] = {"images": np.array(len(y))}
     if one:
         alphas = axis(settings["points"], settings["span"])
         out["alphas"] = alphas
-        out["loss_1d"], out["error_1d"] = scan(net, x, y, dirs[:1], alphas[:, None])
+        curves = [scan(net, x, y, [d], alphas[:, None]) for d in dirs[:count]]
+        out["loss_1d"], out["error_1d"] = np.stack([c[0] for c in curves]), np.stack([c[1] for c in curves])
         center = len(alphas) // 2
-        out["origin_loss"], out["origin_error"] = out["loss_1d"][center], out["error_1d"][center]
+        out["origin_loss"], out["origin_error"] = out["loss_1d"][0, center], out["error_1d"][0, center]
     if two:
         grid = axis(settings["grid"], settings["span"])
         a, b = np.meshgrid(grid, grid, indexing="ij")  # loss_2d[i, j] is at α = grid[i], β = grid[j]
@@ -192,11 +203,12 @@ def measure(trained: TrainedRun, settings: dict) -> dict[str, np.ndarray]:
 
 
 def scalars(arrays: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The 1-D curve, indexed by grid point: step i is α = span · (2i / (points - 1) - 1)."""
+    """The 1-D curve along d1, indexed by grid point: step i is α = span · (2i / (points - 1) - 1)."""
     if "loss_1d" not in arrays:
         return {}
-    index = np.arange(len(arrays["loss_1d"]))
+    loss, error = np.atleast_2d(arrays["loss_1d"])[0], np.atleast_2d(arrays["error_1d"])[0]
+    index = np.arange(len(loss))
     return {
-        "analysis/landscape/train_loss_1d_by_grid_index": (index, arrays["loss_1d"]),
-        "analysis/landscape/train_error_1d_by_grid_index": (index, arrays["error_1d"]),
+        "analysis/landscape/train_loss_1d_by_grid_index": (index, loss),
+        "analysis/landscape/train_error_1d_by_grid_index": (index, error),
     }

@@ -196,6 +196,27 @@ def random_paths(rng: np.random.Generator, images: int, count: int, length: int)
     return rng.random((images, count)).argsort(axis=1) < length  # where a random permutation is below `length`
 
 
+def mean_length_interval(norms: np.ndarray, number: np.ndarray, seed: int) -> tuple[float, float]:
+    """A 95% bootstrap interval (scipy's, percentile) of the weighted mean path length, resampling the images: each
+    image with its sampled paths is one draw, so the interval covers both which images and which paths were taken
+    (the run's weights are fixed; seeds are another source of spread, shown apart)."""
+    from scipy.stats import bootstrap
+
+    per_image = norms.mean(axis=1)  # (lengths, images): each image's mean over its sampled paths
+
+    def mean_length(sample: np.ndarray, axis: int = -1) -> np.ndarray:
+        per_path = sample.mean(axis=axis)  # (lengths,), or (lengths, resamples) when scipy passes a batch
+        shape = (-1,) + (1,) * (per_path.ndim - 1)
+        total = per_path * number.reshape(shape)
+        return (np.arange(len(number)).reshape(shape) * total).sum(0) / total.sum(0)
+
+    result = bootstrap(
+        (per_image,), mean_length, axis=-1, confidence_level=0.95, method="percentile", n_resamples=2000,
+        rng=np.random.default_rng(seed), vectorized=True,
+    )  # fmt: skip
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 def measure(trained: TrainedRun, settings: dict) -> dict[str, np.ndarray]:
     net = trained.net("trained").requires_grad_(False)  # only the gradient at the stem's output is wanted
     x, y = trained.images("train", settings["images"])
@@ -221,8 +242,9 @@ def measure(trained: TrainedRun, settings: dict) -> dict[str, np.ndarray]:
     if total.sum() > 0:
         share = total / total.sum()
         mean_length = float((lengths * share).sum())
+        low, high = mean_length_interval(norms, number, settings["seed"])
     else:  # the output does not depend on the input at all (a collapsed net): there is no gradient to divide
-        share, mean_length = np.full(count + 1, np.nan), np.nan
+        share, mean_length, low, high = np.full(count + 1, np.nan), np.nan, np.nan, np.nan
     return {
         "blocks": np.array(count),
         "length": lengths,
@@ -232,6 +254,7 @@ def measure(trained: TrainedRun, settings: dict) -> dict[str, np.ndarray]:
         "total": total,
         "share": share,
         "mean_length": np.array(mean_length),
+        "mean_length_interval": np.array([low, high]),
         "full_gradient": np.array(float(full.mean())),
         "images": np.array(images),
         "samples": np.array(samples),

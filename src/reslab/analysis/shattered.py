@@ -21,7 +21,8 @@ data, at every block, at initialisation and after training.
 - **Correlation.** Pearson's correlation of two gradients over their entries (channels x pixels): a gradient with
   itself gives exactly 1, with its negative -1. Per layer and line ``C(lag)`` is the mean of ``corr(g(t_i),
   g(t_i+lag))`` over ``i``; the arrays keep ``C`` at every lag 0..K-1 (mean over pairs) and lag 1 for each pair.
-  A gradient that is constant over its entries has no correlation (NaN) and is left out of the means.
+  A gradient that is constant over its entries (zero: a dead unit, a saturated net) has no correlation (NaN) and is
+  left out of the means; ``<state>_constant`` counts them per layer (out of pairs × points), and the summary says so.
 - **States.** ``trained``: the final weights and BN running statistics. ``init``: the weights the run started from
   (same seed, same draws). Their BN running statistics are still BN's defaults (mean 0, variance 1), which would
   leave every layer unnormalised in evaluation mode, a net training never saw; so they are first estimated from
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import warnings
 
 import numpy as np
 import torch
@@ -159,14 +161,16 @@ def lines(x: torch.Tensor, y: torch.Tensor, points: int) -> tuple[torch.Tensor, 
     return (1 - t) * a[:, None] + t * b[:, None], y[0::2]
 
 
-def profile(net: nn.Module, paths: torch.Tensor, classes: torch.Tensor, seed: int) -> np.ndarray:
-    """(P, layers, K): the lag correlations of every line's gradients at every tap and at the logits."""
+def profile(net: nn.Module, paths: torch.Tensor, classes: torch.Tensor, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(P, layers, K): the lag correlations of every line's gradients at every tap and at the logits; and (layers,):
+    how many of the P × K gradients of each layer are constant over their entries (left out of the correlations)."""
     net.requires_grad_(False)  # gradients with respect to the input only: no weight gradients computed
     found = [m for _, m in taps(net)]
     weights = projections(net, tuple(paths.shape[2:]), seed)
     pairs, points = paths.shape[:2]
     per_batch = max(1, BATCH_POINTS // points)
     out = np.empty((pairs, len(found) + 1, points))
+    constant = np.zeros(len(found) + 1, dtype=np.int64)
     for start in range(0, pairs, per_batch):
         chunk = paths[start : start + per_batch]
         n = len(chunk)
@@ -174,10 +178,11 @@ def profile(net: nn.Module, paths: torch.Tensor, classes: torch.Tensor, seed: in
             net, chunk.flatten(0, 1), found, weights, classes[start : start + n].repeat_interleave(points)
         )
         grads = grads.view(len(grads), n, points, -1).cpu()
+        constant += (grads.amax(-1) == grads.amin(-1)).flatten(1).sum(1).numpy()
         for p in range(n):
             for layer in range(len(grads)):
                 out[start + p, layer] = lag_correlations(grads[layer, p]).numpy()
-    return out
+    return out, constant
 
 
 def prepared_net(trained: TrainedRun, state: str, bn_images: int) -> nn.Module:
@@ -201,8 +206,11 @@ def measure(trained: TrainedRun, settings: dict) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     for state in STATES:
         net = prepared_net(trained, state, settings["bn_images"])
-        lags = profile(net, paths, classes, settings["seed"])
-        arrays[f"{state}_lag"] = np.nanmean(lags, axis=0)
+        lags, constant = profile(net, paths, classes, settings["seed"])
+        arrays[f"{state}_constant"] = constant
+        with warnings.catch_warnings():  # a layer whose every gradient is constant: NaN, and counted above
+            warnings.simplefilter("ignore", RuntimeWarning)
+            arrays[f"{state}_lag"] = np.nanmean(lags, axis=0)
         arrays[f"{state}_lag1_by_pair"] = lags[:, :, 1]
     step = (x[1::2] - x[0::2]).flatten(1).norm(dim=1) / (points - 1) / x[0].numel() ** 0.5
     return {

@@ -40,6 +40,23 @@ def _ratio(value: float) -> str:
     return f"{value:.3g}×" if np.isfinite(value) else "not finite"
 
 
+def curves_1d(arrays: dict) -> np.ndarray:
+    """The 1-D losses as directions × points (results saved before ``--directions`` hold one curve)."""
+    return np.atleast_2d(arrays["loss_1d"])
+
+
+def _spread(values: list[float]) -> str:
+    """``median (lowest–highest)`` of ratios, or the one value; any not finite is said."""
+    finite = np.array([v for v in values if np.isfinite(v)])
+    lost = f", {len(values) - len(finite)} not finite" if len(finite) < len(values) else ""
+    if not len(finite):
+        return "not finite"
+    if len(finite) == 1:
+        return _ratio(float(finite[0])) + lost
+    low, high = float(finite.min()), float(finite.max())
+    return f"median {_ratio(float(np.median(finite)))} ({low:.3g}–{_ratio(high)}{lost})"
+
+
 def figure(results, settings: dict):
     """Top row: the 1-D loss curves, one panel per depth, one line per arm (mean over seeds, range shaded; plain
     arms solid, residual dashed); log scale where the losses span more than a factor of 20. Below: the 2-D
@@ -76,12 +93,12 @@ def figure(results, settings: dict):
                 for (label, d), members in groups.items():
                     if d != depth:
                         continue
-                    losses = np.stack([m.arrays["loss_1d"] for m in members])
+                    losses = np.concatenate([curves_1d(m.arrays) for m in members])  # (seeds × directions, points)
                     alphas, mean = members[0].arrays["alphas"], losses.mean(0)
                     curves.append(losses)
                     (line,) = ax.plot(alphas, mean, styles[label], color=colors[label])
                     seen.setdefault(label, line)
-                    if len(members) > 1:
+                    if len(losses) > 1:
                         ax.fill_between(alphas, losses.min(0), losses.max(0), color=colors[label], alpha=0.2, lw=0)
                     ax.plot(0, mean[len(alphas) // 2], "o", ms=3, color=colors[label])
                 low, high = _loss_range(curves)
@@ -93,7 +110,11 @@ def figure(results, settings: dict):
                 ax.set_title(f"depth {depth}")
                 ax.set_xlabel("α")
             axes[0].set_ylabel("training loss (nats)")
-            several = "; several seeds: mean, range shaded" if any(len(m) > 1 for m in groups.values()) else ""
+            count = max(len(curves_1d(r.arrays)) for r in results)
+            seeds = " and seeds" if any(len(m) > 1 for m in groups.values()) else ""
+            several = f"; mean over {count} random directions{seeds}, their range shaded" if count > 1 else ""
+            if count == 1 and seeds:
+                several = "; several seeds: mean, range shaded"
             top.suptitle(
                 f"1-D: loss at θ + α·d (d filter-normalised: α = 1 moves each filter by its own norm); dot: θ{several}",
                 fontsize=8,
@@ -165,22 +186,26 @@ def summary(results, settings: dict) -> list[str]:
         error0 = 100 * np.mean([float(m.arrays["origin_error"]) for m in members])
         text = f"- **{label}-{depth}**{seeds}: at θ training loss {loss0:.3g} (error {error0:.1f}%)"
         if one:
-            ratios = [sharpness_1d(m.arrays, span) for m in members]
-            mean = {a: float(np.mean([r[a] for r in ratios])) for a in ratios[0]}
+            ratios = sharpness_spread([m.arrays for m in members], span)
+            count = len(curves_1d(members[0].arrays))
+            over = f" over {count} directions × 2 signs{' × seeds' if len(members) > 1 else ''}" if count > 1 else ""
             text += (
-                f"; 1-D, loss / loss at θ: {_ratio(mean[-span / 2])} at α = -{span / 2:g}, {_ratio(mean[span / 2])} "
-                f"at +{span / 2:g}, {_ratio(mean[-span])} at -{span:g}, {_ratio(mean[span])} at +{span:g}"
+                f"; 1-D, loss / loss at θ{over}: {_spread(ratios[span / 2])} at |α| = {span / 2:g}, "
+                f"{_spread(ratios[span])} at |α| = {span:g}"
             )
         if two:
             basin = 100 * np.mean([basin_fraction(m.arrays) for m in members])
             step = 2 * span / (settings["grid"] - 1)
             convex = 100 * np.mean([convex_fraction(m.arrays["loss_2d"], step) for m in members])
-            text += f"; 2-D: {basin:.0f}% of the grid within {BASIN:g}× the loss at θ, locally convex at {convex:.0f}%"
+            text += f"; 2-D (one slice): {basin:.0f}% of the grid within {BASIN:g}× the loss at θ, "
+            text += f"locally convex at {convex:.0f}%"
         lines.append(text)
     if one:
         lines.append(
-            "- 1-D: the loss at θ + α·d divided by the loss at θ; large ratios mean a sharp minimum along d "
-            "(d is scaled filter by filter to the net's own weights, so nets of different weight scales compare)"
+            "- 1-D: the loss at θ + α·d divided by the loss at θ, as the median and range over the random directions d "
+            "and -d (one direction is one draw: they differ by up to an order of magnitude); large ratios mean a sharp "
+            "minimum along d (d is scaled filter by filter to the net's own weights, so nets of different weight "
+            "scales compare)"
         )
     if two:
         lines.append(
@@ -192,12 +217,21 @@ def summary(results, settings: dict) -> list[str]:
     return lines
 
 
-def sharpness_1d(arrays: dict, span: float) -> dict[float, float]:
-    """L(α) / L(0) at α = ±span/2 and ±span, interpolated linearly on the 1-D curve."""
-    base = float(arrays["origin_loss"])
-    return {
-        a: float(np.interp(a, arrays["alphas"], arrays["loss_1d"])) / base for a in (-span, -span / 2, span / 2, span)
-    }
+def sharpness_1d(arrays: dict, span: float, direction: int = 0) -> dict[float, float]:
+    """L(α) / L(0) at α = ±span/2 and ±span, interpolated linearly on the 1-D curve along direction ``direction``."""
+    base, curve = float(arrays["origin_loss"]), curves_1d(arrays)[direction]
+    return {a: float(np.interp(a, arrays["alphas"], curve)) / base for a in (-span, -span / 2, span / 2, span)}
+
+
+def sharpness_spread(members: list[dict], span: float) -> dict[float, list[float]]:
+    """``|α| -> `sharpness_1d` ratios`` at |α| = span/2 and span, pooled over the runs, their directions and the two
+    signs of α (d and -d are equally likely draws of a random direction)."""
+    pooled: dict[float, list[float]] = {span / 2: [], span: []}
+    for arrays in members:
+        for k in range(len(curves_1d(arrays))):
+            for a, ratio in sharpness_1d(arrays, span, k).items():
+                pooled[abs(a)].append(ratio)
+    return pooled
 
 
 def basin_fraction(arrays: dict) -> float:

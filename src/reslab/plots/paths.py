@@ -107,6 +107,19 @@ def _blocks(results, depth: int) -> int:
     return int(next(r for r in results if r.depth == depth).arrays["blocks"])
 
 
+def _interval_text(members) -> str:
+    """Each seed's weighted mean length with its 95% bootstrap interval over images (results measured before the
+    interval was saved say so)."""
+    parts = []
+    for m in members:
+        interval = m.arrays.get("mean_length_interval")
+        if interval is None:
+            return "; no interval (measured before paths saved one: --force measures again)"
+        parts.append(f"{float(m.arrays['mean_length']):.2f} [{interval[0]:.2f}, {interval[1]:.2f}]")
+    seeds = f" by seed ({', '.join(str(m.seed) for m in members)})" if len(members) > 1 else ""
+    return f"; mean length{seeds} with its 95% bootstrap interval over images: {'; '.join(parts)}"
+
+
 def summary(results, settings: dict) -> list[str]:
     lines = []
     for (label, depth), members in by_arm_and_depth(results).items():
@@ -126,6 +139,7 @@ def summary(results, settings: dict) -> list[str]:
             f"blocks ({mean_length / count:.2f}); per path, the shortcut-only path carries {per_path[0]:.2g} and "
             f"the path through all blocks {per_path[-1]:.2g}; most paths have {mode} blocks"
         )
+        text += _interval_text(alive)
         if dead:
             text += f"; left out: seed {', '.join(dead)}, where {zero}"
         lines.append(text)

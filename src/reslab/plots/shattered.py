@@ -126,6 +126,21 @@ def summary(results, settings: dict) -> list[str]:
         out.append(
             f"- **{label}-{depth}**{seeds}: lag-1 gradient correlation at the logits {value(init[-1])} at init, "
             f"{value(trained[-1])} trained (last block {value(init[-2])}, {value(trained[-2])}); "
-            f"first below {THRESHOLD}: {at(layer, init)} at init, {at(layer, trained)} trained"
+            f"first below {THRESHOLD}: {at(layer, init)} at init, {at(layer, trained)} trained" + left_out(members)
         )
     return out
+
+
+def left_out(members) -> str:
+    """What the correlations leave out: gradients constant over their entries (zero), per state, where any were."""
+    parts = []
+    for state in ("init", "trained"):
+        counts = [m.arrays.get(f"{state}_constant") for m in members]
+        if any(c is None for c in counts):
+            return "; constant gradients not counted (measured before they were)"
+        total = int(sum(int(c.sum()) for c in counts))
+        if total:
+            each = sum(int(m.arrays["pairs"]) * int(m.arrays["points"]) for m in members)
+            layers = int(sum(int((c > 0).sum()) for c in counts))
+            parts.append(f"{total} gradients at {state} ({layers} layer(s), of {each} points per layer)")
+    return "; left out as constant (zero): " + ", ".join(parts) if parts else ""
