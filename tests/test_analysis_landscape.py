@@ -169,7 +169,7 @@ def test_a_sweep_gets_one_figure_and_every_run_its_arrays_and_tensorboard_curve(
     assert "residual-20_seed0 did not finish" in out  # the failed job, left out and said so
     assert "**residual-8**, mean of 2 seeds: at θ training loss" in out and "**residual-14**: at θ" in out
     assert "**plain (optim.lr=0.05)-8**: at θ" in out  # the variant is an arm of its own
-    assert "1-D, loss / loss at θ over 5 directions × 2 signs × seeds: median" in out
+    assert "1-D, loss / loss at θ over 5 directions × 2 signs × 2 seeds: median" in out
     assert "2-D (one slice):" in out and "within 2× the loss at θ, locally convex at" in out
     folder = analysis_sweep / "analysis"
     assert (folder / "landscape.png").stat().st_size > 20_000 and (folder / "landscape.pdf").is_file()

@@ -93,6 +93,14 @@ def text_problems(fig) -> list[str]:
     problems += [f"{a!r} leaves the figure" for a, x in boxes if off_page(x)]
     legends = fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
     problems += ["a legend is cut off" for legend in legends if off_page(legend.get_window_extent(renderer))]
+    for legend in fig.legends:  # a figure's legend, its line samples included, is clear of every other text
+        own = {id(t) for t in legend.get_texts()} | {id(legend.get_title())}
+        box = inner(legend.get_window_extent(renderer))
+        problems += [
+            f"{t.get_text()!r} overlaps a legend"
+            for t in drawn
+            if id(t) not in own and t.get_window_extent(renderer).overlaps(box)
+        ]
     return problems
 
 
@@ -117,3 +125,105 @@ def test_long_arm_labels_become_short_ones_with_a_key_and_the_check_sees_overlap
     for ax, arm in zip(fig.subplots(1, 8), arms, strict=True):
         ax.set_title(arm)
     assert any("overlaps" in p for p in text_problems(fig))
+
+
+def analysis_results(kind: str, seeds: int = 2) -> list:
+    """What `reslab analyze KIND` hands its figure for an 8-arm ablation at depths 8, 20 and 56 with ``seeds``
+    seeds: arrays of the measured shapes with made-up values (paths: the residual arms only)."""
+    from reslab.plots.measured import Measured
+
+    rng = np.random.default_rng(0)
+    results = []
+    for model, norm, zero in itertools.product(("plain", "residual"), ("batch", "none"), (False, True)):
+        if kind == "paths" and model == "plain":
+            continue
+        label = f"{model} (model.norm={norm}, model.zero_init_residual={zero})"
+        for depth, seed in itertools.product((8, 20, 56), range(seeds)):
+            blocks = (depth - 2) // 2
+            layers = blocks + 2
+            if kind == "lesion":
+                down = np.zeros(blocks, bool)
+                down[[blocks // 3, 2 * blocks // 3]] = True
+                arrays = {
+                    "blocks": np.array([f"b{i}" for i in range(blocks)]),
+                    "downsampling": down,
+                    "error": rng.uniform(0.1, 0.9, blocks),
+                    "loss": rng.uniform(0.3, 3, blocks),
+                    "base_error": np.array(0.1),
+                    "base_loss": np.array(0.3),
+                    "images": np.array(2000),
+                    "deleted_k": np.arange(1, 9),
+                    "deleted_error": rng.uniform(0.1, 0.9, (8, 10)),
+                    "swapped_k": np.arange(1, 9),
+                    "swapped_error": rng.uniform(0.1, 0.9, (8, 10)),
+                }
+            elif kind == "landscape":
+                alphas, grid = np.linspace(-1, 1, 41), np.linspace(-1, 1, 11)
+                a, b = np.meshgrid(grid, grid, indexing="ij")
+                arrays = {
+                    "alphas": alphas,
+                    "loss_1d": 0.3 + rng.uniform(1, 50, (5, 1)) * alphas**2,
+                    "error_1d": np.full((5, 41), 0.5),
+                    "grid": grid,
+                    "loss_2d": 0.3 + rng.uniform(1, 50) * (a**2 + b**2),
+                    "error_2d": np.full((11, 11), 0.5),
+                    "origin_loss": np.array(0.3),
+                    "origin_error": np.array(0.1),
+                    "images": np.array(256),
+                }
+            elif kind == "shattered":
+                lags = np.exp(-np.arange(64)[None] / rng.uniform(2, 30, (layers, 1)))
+                arrays = {
+                    "layers": np.array([f"l{i}" for i in range(layers)]),
+                    "layer_number": np.arange(1, 2 * layers, 2)[:layers],
+                    "init_lag": lags,
+                    "trained_lag": lags**0.5,
+                    "init_lag1_by_pair": lags[None, :, 1].repeat(4, 0),
+                    "trained_lag1_by_pair": lags[None, :, 1].repeat(4, 0) ** 0.5,
+                    "lag_t": np.arange(64) / 63,
+                    "step_rms": np.array(0.01),
+                    "pairs": np.array(4),
+                    "points": np.array(64),
+                    "init_constant": np.zeros(layers, int),
+                    "trained_constant": np.zeros(layers, int),
+                }
+            else:
+                from scipy.special import comb
+
+                lengths = np.arange(blocks + 1)
+                number = comb(blocks, lengths)
+                per_path = np.exp(-lengths)
+                total = number * per_path
+                arrays = {
+                    "blocks": np.array(blocks),
+                    "length": lengths,
+                    "paths": number,
+                    "norms": per_path[:, None, None] * rng.uniform(0.5, 1.5, (blocks + 1, 3, 8)),
+                    "per_path": per_path,
+                    "total": total,
+                    "share": total / total.sum(),
+                    "mean_length": np.array((lengths * total).sum() / total.sum()),
+                    "mean_length_interval": np.array([1.0, 2.0]),
+                    "full_gradient": np.array(1.0),
+                    "images": np.array(8),
+                    "samples": np.array(3),
+                }
+            shortcut = "none" if model == "plain" else "A"
+            results.append(Measured(label, shortcut, depth, seed, f"{model}-{depth}_seed{seed}", arrays))
+    return results
+
+
+ANALYSIS_SETTINGS = {
+    "lesion": {"images": 2000, "max_blocks": 8, "samples": 10, "seed": 0},
+    "landscape": {"images": 256, "points": 41, "grid": 11, "span": 1.0, "dims": "both", "seed": 0, "directions": 5},
+    "shattered": {"pairs": 4, "points": 64, "seed": 0, "bn_images": 512},
+    "paths": {"images": 8, "samples": 3, "seed": 0},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ANALYSIS_SETTINGS))
+def test_every_analysis_figure_of_an_eight_arm_ablation_has_no_overlapping_or_cut_text(kind):
+    import importlib
+
+    figure = importlib.import_module(f"reslab.plots.{kind}").figure(analysis_results(kind), ANALYSIS_SETTINGS[kind])
+    assert text_problems(figure) == []

@@ -69,7 +69,7 @@ def figure(results, settings: dict):
     from matplotlib.patches import Patch
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-    from reslab.plots.style import PAGE, new_figure, styled
+    from reslab.plots.style import PAGE, add_arm_key, arm_key_height, new_figure, short_arm_labels, styled
 
     one, two = ("loss_1d" in results[0].arrays, "loss_2d" in results[0].arrays)
 
@@ -80,9 +80,11 @@ def figure(results, settings: dict):
         colors = {label: f"C{i}" for i, label in enumerate(labels)}
         styles = {label: "-" if shortcut[label] == "none" else "--" for label in labels}
         groups = by_arm_and_depth(results)
+        short = short_arm_labels(labels)
+        keyed = any(short[a] != a for a in labels)
         top_h, row_h = 2.4, float(np.clip(5.6 / len(labels), 1.6, 2.6))  # square 2-D panels filling the width
         heights = [top_h] * one + [row_h * len(depths) + 1.1] * two  # + titles of up to 3 lines, axis labels, legend
-        fig = new_figure(PAGE, sum(heights) + 0.4)
+        fig = new_figure(PAGE, sum(heights) + 0.4 + arm_key_height(short))
         parts = list(fig.subfigures(len(heights), 1, height_ratios=heights, squeeze=False)[:, 0])
         top, bottom = parts[0] if one else None, parts[-1] if two else None
         if one:
@@ -97,7 +99,7 @@ def figure(results, settings: dict):
                     alphas, mean = members[0].arrays["alphas"], losses.mean(0)
                     curves.append(losses)
                     (line,) = ax.plot(alphas, mean, styles[label], color=colors[label])
-                    seen.setdefault(label, line)
+                    seen.setdefault(short[label] if keyed else label, line)
                     if len(losses) > 1:
                         ax.fill_between(alphas, losses.min(0), losses.max(0), color=colors[label], alpha=0.2, lw=0)
                     ax.plot(0, mean[len(alphas) // 2], "o", ms=3, color=colors[label])
@@ -116,14 +118,16 @@ def figure(results, settings: dict):
             if count == 1 and seeds:
                 several = "; several seeds: mean, range shaded"
             top.suptitle(
-                f"1-D: loss at θ + α·d (d filter-normalised: α = 1 moves each filter by its own norm); dot: θ{several}",
+                "1-D: loss at θ + α·d (d filter-normalised: α = 1 moves each filter by its own norm); dot: θ"
+                + (f"\n{several.removeprefix('; ')}" if several else ""),
                 fontsize=8,
             )
-            top.legend(seen.values(), seen.keys(), loc="outside lower center", ncol=min(len(seen), 2), frameon=False)
+            ncol = min(len(seen), 4 if keyed else 2)
+            top.legend(seen.values(), seen.keys(), loc="outside lower center", ncol=ncol, frameon=False)
         if two:
             axes = bottom.subplots(len(depths), len(labels), squeeze=False, sharex=True, sharey=True)
             for ax, label in zip(axes[0], labels):
-                ax.set_title(_short(label), fontsize=6.5, color=colors[label])
+                ax.set_title(short[label] if keyed else _short(label), fontsize=6.5, color=colors[label])
             for row, depth in zip(axes, depths):
                 firsts = {label: groups[(label, depth)][0] for label in labels if (label, depth) in groups}
                 low, high = _loss_range([r.arrays["loss_2d"] for r in firsts.values()])
@@ -166,6 +170,7 @@ def figure(results, settings: dict):
             seeds = ", the lowest seed of each" if any(len(m) > 1 for m in groups.values()) else ""
             same = "d1 = d above" if one else "d1, d2 filter-normalised"
             bottom.suptitle(f"2-D: loss at θ + α·d1 + β·d2 ({same}, colours shared within a depth{seeds})", fontsize=8)
+        add_arm_key(fig, short)
         fig.suptitle(
             "Loss landscape along filter-normalised random directions (Li et al. 2018)\n"
             f"{int(results[0].arrays['images'])} training images; BN in evaluation mode; biases and BN parameters "
@@ -188,7 +193,8 @@ def summary(results, settings: dict) -> list[str]:
         if one:
             ratios = sharpness_spread([m.arrays for m in members], span)
             count = len(curves_1d(members[0].arrays))
-            over = f" over {count} directions × 2 signs{' × seeds' if len(members) > 1 else ''}" if count > 1 else ""
+            times = f" × {len(members)} seeds" if len(members) > 1 else ""
+            over = f" over {count} directions × 2 signs{times}" if count > 1 else ""
             text += (
                 f"; 1-D, loss / loss at θ{over}: {_spread(ratios[span / 2])} at |α| = {span / 2:g}, "
                 f"{_spread(ratios[span])} at |α| = {span:g}"

@@ -50,7 +50,7 @@ def figure(results, settings: dict):
                 if len(missing):
                     ax.plot(missing, np.full(len(missing), 0.0), "x", color=color, ms=4, clip_on=False)
             ax.set_title(f"depth {depth} ({len(position)} blocks)")
-            ax.set_xlabel("deleted block (grey: downsampling)")
+            ax.set_xlabel("deleted block")
             ax.set_ylim(bottom=0)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[0].set_ylabel("test error (%)\nafter deleting it")
@@ -63,8 +63,8 @@ def figure(results, settings: dict):
         fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=2, frameon=False)
         fig.suptitle(
             "Lesion study (Veit et al. 2016): blocks deleted or reordered at test time\n"
-            f"{int(results[0].arrays['images'])} test images; mean over seeds (range shaded); dotted: intact net; "
-            "x: cannot be deleted"
+            f"{int(results[0].arrays['images'])} test images; mean over seeds (range shaded)\n"
+            "dotted: intact net; x: cannot be deleted; grey: downsampling block"
         )
         return fig
 
@@ -86,7 +86,7 @@ def _draw_several(axes, depths, groups, colors) -> None:
                 ax.plot(ks, np.nanmean(errors, 1), style, marker="o", ms=2, color=colors[label])
                 low, high = np.nanpercentile(errors, [25, 75], axis=1)  # the full range of 20 draws hides the lines
                 ax.fill_between(ks, low, high, color=colors[label], alpha=0.15, lw=0)
-        ax.set_xlabel("blocks deleted (solid) / swaps (dashed)")
+        ax.set_xlabel("k: deleted (solid), swaps (dashed)")
         ax.set_ylim(bottom=0)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_ylabel("test error (%): mean,\nmiddle half of draws shaded")

@@ -45,14 +45,15 @@ def figure(results, settings: dict):
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
-    from reslab.plots.style import PAGE, depth_color, new_figure, styled
+    from reslab.plots.style import PAGE, add_arm_key, arm_key_height, depth_color, new_figure, short_arm_labels, styled
 
     @styled
     def draw():
         groups = by_arm_and_depth(results)
         labels = labels_of(results)
         styles = dict(zip(labels, ["-", "--", ":", "-."] * len(labels)))
-        fig = new_figure(PAGE, 3.0)
+        short = short_arm_labels(labels)
+        fig = new_figure(PAGE, 3.0 + arm_key_height(short))
         ax_count, ax_per, ax_share = fig.subplots(1, 3)
         drawn: list[int] = []
         for (label, depth), members in groups.items():
@@ -77,26 +78,27 @@ def figure(results, settings: dict):
         ax_per.set_yscale("log")
         ax_share.set_ylim(bottom=0)
         ax_count.set_title("(a) number of paths")
-        ax_per.set_title("(b) gradient magnitude per path")
-        ax_share.set_title("(c) total gradient magnitude")
-        ax_count.set_ylabel("paths of that length, binom(B, k)")
-        ax_per.set_ylabel("mean gradient norm per image")
-        ax_share.set_ylabel("share of the total over all lengths")
+        ax_per.set_title("(b) gradient per path")
+        ax_share.set_title("(c) share of the gradient")
+        ax_count.set_ylabel("paths of length k, binom(B, k)")
+        ax_per.set_ylabel("gradient norm per image")
+        ax_share.set_ylabel("share of the total")
         for ax in (ax_count, ax_per, ax_share):
-            ax.set_xlabel("path length k (residual branches)")
+            ax.set_xlabel("path length k (branches)")
             ax.set_xlim(left=0)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
         handles = [Line2D([], [], color=depth_color(d), label=f"depth {d}, B={_blocks(results, d)}") for d in drawn]
         if len(labels) > 1:
-            handles += [Line2D([], [], color="0.3", ls=styles[label], label=label) for label in labels]
-        handles.append(Line2D([], [], color="0.3", marker="v", ls="none", label="weighted mean length"))
-        one_row = sum(len(h.get_label()) + 8 for h in handles) <= 110  # characters (and line samples) in 7 in
-        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles) if one_row else 3, frameon=False)
+            handles += [Line2D([], [], color="0.3", ls=styles[label], label=short[label]) for label in labels]
+        handles.append(Line2D([], [], color="0.3", marker="v", ls="none", label="mean length"))
+        fig.legend(handles=handles, loc="outside right center", frameon=False, fontsize=7)
+        add_arm_key(fig, short)
         images, samples = int(results[0].arrays["images"]), int(results[0].arrays["samples"])
         arms = labels[0] if len(labels) == 1 else "residual arms"
         fig.suptitle(
             f"Gradient through paths of each length (Veit et al. 2016, Fig. 6): {arms}\n"
-            f"gradient at the first block's input, {images} training images x {samples} random paths per length"
+            f"at the first block's input; {images} training images x {samples} random paths per length",
+            fontsize="medium",
         )
         return fig
 

@@ -46,7 +46,7 @@ def figure(results, settings: dict):
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FixedLocator, FormatStrFormatter
 
-    from reslab.plots.style import PAGE, depth_color, new_figure, styled
+    from reslab.plots.style import PAGE, add_arm_key, arm_key_height, depth_color, new_figure, short_arm_labels, styled
 
     @styled
     def draw():
@@ -54,7 +54,8 @@ def figure(results, settings: dict):
         depths = sorted({d for _, d in groups})
         arms = labels_of(results)
         style = arm_styles(arms, shortcut_of(results))
-        fig = new_figure(PAGE, 5.4)
+        short = short_arm_labels(arms)
+        fig = new_figure(PAGE, 5.4 + arm_key_height(short))
         axes = fig.subplots(2, 2, sharey="row")
         for col, state in enumerate(STATES):
             top, bottom = axes[0, col], axes[1, col]
@@ -69,12 +70,12 @@ def figure(results, settings: dict):
                 t = members[0].arrays["lag_t"]
                 bottom.plot(t[1:], lag[-1, 1:], markevery=max(1, len(t) // 10), **kw)
             top.set_title("at initialisation (BN statistics estimated)" if state == "init" else "after training")
-            top.set_xlabel("layer (weighted layers from the input; last point: logits)")
+            top.set_xlabel("weighted layers from the input (last: logits)")
             top.set_xlim(left=0)
             bottom.set_xscale("log")
             bottom.xaxis.set_major_locator(FixedLocator([0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1]))
             bottom.xaxis.set_major_formatter(FormatStrFormatter("%g"))
-            bottom.set_xlabel("distance along the line, t (fraction of the way from a to b)")
+            bottom.set_xlabel("t: distance along the line (a→b = 1)")
             for ax in (top, bottom):
                 ax.axhline(0, color="0.6", lw=0.6, zorder=0)
                 ax.grid(True, color="0.92", lw=0.6)
@@ -86,17 +87,19 @@ def figure(results, settings: dict):
                 ax.set_ylim(min(lo, -0.05), 1.05)
         handles = [Line2D([], [], color=depth_color(d), lw=1.5, label=f"depth {d}") for d in depths]
         handles += [
-            Line2D([], [], color="0.25", ls=style[a][0], marker=style[a][1], ms=3.5, mfc="white", label=a) for a in arms
+            Line2D([], [], color="0.25", ls=style[a][0], marker=style[a][1], ms=3.5, mfc="white", label=short[a])
+            for a in arms
         ]
-        ncol = len(handles) if len(handles) <= 5 else (len(handles) + 1) // 2
-        fig.legend(handles=handles, loc="outside lower center", ncol=ncol, frameon=False)
+        fig.legend(handles=handles, loc="outside right upper", frameon=False, fontsize=7)
+        add_arm_key(fig, short)
         first = results[0].arrays
         pairs, points = int(first["pairs"]), int(first["points"])
         seeds = max(len(m) for m in groups.values())
         fig.suptitle(
             "Shattered gradients (Balduzzi et al. 2017): correlation of input gradients at nearby inputs\n"
-            f"{pairs} lines between test images a and b, {points} points each; scalar: a fixed random projection "
-            "(blocks), a's class (logits)" + (f"; mean of {seeds} seeds" if seeds > 1 else ""),
+            f"{pairs} lines between test images a and b, {points} points each"
+            + (f"; mean of {seeds} seeds" if seeds > 1 else "")
+            + "\nscalar: a fixed random projection (blocks), a's class (logits)",
             fontsize="medium",
         )
         return fig
