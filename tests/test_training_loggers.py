@@ -146,12 +146,13 @@ def test_a_run_written_before_curves_csv_is_read_from_its_event_files(tiny_cfg, 
 
 
 @pytest.mark.slow
-def test_a_sweep_logging_to_mlflow_from_two_jobs_at_once(tmp_path, run_env):
+def test_a_sweep_logging_to_csv_and_mlflow_from_two_jobs_at_once(tmp_path, run_env):
     """Two jobs start together on one new SQLite store (the lock makes one create its tables); MLflow's own client
-    reads both runs back, and the report reads the curves from curves.csv alone (logger=mlflow writes no events)."""
+    reads both runs back, each job's csv/metrics.csv holds the same curves, and the report reads the curves from
+    curves.csv alone (neither logger writes event files)."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "reslab", "-m", *TINY, "model=plain,residual", "logger=mlflow"]
+    cmd = [sys.executable, "-m", "reslab", "-m", *TINY, "model=plain,residual", "logger=[csv,mlflow]"]
     cmd += [f"logger.mlflow.tracking_uri={uri}", "logger.mlflow.experiment_name=degradation"]
     cmd += ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}", *NO_RUN_FIGURES]
     proc = subprocess.run(cmd, cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=300)
@@ -165,7 +166,8 @@ def test_a_sweep_logging_to_mlflow_from_two_jobs_at_once(tmp_path, run_env):
         job = sweep / r.info.run_name
         assert not list(job.glob("events.out.tfevents.*"))
         curves = load_run(job).curves
-        assert history(client, r.info.run_id, "val/error") == dict(
-            zip(curves["val/error"][0].tolist(), curves["val/error"][1].tolist(), strict=True)
-        )
+        expected = dict(zip(curves["val/error"][0].tolist(), curves["val/error"][1].tolist(), strict=True))
+        assert history(client, r.info.run_id, "val/error") == expected
+        with open(job / "csv" / "metrics.csv", newline="") as f:
+            assert last_per_step(list(csv.DictReader(f)), "val/error") == pytest.approx(expected)
     assert (sweep / "figures" / "error_curves.png").exists()
