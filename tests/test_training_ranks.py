@@ -45,10 +45,13 @@ class RankLog(L.Callback):
 
 
 @pytest.mark.slow
-def test_two_processes_train_one_run_as_one_process_would(tiny_cfg, tmp_path):
+def test_two_processes_train_one_run_as_one_process_would(tiny_cfg, tmp_path, tmp_path_factory):
     ddp_log, one_log = tmp_path / "ddp_log", tmp_path / "one_log"
     ddp_log.mkdir(), one_log.mkdir()
-    ddp = train(tiny_cfg(*DDP_RUN, "trainer=ddp", out=tmp_path / "ddp"), callbacks=[RankLog(str(ddp_log))])
+    store = f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+    loggers = ["logger=[tensorboard,mlflow]", f"logger.mlflow.tracking_uri={store}"]
+    ddp_cfg = tiny_cfg(*DDP_RUN, "trainer=ddp", *loggers, out=tmp_path / "ddp")
+    ddp = train(ddp_cfg, callbacks=[RankLog(str(ddp_log))])
     one = train(tiny_cfg(*DDP_RUN, out=tmp_path / "one"), callbacks=[RankLog(str(one_log))])
 
     # One job directory, written once: nothing of rank 1's anywhere.
@@ -75,6 +78,18 @@ def test_two_processes_train_one_run_as_one_process_would(tiny_cfg, tmp_path):
         assert torch.allclose(r0["weights"][name].float(), w.float(), rtol=0, atol=2e-4), name
     for key in ("train_loss", "val_loss", "test_loss", "test_error"):
         assert ddp[key] == pytest.approx(one[key], rel=1e-4), key
+    # The loggers are rank 0's: one curves.csv with the one-process curves, one MLflow run.
+    from mlflow.tracking import MlflowClient
+
+    from reslab.curves import read_curve_rows
+
+    rows, single_rows = (read_curve_rows(tmp_path / d / "curves.csv") for d in ("ddp", "one"))
+    assert rows.keys() == single_rows.keys()
+    for step, values in single_rows.items():
+        assert rows[step] == pytest.approx(values, rel=1e-4), step
+    client = MlflowClient(store)
+    (run,) = client.search_runs([client.get_experiment_by_name("reslab").experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == ddp["run_name"]
 
 
 def test_a_batch_that_does_not_split_evenly_is_refused_in_one_line(tiny_cfg, tmp_path):
