@@ -160,6 +160,8 @@ def test_a_sweep_gets_one_figure_and_every_run_its_arrays_and_tensorboard_curves
     assert "residual-20_seed0 did not finish" in out  # the failed job, left out and said so
     assert "**plain (optim.lr=0.1)-14**: lag-1 gradient correlation at the logits" in out
     assert "**residual-8**, mean of 2 seeds" in out
+    by_line = [p for p in out.split(" at init (lines ")[1:]]  # the spread over the lines of all seeds, each arm
+    assert len(by_line) == 5 and all(" to " in p.split(")")[0] for p in by_line)
     folder = analysis_sweep / "analysis"
     assert (folder / "shattered.png").stat().st_size > 30_000 and (folder / "shattered.pdf").is_file()
     md = (folder / "shattered.md").read_text()

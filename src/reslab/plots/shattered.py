@@ -127,11 +127,21 @@ def summary(results, settings: dict) -> list[str]:
             )
             continue
         out.append(
-            f"- **{label}-{depth}**{seeds}: lag-1 gradient correlation at the logits {value(init[-1])} at init, "
-            f"{value(trained[-1])} trained (last block {value(init[-2])}, {value(trained[-2])}); "
+            f"- **{label}-{depth}**{seeds}: lag-1 gradient correlation at the logits {value(init[-1])} at init"
+            f"{by_pair(members, 'init')}, {value(trained[-1])} trained{by_pair(members, 'trained')} (last block "
+            f"{value(init[-2])}, {value(trained[-2])}); "
             f"first below {THRESHOLD}: {at(layer, init)} at init, {at(layer, trained)} trained" + left_out(members)
         )
     return out
+
+
+def by_pair(members, state: str) -> str:
+    """The spread behind a mean at the logits: the lowest and highest line (pair of images) of all seeds."""
+    values = np.concatenate([m.arrays[f"{state}_lag1_by_pair"][:, -1] for m in members])
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return ""
+    return f" (lines {values.min():.2f} to {values.max():.2f})"
 
 
 def left_out(members) -> str:
