@@ -221,7 +221,9 @@ ANALYSIS_SETTINGS = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(ANALYSIS_SETTINGS))
+@pytest.mark.parametrize(
+    "kind", [pytest.param(k, marks=pytest.mark.slow) if k == "landscape" else k for k in sorted(ANALYSIS_SETTINGS)]
+)  # landscape's 48 contour panels take 5 s: the slow tier
 def test_every_analysis_figure_of_an_eight_arm_ablation_has_no_overlapping_or_cut_text(kind):
     import importlib
 
