@@ -45,7 +45,7 @@ def test_notebook_shows_what_the_summary_shows_on_a_tiny_sweep(tiny_sweep, monke
 
 @pytest.mark.slow
 def test_notebook_says_what_a_sweep_kept_without_curves_or_arrays_cannot_show(analysis_sweep, monkeypatch):
-    for pattern in ("*/events.out.tfevents.*", "*/grad_norms.npz", "*/responses.npz"):
+    for pattern in ("*/curves.csv", "*/events.out.tfevents.*", "*/grad_norms.npz", "*/responses.npz"):
         for path in analysis_sweep.glob(pattern):
             path.unlink()
     outputs = run_notebook(analysis_sweep, monkeypatch)

@@ -51,7 +51,7 @@ def test_a_folder_kept_without_curves_or_arrays_keeps_its_figures_of_them(analys
     figures it cannot draw as they were, instead of replacing them with empty axes."""
     report(analysis_sweep, figures=True, quiet=True)
     kept = {name: (analysis_sweep / "figures" / f"{name}.png").read_bytes() for name in FIGURES}
-    for pattern in ("*/events.out.tfevents.*", "*/grad_norms.npz", "*/responses.npz"):
+    for pattern in ("*/curves.csv", "*/events.out.tfevents.*", "*/grad_norms.npz", "*/responses.npz"):
         for path in analysis_sweep.glob(pattern):
             path.unlink()
     report(analysis_sweep, figures=True)

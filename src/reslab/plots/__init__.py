@@ -3,4 +3,4 @@ figures (`training`) are drawn by the report and the instruments; each analysis 
 (`lesion`, `landscape`, `shattered`, `paths`). One look for all (`style`)."""
 
 # The analyses of `reslab analyze`, each with its figure module here, in the order the report shows them.
-ANALYSES = ("lesion", "landscape", "shattered", "paths")
+ANALYSES = ("lesion", "landscape", "shattered", "paths", "signal")

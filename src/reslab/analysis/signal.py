@@ -1,0 +1,183 @@
+"""Signal propagation at initialisation (``reslab analyze signal``): how gradients and activations grow or shrink
+layer by layer in the nets reslab builds, measured on training batches in training mode, beside what theory predicts
+(`reslab.analysis.signal_theory`).
+
+Per seed, the run's net is built afresh from its config with seeds ``seed, seed+1, ...`` (``--seeds``: no training,
+no checkpoint needed) and ``--batches`` training batches of the run's batch size go through it in training mode (BN
+normalises with the batch's statistics, as in the first step of training). For each batch:
+
+- **Gradients.** The cross-entropy's gradient with respect to each weighted layer's weights and to its input (the
+  activation the layer reads), as Frobenius norms; the layers are the 6n+2 the depth counts, in order.
+- **Batch norm.** Each BN's input and output: the average channel variance (over batch × height × width).
+- **Residual blocks** (Brock, De and Smith 2021's signal propagation plot): the stream entering the block, the
+  branch's output before the addition, and their ratio; the average squared channel mean and the average channel
+  variance of each.
+
+Norms are averaged over the batches in log space (a growth rate is a ratio), then kept per seed. ``growth`` is the
+rise of log10 of the input-gradient norm per layer from the output toward the input (positive: exploding toward the
+input, negative: vanishing), a least-squares slope over the layers between the stem and the classifier with an
+intercept of its own per stage (a stage's first conv halves the resolution and doubles the channels, which moves the
+level but is not depth). Scaling the loss scales every gradient alike and leaves the growth unchanged (tested).
+``predicted`` is the theory's (`reslab.analysis.signal_theory.predicted_growth`; NaN where none applies), with BN's
+batch taken as the fewest positions any of the net's BNs normalises over (batch × height × width of stage 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reslab.analysis.signal_theory import predicted_growth
+from reslab.analysis.trained import TrainedRun
+
+TITLE = "Signal propagation at initialisation: per-layer gradient growth, measured and predicted"
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seeds", type=int, default=10, help="initialisations per run (default 10)")
+    parser.add_argument("--batches", type=int, default=4, help="training batches per initialisation (default 4)")
+
+
+def settings(args: argparse.Namespace) -> dict:
+    from reslab.errors import UserError
+
+    if args.seeds < 2:
+        raise UserError(f"--seeds must be at least 2 (an interval needs two), got {args.seeds}")
+    if args.batches < 1:
+        raise UserError(f"--batches must be a positive number of training batches, got {args.batches}")
+    return {"seeds": args.seeds, "batches": args.batches}
+
+
+def needs(trained: TrainedRun) -> str | None:
+    return None
+
+
+def _channel_stats(t: torch.Tensor) -> tuple[float, float]:
+    """(average squared channel mean, average channel variance) of a (B, C, ...) activation, over all but C."""
+    flat = t.detach().transpose(0, 1).flatten(1).double()
+    return float((flat.mean(1) ** 2).mean()), float(flat.var(1, unbiased=False).mean())
+
+
+def one_batch(net: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_scale: float = 1.0) -> dict[str, np.ndarray]:
+    """The measurements of one batch (module docstring), the net in training mode; its weights' gradients are
+    left as computed."""
+    from reslab.models import depth_layers
+    from reslab.models.cifar_net import Block
+
+    layers = depth_layers(net)
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    blocks = [m for m in net.modules() if isinstance(m, Block)]
+    inputs: dict[int, torch.Tensor] = {}
+    bn_var: dict[int, tuple[float, float]] = {}
+    stream: dict[int, tuple[float, float]] = {}
+    branch: dict[int, tuple[float, float]] = {}
+
+    def keep_input(i):
+        def hook(module, args):
+            args[0].retain_grad()
+            inputs[i] = args[0]
+
+        return hook
+
+    def bn_hook(i):
+        return lambda module, args, out: bn_var.__setitem__(i, (_channel_stats(args[0])[1], _channel_stats(out)[1]))
+
+    def stream_hook(i):
+        return lambda module, args: stream.__setitem__(i, _channel_stats(args[0]))
+
+    def branch_hook(i):
+        return lambda module, args, out: branch.__setitem__(i, _channel_stats(out))
+
+    handles = [m.register_forward_pre_hook(keep_input(i)) for i, (_, m) in enumerate(layers)]
+    handles += [m.register_forward_hook(bn_hook(i)) for i, m in enumerate(bns)]
+    handles += [b.register_forward_pre_hook(stream_hook(i)) for i, b in enumerate(blocks)]
+    handles += [b.bn2.register_forward_hook(branch_hook(i)) for i, b in enumerate(blocks)]
+    try:
+        net.train()
+        net.zero_grad(set_to_none=True)
+        x = x.detach().clone().requires_grad_(True)  # so that every activation, the stem's input too, has a gradient
+        loss = F.cross_entropy(net(x), y) * loss_scale
+        loss.backward()
+    finally:
+        for h in handles:
+            h.remove()
+    return {
+        "weight_grad": np.array([float(m.weight.grad.norm()) for _, m in layers]),
+        "input_grad": np.array([float(inputs[i].grad.norm()) for i in range(len(layers))]),
+        "bn_var": np.array([bn_var[i] for i in range(len(bns))]).reshape(len(bns), 2),
+        "stream": np.array([stream[i] for i in range(len(blocks))]).reshape(len(blocks), 2),
+        "branch": np.array([branch[i] for i in range(len(blocks))]).reshape(len(blocks), 2),
+    }
+
+
+def stages(net: nn.Module) -> np.ndarray:
+    """The stage of each of the depth's layers: 0 the stem, 1..3 the stages' convs, 4 the classifier."""
+    from reslab.models import depth_layers
+
+    names = [name for name, _ in depth_layers(net)]
+    return np.array([0 if not n.startswith("stage") else int(n[len("stage")]) for n in names[:-1]] + [4])
+
+
+def growth_per_layer(log_norms: np.ndarray, stage: np.ndarray) -> float:
+    """The rise of ``log_norms`` per layer toward the input: minus the least-squares slope against the layer's index
+    over the stages' convs (stem and classifier left out), with an intercept per stage."""
+    inner = (stage >= 1) & (stage <= 3)
+    index = np.arange(len(stage))[inner]
+    present = np.unique(stage[inner])
+    design = np.column_stack([index] + [(stage[inner] == s).astype(float) for s in present])
+    coef, *_ = np.linalg.lstsq(design, log_norms[inner], rcond=None)
+    return float(-coef[0])
+
+
+def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
+    """The mean and its 95% Student-t interval (scipy), over the initialisations."""
+    from scipy import stats
+
+    mean = float(np.mean(values))
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=mean, scale=stats.sem(values))
+    return mean, float(low), float(high)
+
+
+def measure(trained: TrainedRun, settings: dict) -> dict[str, np.ndarray]:
+    import lightning as L
+
+    from reslab.build import build_net
+
+    cfg = trained.cfg
+    batch = int(cfg.dataset.batch_size)
+    x_all, y_all = trained.images("train", batch * settings["batches"])
+    per_seed: dict[str, list] = {}
+    stage = None
+    for k in range(settings["seeds"]):
+        L.seed_everything(int(cfg.seed) + k, verbose=False)
+        net = build_net(cfg, trained.info.in_channels, trained.info.num_classes).to(trained.device)
+        stage = stages(net)
+        found = [one_batch(net, x_all[b * batch : (b + 1) * batch], y_all[b * batch : (b + 1) * batch])
+                 for b in range(settings["batches"])]  # fmt: skip
+        for key in found[0]:
+            values = np.stack([f[key] for f in found])
+            merged = np.exp(np.log(values).mean(0)) if key.endswith("grad") else values.mean(0)
+            per_seed.setdefault(key, []).append(merged)
+    out = {key: np.stack(v) for key, v in per_seed.items()}  # (seeds, ...)
+    out["stage"] = stage
+    out["growth"] = np.array([growth_per_layer(np.log10(g), stage) for g in out["input_grad"]])
+    out["growth_interval"] = np.array(mean_interval(out["growth"]))
+    size = trained.datamodule.image_size
+    positions = batch * max(1, size // 4) ** 2  # stage 3's BN: the fewest positions per channel
+    predicted = predicted_growth(str(cfg.model.get("norm", "batch")), str(cfg.model.shortcut), positions)
+    out["predicted"] = np.array(np.nan if predicted is None else predicted)
+    out["bn_positions"] = np.array(positions)
+    out["batch"] = np.array(batch)
+    out["image_size"] = np.array(size)
+    out["norm"] = np.array(str(cfg.model.get("norm", "batch")))
+    return out
+
+
+def scalars(arrays: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The input-gradient norm per layer (geometric mean over seeds), layer index as the step."""
+    mean = np.exp(np.log(arrays["input_grad"]).mean(0))
+    return {"analysis/signal/input_grad_norm_by_layer": (np.arange(1, len(mean) + 1), mean)}

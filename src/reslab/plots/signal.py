@@ -1,0 +1,136 @@
+"""The signal-propagation analysis's figure and summary lines: what `reslab analyze signal` draws and prints from the
+arrays that `reslab.analysis.signal` measured, beside the theory's prediction it stored with them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reslab.plots.measured import by_arm_and_depth, labels_of
+
+MARGIN = 0.02  # decades per layer: how close a measured growth must be to the predicted one to support it
+
+
+def verdict(low: float, high: float, predicted: float, margin: float = MARGIN) -> str:
+    """*supported* when the interval lies within the prediction ± margin, *contradicted* when it lies wholly
+    outside, *not shown* otherwise (the report's words, with an equivalence margin as its "no worse" claims)."""
+    if predicted - margin <= low and high <= predicted + margin:
+        return "supported"
+    if high < predicted - margin or low > predicted + margin:
+        return "contradicted"
+    return "not shown"
+
+
+def across_depths(results) -> list[str]:
+    """Per arm at two or more depths, the rise per layer at each: constant for an exponential (Yang et al.'s plain
+    BN nets), falling with depth for a power law (De and Smith's residual BN nets)."""
+    lines = []
+    for label in labels_of(results):
+        firsts = {d: m[0].arrays for (a, d), m in by_arm_and_depth(results).items() if a == label}
+        if len(firsts) < 2:
+            continue
+        parts = [
+            f"{d}: {a['growth_interval'][0]:+.4f} ({a['growth_interval'][1]:+.4f} to {a['growth_interval'][2]:+.4f})"
+            for d, a in sorted(firsts.items())
+        ]
+        shallow, deep = firsts[min(firsts)]["growth_interval"], firsts[max(firsts)]["growth_interval"]
+        if deep[2] < shallow[1]:
+            trend = "falls with depth (the deepest's interval lies below the shallowest's), as a power law's"
+        elif deep[1] > shallow[2]:
+            trend = "rises with depth (the deepest's interval lies above the shallowest's)"
+        else:
+            trend = "is the same at the shallowest and deepest within their intervals, as an exponential's"
+        lines.append(f"- **{label}**, rise per layer by depth: {'; '.join(parts)}; it {trend}")
+    return lines
+
+
+def figure(results, settings: dict):
+    """One panel per depth: log10 of the input-gradient norm at each layer (1 = input side), the mean over
+    initialisations with their range shaded, one colour per arm; dashed, the predicted growth drawn through each
+    stage's last layer."""
+    from reslab.plots.style import PAGE, add_arm_key, arm_key_height, new_figure, short_arm_labels, styled
+
+    @styled
+    def draw():
+        depths = sorted({r.depth for r in results})
+        labels = labels_of(results)
+        short = short_arm_labels(labels)
+        colors = {label: f"C{i}" for i, label in enumerate(labels)}
+        fig = new_figure(PAGE, 2.8 + arm_key_height(short))
+        axes = fig.subplots(1, len(depths), squeeze=False)[0]
+        groups = by_arm_and_depth(results)
+        for ax, depth in zip(axes, depths):
+            for (label, d), (r, *_) in groups.items():
+                if d != depth:
+                    continue
+                logs = np.log10(r.arrays["input_grad"])  # (seeds, layers)
+                layer = np.arange(1, logs.shape[1] + 1)
+                ax.plot(layer, logs.mean(0), color=colors[label], lw=1.2, label=short[label])
+                ax.fill_between(layer, logs.min(0), logs.max(0), color=colors[label], alpha=0.2, lw=0)
+                predicted, stage = float(r.arrays["predicted"]), r.arrays["stage"]
+                if np.isfinite(predicted):
+                    for s in (1, 2, 3):
+                        at = layer[stage == s]
+                        if len(at) > 1:
+                            end = logs.mean(0)[stage == s][-1]
+                            line = end + predicted * (at[-1] - at)
+                            ax.plot(at, line, "--", color=colors[label], lw=0.9)
+            ax.set_title(f"depth {depth}")
+            ax.set_xlabel("layer (1 = input side)")
+        axes[0].set_ylabel("log10 ‖∂loss/∂input‖\nof each layer")
+        handles, names = axes[0].get_legend_handles_labels()
+        for ax in axes[1:]:
+            for h, n in zip(*ax.get_legend_handles_labels()):
+                if n not in names:
+                    handles.append(h)
+                    names.append(n)
+        fig.legend(handles, names, loc="outside lower center", ncol=min(len(names), 4), frameon=False)
+        add_arm_key(fig, short)
+        seeds = int(results[0].arrays["input_grad"].shape[0])
+        fig.suptitle(
+            "Signal propagation at initialisation: the gradient norm layer by layer (training mode, BN on the batch)\n"
+            f"{seeds} initialisations each, range shaded; dashed: the predicted rise toward the input\n"
+            "(plain nets: Yang et al. 2019 with BN, 0 without; residual nets with BN: a power law, no line)",
+            fontsize="medium",
+        )
+        return fig
+
+    return draw()
+
+
+def summary(results, settings: dict) -> list[str]:
+    lines = []
+    for (label, depth), members in by_arm_and_depth(results).items():
+        arrays = members[0].arrays  # a run's seed only seeds its initialisations: the first run's stand for all
+        growth = arrays["growth"]
+        mean, low, high = (float(v) for v in arrays["growth_interval"])
+        inner = int(((arrays["stage"] >= 1) & (arrays["stage"] <= 3)).sum())
+        text = (
+            f"- **{label}-{depth}**: the gradient norm rises toward the input by {mean:+.4f} decades per layer (95% "
+            f"interval {low:+.4f} to {high:+.4f} over {len(growth)} initialisations), {mean * inner:+.1f} decades "
+            f"over its {inner} inner layers"
+        )
+        predicted = float(arrays["predicted"])
+        if np.isfinite(predicted):
+            what = (
+                f"Yang et al.'s λ = {10 ** (2 * predicted):.3f} (BN over {int(arrays['bn_positions'])} positions)"
+                if str(arrays["norm"]) == "batch" and members[0].shortcut == "none"
+                else "no exponential growth"
+            )
+            text += (
+                f"; predicted {predicted:+.4f} ({what}): {verdict(low, high, predicted)} within ±{MARGIN} decades per "
+                f"layer; measured / predicted {mean / predicted:.2f}"
+                if predicted
+                else f"; predicted 0 ({what}): {verdict(low, high, predicted)} within ±{MARGIN} decades per layer"
+            )
+        elif members[0].shortcut != "none" and str(arrays["norm"]) == "batch":
+            text += "; predicted: a power law (De and Smith), so a rise per layer that falls with depth (below)"
+        else:
+            text += "; no prediction here for this arm"
+        lines.append(text)
+    lines += across_depths(results)
+    lines.append(
+        f"- A claim is *supported* when the 95% interval lies within the prediction ± {MARGIN} decades per layer, "
+        "*contradicted* when it lies wholly outside, *not shown* otherwise. Yang et al.'s theory is for wide "
+        "fully-connected nets; a convolution's BN normalises over batch × height × width"
+    )
+    return lines
