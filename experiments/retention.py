@@ -3,16 +3,14 @@
     .venv/bin/python experiments/retention.py copy SWEEP_DIR DEST   # copy what the rule keeps, nothing else
     .venv/bin/python experiments/retention.py check DIR...          # list the files under DIR the rule drops
 
-A job directory is a folder holding a metrics.json. Per job the rule keeps what `reslab report` reads to redraw
-the tables and figures (metrics.json; the curves in curves.csv; grad_norms.npz and responses.npz), the resolved
-config.yaml (what reruns the job), and `reslab analyze`'s arrays (analysis/<kind>.json and .npz). At the sweep's
-root it keeps the report (summary.md, summary.csv, figures/) and `reslab analyze`'s summaries and figures
-(analysis/). Everything else is runtime debris and is dropped:
-checkpoints, locks (.lock, .report.lock), Lightning's hparams.yaml, logs (reslab.log, error.log, the sweep's
-log), Hydra's .hydra/ and multirun.yaml, every TensorBoard event file (the curves are in curves.csv; `reslab
-report` writes it from the event files of a run made before it existed), the other loggers' files (csv/,
-mlflow_run.json) and the report's TensorBoard views.
-"""
+A job directory is a folder holding a metrics.json. Per job the rule keeps what `reslab report` reads to redraw the
+tables and figures (metrics.json; the curves in curves.csv; grad_norms.npz, responses.npz and signal_steps.npz), the
+resolved config.yaml (what reruns the job), and `reslab analyze`'s arrays (analysis/<kind>.json and .npz). At the
+sweep's root it keeps the report (summary.md, summary.csv, figures/) and `reslab analyze`'s summaries and figures
+(analysis/). Everything else is runtime debris and is dropped: checkpoints, locks (.lock, .report.lock), Lightning's
+hparams.yaml, logs (reslab.log, error.log, the sweep's log), Hydra's .hydra/ and multirun.yaml, every TensorBoard
+event file (the curves are in curves.csv; `reslab report` writes it from the event files of a run made before it
+existed), the other loggers' files (csv/, mlflow_run.json) and the report's TensorBoard views."""
 
 from __future__ import annotations
 
@@ -21,7 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
-JOB_FILES = ("metrics.json", "config.yaml", "curves.csv", "grad_norms.npz", "responses.npz")
+JOB_FILES = ("metrics.json", "config.yaml", "curves.csv", "grad_norms.npz", "responses.npz", "signal_steps.npz")
 JOB_ANALYSIS_FILES = ("*.json", "*.npz")  # <job>/analysis/: reslab analyze's arrays and the settings behind them
 SWEEP_FILES = ("summary.md", "summary.csv")
 SWEEP_FOLDERS = {"figures": ("*.png", "*.pdf"), "analysis": ("*.md", "*.png", "*.pdf")}

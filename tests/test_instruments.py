@@ -132,3 +132,25 @@ def test_figures_are_drawn_off_the_training_thread_in_order_and_their_errors_sur
     writer.submit(fail)
     with pytest.raises(ValueError, match="cannot be drawn"):
         writer.flush()
+
+
+def test_signal_at_steps_measures_the_chosen_steps_and_leaves_the_run_as_it_was(tiny_cfg, tmp_path):
+    """callbacks=[default,signal]: the gradient norms at steps 0, 1, 3 and after the last step, in
+    signal_steps.npz; the run's metrics and instruments are those of the same run without it, bit for bit."""
+    quiet = ["callbacks.grad_norms.figure_every_n_steps=0", "callbacks.responses.figure_every_n_steps=0"]
+    plain = train(tiny_cfg(*quiet, out=tmp_path / "without"))
+    probed = train(
+        tiny_cfg(*quiet, "callbacks=[default,signal]", "callbacks.signal.at_steps=[0,1,3]", out=tmp_path / "with")
+    )
+    for key in ("train_loss", "train_error", "val_loss", "test_loss", "test_error"):
+        assert probed[key] == plain[key], key
+    assert np.array_equal(np.load(tmp_path / "with" / "grad_norms.npz")["values"],
+                          np.load(tmp_path / "without" / "grad_norms.npz")["values"])  # fmt: skip
+    with np.load(tmp_path / "with" / "signal_steps.npz") as data:
+        assert list(data["steps"]) == [0, 1, 3, plain["steps"]]
+        assert data["input_grad"].shape == (4, 8) and data["weight_grad"].shape == (4, 8)
+        assert np.isfinite(data["input_grad"]).all() and list(data["stage"]) == [0, 1, 1, 2, 2, 3, 3, 4]
+        # Step 0 is the initialisation: the weight gradients the first training step computes.
+        first = np.load(tmp_path / "without" / "grad_norms.npz")
+        assert first["steps"][0] == 0
+        assert data["weight_grad"][0] == pytest.approx(first["values"][0], rel=1e-4)

@@ -31,6 +31,7 @@ JOB_FILES = (
     "curves.csv",
     "grad_norms.npz",
     "responses.npz",
+    "signal_steps.npz",
     "error.log",
     "hparams.yaml",
     "mlflow_run.json",  # a retrained job is a new MLflow run

@@ -64,6 +64,7 @@ NOT_IDENTITY = (
     "callbacks.grad_norms",
     "callbacks.responses",
     "callbacks.divergence",
+    "callbacks.signal",
 )
 
 

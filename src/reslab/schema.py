@@ -124,6 +124,7 @@ class CallbacksConfig:
     grad_norms: Any = None
     responses: Any = None
     divergence: Any = None
+    signal: Any = None  # off unless chosen (callbacks=[default,signal])
 
 
 @dataclass

@@ -13,6 +13,9 @@ normalises with the batch's statistics, as in the first step of training). For e
   branch's output before the addition, and their ratio; the average squared channel mean and the average channel
   variance of each.
 
+Where the run measured itself at chosen steps (``callbacks=[default,signal]``, `SignalAtSteps`), its
+``signal_steps.npz`` comes along: the profile and growth at each of those steps, the dynamics.
+
 Norms are averaged over the batches in log space (a growth rate is a ratio), then kept per seed. ``growth`` is the
 rise of log10 of the input-gradient norm per layer from the output toward the input (positive: exploding toward the
 input, negative: vanishing), a least-squares slope over the layers between the stem and the classifier with an
@@ -27,12 +30,10 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from reslab.analysis.signal_theory import predicted_growth
 from reslab.analysis.trained import TrainedRun
+from reslab.instruments.signal_probe import growth_per_layer, one_batch, stages
 
 TITLE = "Signal propagation at initialisation: per-layer gradient growth, measured and predicted"
 
@@ -54,83 +55,6 @@ def settings(args: argparse.Namespace) -> dict:
 
 def needs(trained: TrainedRun) -> str | None:
     return None
-
-
-def _channel_stats(t: torch.Tensor) -> tuple[float, float]:
-    """(average squared channel mean, average channel variance) of a (B, C, ...) activation, over all but C."""
-    flat = t.detach().transpose(0, 1).flatten(1).double()
-    return float((flat.mean(1) ** 2).mean()), float(flat.var(1, unbiased=False).mean())
-
-
-def one_batch(net: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_scale: float = 1.0) -> dict[str, np.ndarray]:
-    """The measurements of one batch (module docstring), the net in training mode; its weights' gradients are
-    left as computed."""
-    from reslab.models import depth_layers
-    from reslab.models.cifar_net import Block
-
-    layers = depth_layers(net)
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    blocks = [m for m in net.modules() if isinstance(m, Block)]
-    inputs: dict[int, torch.Tensor] = {}
-    bn_var: dict[int, tuple[float, float]] = {}
-    stream: dict[int, tuple[float, float]] = {}
-    branch: dict[int, tuple[float, float]] = {}
-
-    def keep_input(i):
-        def hook(module, args):
-            args[0].retain_grad()
-            inputs[i] = args[0]
-
-        return hook
-
-    def bn_hook(i):
-        return lambda module, args, out: bn_var.__setitem__(i, (_channel_stats(args[0])[1], _channel_stats(out)[1]))
-
-    def stream_hook(i):
-        return lambda module, args: stream.__setitem__(i, _channel_stats(args[0]))
-
-    def branch_hook(i):
-        return lambda module, args, out: branch.__setitem__(i, _channel_stats(out))
-
-    handles = [m.register_forward_pre_hook(keep_input(i)) for i, (_, m) in enumerate(layers)]
-    handles += [m.register_forward_hook(bn_hook(i)) for i, m in enumerate(bns)]
-    handles += [b.register_forward_pre_hook(stream_hook(i)) for i, b in enumerate(blocks)]
-    handles += [b.bn2.register_forward_hook(branch_hook(i)) for i, b in enumerate(blocks)]
-    try:
-        net.train()
-        net.zero_grad(set_to_none=True)
-        x = x.detach().clone().requires_grad_(True)  # so that every activation, the stem's input too, has a gradient
-        loss = F.cross_entropy(net(x), y) * loss_scale
-        loss.backward()
-    finally:
-        for h in handles:
-            h.remove()
-    return {
-        "weight_grad": np.array([float(m.weight.grad.norm()) for _, m in layers]),
-        "input_grad": np.array([float(inputs[i].grad.norm()) for i in range(len(layers))]),
-        "bn_var": np.array([bn_var[i] for i in range(len(bns))]).reshape(len(bns), 2),
-        "stream": np.array([stream[i] for i in range(len(blocks))]).reshape(len(blocks), 2),
-        "branch": np.array([branch[i] for i in range(len(blocks))]).reshape(len(blocks), 2),
-    }
-
-
-def stages(net: nn.Module) -> np.ndarray:
-    """The stage of each of the depth's layers: 0 the stem, 1..3 the stages' convs, 4 the classifier."""
-    from reslab.models import depth_layers
-
-    names = [name for name, _ in depth_layers(net)]
-    return np.array([0 if not n.startswith("stage") else int(n[len("stage")]) for n in names[:-1]] + [4])
-
-
-def growth_per_layer(log_norms: np.ndarray, stage: np.ndarray) -> float:
-    """The rise of ``log_norms`` per layer toward the input: minus the least-squares slope against the layer's index
-    over the stages' convs (stem and classifier left out), with an intercept per stage."""
-    inner = (stage >= 1) & (stage <= 3)
-    index = np.arange(len(stage))[inner]
-    present = np.unique(stage[inner])
-    design = np.column_stack([index] + [(stage[inner] == s).astype(float) for s in present])
-    coef, *_ = np.linalg.lstsq(design, log_norms[inner], rcond=None)
-    return float(-coef[0])
 
 
 def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
@@ -174,6 +98,11 @@ def measure(trained: TrainedRun, settings: dict) -> dict[str, np.ndarray]:
     out["batch"] = np.array(batch)
     out["image_size"] = np.array(size)
     out["norm"] = np.array(str(cfg.model.get("norm", "batch")))
+    steps = trained.path / "signal_steps.npz"  # the run's own, at chosen steps (callbacks=[default,signal])
+    if steps.exists():
+        with np.load(steps) as data:
+            out["steps"], out["steps_input_grad"] = data["steps"], data["input_grad"]
+            out["steps_growth"] = np.array([growth_per_layer(np.log10(g), data["stage"]) for g in data["input_grad"]])
     return out
 
 

@@ -43,6 +43,24 @@ def across_depths(results) -> list[str]:
     return lines
 
 
+def _draw_dynamics(axes, dynamics, short) -> None:
+    """A run's own profile at each step it measured (`SignalAtSteps`), one panel per run, colour = step."""
+    import matplotlib
+
+    for ax, ((label, depth), r) in zip(axes, dynamics):
+        steps, logs = r.arrays["steps"], np.log10(r.arrays["steps_input_grad"])
+        colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(steps)))
+        layer = np.arange(1, logs.shape[1] + 1)
+        for step, row, color in zip(steps, logs, colors):
+            ax.plot(layer, row, color=color, lw=1.1, label=f"step {int(step)}")
+        ax.set_title(f"{short[label]}-{depth}: during training", fontsize=8)
+        ax.set_xlabel("layer (1 = input side)")
+        ax.legend(fontsize=6, frameon=False)
+    axes[0].set_ylabel("log10 ‖∂loss/∂input‖\nof the run, at each step")
+    for ax in axes[len(dynamics) :]:
+        ax.set_visible(False)
+
+
 def figure(results, settings: dict):
     """One panel per depth: log10 of the input-gradient norm at each layer (1 = input side), the mean over
     initialisations with their range shaded, one colour per arm; dashed, the predicted growth drawn through each
@@ -55,9 +73,15 @@ def figure(results, settings: dict):
         labels = labels_of(results)
         short = short_arm_labels(labels)
         colors = {label: f"C{i}" for i, label in enumerate(labels)}
-        fig = new_figure(PAGE, 2.8 + arm_key_height(short))
-        axes = fig.subplots(1, len(depths), squeeze=False)[0]
         groups = by_arm_and_depth(results)
+        dynamics = [(key, m[0]) for key, m in groups.items() if "steps" in m[0].arrays][:4]
+        fig = new_figure(PAGE, (5.4 if dynamics else 2.8) + arm_key_height(short))
+        grid = fig.subplots(2 if dynamics else 1, max(len(depths), len(dynamics)), squeeze=False)
+        axes = grid[0][: len(depths)]
+        for ax in grid[0][len(depths) :]:
+            ax.set_visible(False)
+        if dynamics:
+            _draw_dynamics(grid[1], dynamics, short)
         for ax, depth in zip(axes, depths):
             for (label, d), (r, *_) in groups.items():
                 if d != depth:
@@ -127,6 +151,9 @@ def summary(results, settings: dict) -> list[str]:
         else:
             text += "; no prediction here for this arm"
         lines.append(text)
+        if "steps_growth" in arrays:
+            during = ", ".join(f"step {int(k)}: {g:+.4f}" for k, g in zip(arrays["steps"], arrays["steps_growth"]))
+            lines.append(f"  - during its own training (one batch per step), the rise per layer: {during}")
     lines += across_depths(results)
     lines.append(
         f"- A claim is *supported* when the 95% interval lies within the prediction ± {MARGIN} decades per layer, "
