@@ -20,6 +20,20 @@ def verdict(low: float, high: float, predicted: float, margin: float = MARGIN) -
     return "not shown"
 
 
+def _stream_text(arrays: dict) -> str:
+    """The signal propagation plot in numbers: the stream's channel variance entering stage 1's first and last
+    blocks, and the branch-to-stream variance ratio at its last (De and Smith: a stream variance growing about
+    linearly with the block index, each branch a shrinking share of it)."""
+    blocks = int((arrays["stage"] == 1).sum()) // 2  # two convs per block
+    if blocks < 2 or "stream" not in arrays:
+        return ""
+    stream, branch = arrays["stream"][:, :blocks, 1].mean(0), arrays["branch"][:, :blocks, 1].mean(0)
+    return (
+        f"; stage 1's stream variance {stream[0]:.2f} entering block 1, {stream[-1]:.2f} entering block {blocks} "
+        f"({stream[-1] / stream[0]:.1f}×), branch / stream there {branch[-1] / stream[-1]:.2f}"
+    )
+
+
 def across_depths(results) -> list[str]:
     """Per arm at two or more depths, the rise per layer at each: constant for an exponential (Yang et al.'s plain
     BN nets), falling with depth for a power law (De and Smith's residual BN nets)."""
@@ -148,6 +162,7 @@ def summary(results, settings: dict) -> list[str]:
             )
         elif members[0].shortcut != "none" and str(arrays["norm"]) == "batch":
             text += "; predicted: a power law (De and Smith), so a rise per layer that falls with depth (below)"
+            text += _stream_text(arrays)
         else:
             text += "; no prediction here for this arm"
         lines.append(text)
