@@ -103,6 +103,10 @@ def test_the_prediction_for_each_arm():
 
 
 def test_a_sweep_gets_its_figure_summary_and_arrays(analysis_sweep, capsys):
+    import shutil
+
+    for checkpoints in analysis_sweep.glob("*/checkpoints"):  # fresh nets from the configs: no weights needed
+        shutil.rmtree(checkpoints)
     argv = ["signal", str(analysis_sweep), "--seeds", "3", "--batches", "1", "--device", "cpu"]
     assert main(argv) == 0
     out = capsys.readouterr().out

@@ -76,7 +76,9 @@ def measure_cached(module: Analysis, kind: str, trained: TrainedRun, settings: d
     checkpoint, else measured now and saved there."""
     out = trained.path / "analysis"
     meta_path, arrays_path = out / f"{kind}.json", out / f"{kind}.npz"
-    key = {"settings": settings, "checkpoint_step": trained.step, "identity": trained.run.record.get("identity")}
+    # The weights' step; an analysis of fresh nets (signal) reads the record's, the run may keep no checkpoint.
+    step = trained.step if getattr(module, "USES_WEIGHTS", True) else int(trained.run.record.get("steps") or 0)
+    key = {"settings": settings, "checkpoint_step": step, "identity": trained.run.record.get("identity")}
     if not force and meta_path.is_file() and arrays_path.is_file():
         try:
             meta = json.loads(meta_path.read_text())
@@ -146,7 +148,8 @@ def run_analysis(kind: str, args: argparse.Namespace, argv: list[str]) -> int:
     module = analysis_module(kind)
     device = resolve_device(args.device)
     settings = module.settings(args)
-    trained, skipped, single = load_trained(args.dir, args.data_dir, device, needs=module.needs)
+    weights = getattr(module, "USES_WEIGHTS", True)  # signal builds fresh nets: no checkpoint needed
+    trained, skipped, single = load_trained(args.dir, args.data_dir, device, needs=module.needs, weights=weights)
     results = []
     for t in trained:
         arrays = measure_cached(module, kind, t, settings, args.force)

@@ -36,6 +36,7 @@ from reslab.analysis.trained import TrainedRun
 from reslab.instruments.signal_probe import growth_per_layer, one_batch, stages
 
 TITLE = "Signal propagation at initialisation: per-layer gradient growth, measured and predicted"
+USES_WEIGHTS = False  # fresh nets from each run's config: a folder kept without checkpoints can be analysed
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:

@@ -176,8 +176,9 @@ def estimate_bn_statistics(net: nn.Module, x: torch.Tensor, batch_size: int = 12
     return net.eval()
 
 
-def problem(run: Run) -> str | None:
-    """Why ``run`` cannot be analysed, in one line; None if it can."""
+def problem(run: Run, weights: bool = True) -> str | None:
+    """Why ``run`` cannot be analysed, in one line; None if it can. ``weights``: the analysis reads the trained
+    weights (all but signal, which builds fresh nets from the config)."""
     name = run.path.name
     if run.status == "diverged":
         return (
@@ -189,7 +190,7 @@ def problem(run: Run) -> str | None:
     if not (run.path / "config.yaml").is_file():
         return f"{name} has no config.yaml; it was not written by this reslab: retrain it (retrain=true)"
     ckpt = run.path / "checkpoints" / "last.ckpt"
-    if not ckpt.is_file():
+    if weights and not ckpt.is_file():
         return (
             f"{name} has no checkpoint ({ckpt.relative_to(run.path)}); analyses need the trained weights: "
             f"retrain it (retrain=true) and keep its checkpoints folder"
@@ -235,7 +236,7 @@ def find_runs(target: Path) -> tuple[list[Run], bool]:
 
 
 def load_trained(
-    target: Path, data_dir: str | None = None, device: str = "cpu", needs=None
+    target: Path, data_dir: str | None = None, device: str = "cpu", needs=None, weights: bool = True
 ) -> tuple[list[TrainedRun], list[str], bool]:
     """The analysable runs under ``target``, the lines saying which were left out and why, and whether ``target``
     is a single run. A single run that cannot be analysed, or a sweep with none that can, is a `UserError`; so is a
@@ -244,7 +245,7 @@ def load_trained(
     runs, single = find_runs(target)
     usable, skipped = [], []
     for run in runs:
-        reason = problem(run)
+        reason = problem(run, weights)
         trained = None
         if reason is None:
             trained = TrainedRun(run, data_dir, torch.device(device))
@@ -266,6 +267,6 @@ def load_trained(
             f"the runs under {target} are of different datasets ({shown}); one analysis compares runs of one "
             f"dataset: pass each dataset's runs separately (one job directory, or a folder per dataset)"
         )
-    for trained in usable:
+    for trained in usable if weights else ():
         check_checkpoint(trained)
     return usable, skipped, single

@@ -121,7 +121,7 @@ def figure(results, settings: dict):
                 if n not in names:
                     handles.append(h)
                     names.append(n)
-        fig.legend(handles, names, loc="outside lower center", ncol=min(len(names), 4), frameon=False)
+        fig.legend(handles, names, loc="outside right center", frameon=False, fontsize=7)
         add_arm_key(fig, short)
         seeds = int(results[0].arrays["input_grad"].shape[0])
         fig.suptitle(
