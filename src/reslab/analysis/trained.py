@@ -136,6 +136,8 @@ class TrainedRun:
     def check_data(self) -> None:
         """The data's shape must be the one the net was trained on (the run's dataset, at its size)."""
         x, _ = self.images("test", 1)
+        if not self.checkpoint_path.is_file():  # an analysis of fresh nets (signal): the net is built for this data
+            return
         stem = self.checkpoint["state_dict"].get("net.stem.conv.weight")
         if stem is not None and x.shape[1] != stem.shape[1]:
             raise UserError(
