@@ -146,6 +146,15 @@ def test_signal_at_steps_measures_the_chosen_steps_and_leaves_the_run_as_it_was(
         assert probed[key] == plain[key], key
     assert np.array_equal(np.load(tmp_path / "with" / "grad_norms.npz")["values"],
                           np.load(tmp_path / "without" / "grad_norms.npz")["values"])  # fmt: skip
+    from reslab.instruments.signal_probe import SignalAtSteps
+    from reslab.training.checkpoint_io import load_checkpoint
+
+    # Its state travels in checkpoints reslab's safe loader reads (plain lists, no numpy objects), and comes back.
+    state = next(v for k, v in load_checkpoint(tmp_path / "with" / "checkpoints" / "last.ckpt")["callbacks"].items()
+                 if "SignalAtSteps" in k)  # fmt: skip
+    back = SignalAtSteps(tmp_path / "elsewhere")
+    back.load_state_dict(state)
+    assert sorted(back.rows) == [0, 1, 3, plain["steps"]] and list(back.stage) == [0, 1, 1, 2, 2, 3, 3, 4]
     with np.load(tmp_path / "with" / "signal_steps.npz") as data:
         assert list(data["steps"]) == [0, 1, 3, plain["steps"]]
         assert data["input_grad"].shape == (4, 8) and data["weight_grad"].shape == (4, 8)

@@ -135,7 +135,8 @@ def summary_markdown(
     shown = ", ".join(f"{k}={v}" for k, v in settings.items())
     return (
         f"### {module.TITLE}\n\n"
-        f"`{command}` ({shown}; fp32, BN in evaluation mode; {device_name(device)}, torch {torch.__version__})\n\n"
+        f"`{command}` ({shown}; fp32, {getattr(module, 'BN_MODE', 'BN in evaluation mode')}; "
+        f"{device_name(device)}, torch {torch.__version__})\n\n"
         + "\n".join(lines)
         + f"\n\n![{kind}](analysis/{kind}.png)\n"
     )

@@ -37,6 +37,7 @@ from reslab.instruments.signal_probe import growth_per_layer, one_batch, stages
 
 TITLE = "Signal propagation at initialisation: per-layer gradient growth, measured and predicted"
 USES_WEIGHTS = False  # fresh nets from each run's config: a folder kept without checkpoints can be analysed
+BN_MODE = "BN in training mode (the batch's statistics)"  # as the summary's header says it
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:

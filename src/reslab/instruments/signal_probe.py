@@ -149,7 +149,15 @@ class SignalAtSteps(L.Callback):
         write_atomic(self.path, lambda f: np.savez(f, **arrays))
 
     def state_dict(self) -> dict:
-        return {"rows": self.rows, "stage": self.stage}
+        """Plain lists: reslab loads checkpoints with tensors and plain containers only (no numpy objects)."""
+        rows = {
+            int(k): {name: [float(v) for v in values] for name, values in row.items()} for k, row in self.rows.items()
+        }
+        return {"rows": rows, "stage": None if self.stage is None else [int(v) for v in self.stage]}
 
     def load_state_dict(self, state: dict) -> None:
-        self.rows, self.stage = dict(state.get("rows", {})), state.get("stage")
+        self.rows = {
+            int(k): {name: np.asarray(values, dtype=np.float64) for name, values in row.items()}
+            for k, row in state.get("rows", {}).items()
+        }
+        self.stage = None if state.get("stage") is None else np.asarray(state["stage"])
