@@ -124,9 +124,14 @@ def figure(results, settings: dict):
         fig.legend(handles, names, loc="outside right center", frameon=False, fontsize=7)
         add_arm_key(fig, short)
         seeds = int(results[0].arrays["input_grad"].shape[0])
+        head = (
+            "Signal propagation: the gradient norm layer by layer (top: at initialisation; below: during the run)\n"
+            if dynamics
+            else "Signal propagation at initialisation: the gradient norm layer by layer (training mode, BN on the "
+            "batch)\n"
+        )
         fig.suptitle(
-            "Signal propagation at initialisation: the gradient norm layer by layer (training mode, BN on the batch)\n"
-            f"{seeds} initialisations each, range shaded; dashed: the predicted rise toward the input\n"
+            head + f"{seeds} initialisations each, range shaded; dashed: the predicted rise toward the input\n"
             "(plain nets: Yang et al. 2019 with BN, 0 without; residual nets with BN: a power law, no line)",
             fontsize="medium",
         )
