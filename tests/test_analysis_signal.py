@@ -102,6 +102,7 @@ def test_the_prediction_for_each_arm():
     assert cfg.model.norm == "batch"
 
 
+@pytest.mark.slow  # like the other analyses' sweep tests; the measurement and the theory are tested fast above
 def test_a_sweep_gets_its_figure_summary_and_arrays(analysis_sweep, capsys):
     import shutil
 
