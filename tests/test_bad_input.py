@@ -85,6 +85,11 @@ PREFLIGHT_CASES = [
     ("unknown model", ["model=foo"], "unknown model 'foo'; choose one of: plain, residual, residual_b"),
     ("unknown model in a sweep", ["-m", "model=plain,resnet"], "unknown model 'resnet'"),
     ("unknown dataset", ["dataset=cifar11"], "unknown dataset 'cifar11'; choose one of: cifar10, cifar100"),
+    (
+        "unknown logger",
+        ["logger=[tensorboard,wandb]"],
+        "unknown logger 'wandb'; choose one of: csv, mlflow, tensorboard",
+    ),
     ("read-only output dir", ["hydra.run.dir={ro}/out"], "cannot write the output directory"),
     ("read-only sweep dir", ["-m", "hydra.sweep.dir={ro}/sweep"], "set hydra.sweep.dir=<a writable path>"),
     ("depth not a number", ["depth=abc"], "depth=abc: Value 'abc' of type 'str' could not be converted to Integer"),

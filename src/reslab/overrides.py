@@ -21,6 +21,7 @@ GROUP_NAMES = {
     "experiment": "experiment",
     "debug": "debug preset",
     "hparams_search": "hyperparameter search",
+    "logger": "logger",
 }
 HYDRA_INFO_FLAGS = ("-h", "--help", "--hydra-help", "--info", "-c", "--cfg", "--shell-completion", "-sc")
 
@@ -54,8 +55,9 @@ def check_groups(argv: list[str]) -> None:
         options = group_options(group)
         values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
         for value in values:
-            if str(value) not in options and value is not None:
-                raise UserError(f"unknown {GROUP_NAMES[group]} {value!r}; choose one of: {', '.join(options)}")
+            for item in value if isinstance(value, list) else [value]:  # logger=[tensorboard,mlflow]: several
+                if str(item) not in options and item is not None:
+                    raise UserError(f"unknown {GROUP_NAMES[group]} {item!r}; choose one of: {', '.join(options)}")
 
 
 def check_search(argv: list[str], multirun: bool) -> None:
