@@ -131,4 +131,8 @@ def test_a_variant_whose_values_hold_underscores_reads_back_item_by_item(tmp_pat
     back = RunRecord.from_metrics(json.loads(json.dumps(record.facts())))
     assert back.variant == record.variant and back.job_dir_name == record.job_dir_name
     older = {k: v for k, v in record.facts().items() if k != "swept"}  # written before "swept" existed
+    older["identity"] = record.identity("32-true")
     assert RunRecord.from_metrics(older).job_dir_name == record.job_dir_name
+    assert RunRecord.from_metrics(older).variant == record.variant  # split at the identity's keys, item by item
+    no_identity = {k: v for k, v in older.items() if k != "identity"}
+    assert RunRecord.from_metrics(no_identity).variant == (older["variant"],)  # nothing to split by: kept whole

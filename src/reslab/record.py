@@ -131,9 +131,11 @@ class RunRecord:
     @classmethod
     def from_metrics(cls, metrics: Mapping) -> RunRecord:
         """The record a ``metrics.json`` was written from (`facts`): the way back from a job directory to the run."""
-        # Older records have only the joined string, which "_" inside values makes ambiguous: kept whole.
+        # Older records have only the joined string: split where a key of the run's identity follows a "_".
         swept = metrics.get("swept")
-        variant = tuple(swept) if isinstance(swept, list) else ((metrics["variant"],) if metrics.get("variant") else ())
+        identity = metrics.get("identity") if isinstance(metrics.get("identity"), dict) else {}
+        joined = metrics.get("variant") or ""
+        variant = tuple(swept) if isinstance(swept, list) else split_variant(joined, identity)
         return cls(
             model=metrics.get("model", "?"),
             shortcut=metrics.get("shortcut", "?"),
@@ -193,6 +195,25 @@ class RunRecord:
             plain = value is None or isinstance(value, bool | int | float | str)
             values[key] = value if plain else json.dumps(value)
         return {**values, **measured}
+
+
+def split_variant(joined: str, identity: Mapping) -> tuple[str, ...]:
+    """``a=1_b.c=x_y`` back into its ``key=value`` items: "_" inside a value or a key is ambiguous, so a cut is made
+    only where what follows up to the next "=" is a key of the run's ``identity`` or a config group of it (a prefix
+    of its keys: ``schedule`` for ``schedule.milestones``). Without an identity the string stays whole."""
+    if not joined:
+        return ()
+
+    def known(key: str) -> bool:
+        return key in identity or any(k.startswith(key + ".") for k in identity)
+
+    starts = [0] + [
+        i + 1
+        for i, c in enumerate(joined)
+        if c == "_" and "=" in joined[i + 1 :] and known(joined[i + 1 :].split("=", 1)[0])
+    ]
+    ends = [start - 1 for start in starts[1:]] + [len(joined)]  # each item ends before the "_" of the next
+    return tuple(joined[a:b] for a, b in zip(starts, ends, strict=True))
 
 
 METRICS_FILE = "metrics.json"
