@@ -59,8 +59,18 @@ def dropped(sweep_dir: Path, files: list[Path] | None = None) -> list[Path]:
     return [f for f in files if not kept(f, jobs)]
 
 
+# The checkout's own path, which a job's config.yaml holds as launch.cwd (where reslab was launched): a kept config
+# says "." instead, so no study records the machine's layout.
+CHECKOUT = str(Path(__file__).resolve().parents[1])
+
+
+def without_checkout_path(text: str) -> str:
+    return text.replace(CHECKOUT + "/", "").replace(CHECKOUT, ".")
+
+
 def copy_sweep(sweep_dir: Path, dest: Path) -> list[Path]:
-    """Copy what the rule keeps of ``sweep_dir`` to ``dest`` (replaced if it exists); return the files copied."""
+    """Copy what the rule keeps of ``sweep_dir`` to ``dest`` (replaced if it exists); return the files copied. In a
+    job's config.yaml the checkout's absolute path becomes relative (`without_checkout_path`)."""
     sweep_dir, dest = Path(sweep_dir), Path(dest)
     files = [p.relative_to(sweep_dir) for p in sorted(sweep_dir.rglob("*")) if p.is_file()]
     jobs = job_dirs(files)
@@ -73,6 +83,8 @@ def copy_sweep(sweep_dir: Path, dest: Path) -> list[Path]:
         if kept(f, jobs):
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(sweep_dir / f, dest / f)
+            if f.name == "config.yaml":
+                (dest / f).write_text(without_checkout_path((sweep_dir / f).read_text()))
             copied.append(f)
     return copied
 

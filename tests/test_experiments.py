@@ -266,3 +266,20 @@ def test_the_retention_rule_as_code(tmp_path):
     assert sorted(
         str(p.relative_to(tmp_path / "kept")) for p in (tmp_path / "kept").rglob("*") if p.is_file()
     ) == sorted(keep)
+    # A kept config says where reslab was launched relative to the checkout, not as this machine's path.
+    (sweep / "plain-20_seed0" / "config.yaml").write_text(f"launch:\n  cwd: {ROOT}\ndata_dir: {ROOT}/data\n")
+    rule.copy_sweep(sweep, tmp_path / "kept")
+    assert (tmp_path / "kept" / "plain-20_seed0" / "config.yaml").read_text() == "launch:\n  cwd: .\ndata_dir: data\n"
+
+
+def test_no_committed_study_holds_the_checkouts_own_path():
+    """A run made in this checkout and kept by retention.py names the checkout relatively (launch.cwd: .)."""
+    holding = [f for f in tracked() if (EXPERIMENTS / f).is_file() and str(ROOT) in _text(EXPERIMENTS / f)]
+    assert not holding, f"files holding {ROOT} (keep runs with retention.py copy): {holding}"
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (UnicodeDecodeError, OSError):
+        return ""
