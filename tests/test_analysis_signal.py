@@ -86,6 +86,14 @@ def test_the_growth_is_the_slope_with_an_intercept_per_stage():
     assert signal.growth_per_layer(logs, stage) == pytest.approx(0.1)
 
 
+def test_bn_positions_are_those_of_the_nets_last_stage():
+    net = CifarNet(depth=8, in_channels=1, num_classes=10, shortcut="none", width=4)
+    for size in (14, 28, 32):
+        x = torch.zeros(2, 1, size, size)
+        last = net.stage3(net.stage2(net.stage1(net.stem(x))))
+        assert last.shape[-1] == signal.last_stage_size(size), size  # 4, 7, 8
+
+
 def test_verdicts_use_an_equivalence_margin():
     assert signal_plots.verdict(0.07, 0.075, 0.083) == "supported"
     assert signal_plots.verdict(0.01, 0.02, 0.083) == "contradicted"

@@ -59,6 +59,13 @@ def needs(trained: TrainedRun) -> str | None:
     return None
 
 
+def last_stage_size(size: int) -> int:
+    """The side of stage 3's maps: each of two stride-2 3×3 convs (padding 1) takes a side s to ceil(s / 2)."""
+    for _ in range(2):
+        size = (size + 1) // 2
+    return size
+
+
 def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
     """The mean and its 95% Student-t interval (scipy), over the initialisations."""
     from scipy import stats
@@ -93,7 +100,7 @@ def measure(trained: TrainedRun, settings: dict) -> dict[str, np.ndarray]:
     out["growth"] = np.array([growth_per_layer(np.log10(g), stage) for g in out["input_grad"]])
     out["growth_interval"] = np.array(mean_interval(out["growth"]))
     size = trained.datamodule.image_size
-    positions = batch * max(1, size // 4) ** 2  # stage 3's BN: the fewest positions per channel
+    positions = batch * last_stage_size(size) ** 2  # stage 3's BN: the fewest positions per channel
     predicted = predicted_growth(str(cfg.model.get("norm", "batch")), str(cfg.model.shortcut), positions)
     out["predicted"] = np.array(np.nan if predicted is None else predicted)
     out["bn_positions"] = np.array(positions)
