@@ -171,3 +171,21 @@ def test_a_sweep_logging_to_csv_and_mlflow_from_two_jobs_at_once(tmp_path, run_e
         with open(job / "csv" / "metrics.csv", newline="") as f:
             assert last_per_step(list(csv.DictReader(f)), "val/error") == pytest.approx(expected)
     assert (sweep / "figures" / "error_curves.png").exists()
+
+
+def test_curves_csv_is_rewritten_at_checkpoints_and_at_the_end_not_per_call(tmp_path):
+    from reslab.training.loggers import CurveLog
+
+    log = CurveLog(tmp_path, flush_seconds=3600)
+    for step in range(5):
+        log.log_metrics({"train/loss": 1.0 + step, "epoch": 0.0}, step=step)
+    assert not (tmp_path / CURVES_FILE).exists()  # nothing yet: no checkpoint, no time passed
+    log.after_save_checkpoint(None)
+    assert sorted(read_curve_rows(tmp_path / CURVES_FILE)) == [0, 1, 2, 3, 4]
+    log.log_metrics({"train/loss": 9.0}, step=5)
+    log.finalize("success")
+    assert read_curve_rows(tmp_path / CURVES_FILE)[5] == {"train/loss": 9.0}
+    often = CurveLog(tmp_path / "often", flush_seconds=0)
+    (tmp_path / "often").mkdir()
+    often.log_metrics({"lr": 0.1}, step=0)
+    assert read_curve_rows(tmp_path / "often" / CURVES_FILE) == {0: {"lr": 0.1}}
