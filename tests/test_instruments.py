@@ -163,3 +163,24 @@ def test_signal_at_steps_measures_the_chosen_steps_and_leaves_the_run_as_it_was(
         first = np.load(tmp_path / "without" / "grad_norms.npz")
         assert first["steps"][0] == 0
         assert data["weight_grad"][0] == pytest.approx(first["values"][0], rel=1e-4)
+
+
+def test_signal_at_steps_gives_each_parameter_its_own_gradient_tensor_back():
+    """A CUDA-graph step keeps its gradients in static tensors: the probe must hand back those very tensors, with
+    their values, and BN's running statistics as they were."""
+    import types
+
+    from reslab.instruments.signal_probe import SignalAtSteps
+
+    torch.manual_seed(0)
+    net = CifarNet(depth=8, in_channels=1, num_classes=10, shortcut="A", width=4)
+    for p in net.parameters():
+        p.grad = torch.randn_like(p)
+    grads = [(p.grad, p.grad.clone()) for p in net.parameters()]
+    buffers = {k: v.clone() for k, v in net.named_buffers()}
+    probe = SignalAtSteps("/nonexistent")
+    probe._measure(types.SimpleNamespace(net=net), (torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))), 0)
+    for p, (tensor, values) in zip(net.parameters(), grads, strict=True):
+        assert p.grad is tensor and torch.equal(p.grad, values)
+    assert all(torch.equal(v, buffers[k]) for k, v in net.named_buffers())
+    assert sorted(probe.rows) == [0]

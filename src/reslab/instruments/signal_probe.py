@@ -98,8 +98,8 @@ class SignalAtSteps(L.Callback):
     """`one_batch` on the training batch at the steps ``at_steps`` (before that step's update; step 0 is the
     initialisation) and after the last step, saved to ``<job>/signal_steps.npz``: ``steps`` (S,), ``input_grad`` and
     ``weight_grad`` (S × layers), ``stage`` (layers,). The measurement's forward pass runs in training mode, so BN's
-    running statistics are saved before it and put back after, and its gradients are dropped: the run trains as it
-    would without it (tested)."""
+    running statistics are saved before it and put back after, and each parameter gets back the gradient tensor it
+    had: the run trains as it would without it (tested)."""
 
     rank_zero_only = True
 
@@ -112,6 +112,8 @@ class SignalAtSteps(L.Callback):
     def _measure(self, pl_module, batch, step: int) -> None:
         net = getattr(pl_module.net, "_orig_mod", pl_module.net)
         buffers = {k: v.detach().clone() for k, v in net.named_buffers()}
+        params = list(net.parameters())
+        grads = [p.grad for p in params]  # the very tensors: a CUDA graph's step holds them as its static buffers
         try:
             x, y = batch
             found = one_batch(net, x.float(), y)
@@ -119,8 +121,8 @@ class SignalAtSteps(L.Callback):
             with torch.no_grad():
                 for k, v in net.named_buffers():
                     v.copy_(buffers[k])
-            for p in net.parameters():
-                p.grad = None
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g
         self.rows[step] = {"input_grad": found["input_grad"], "weight_grad": found["weight_grad"]}
         self.stage = stages(net)
 
