@@ -22,7 +22,9 @@ input, negative: vanishing), a least-squares slope over the layers between the s
 intercept of its own per stage (a stage's first conv halves the resolution and doubles the channels, which moves the
 level but is not depth). Scaling the loss scales every gradient alike and leaves the growth unchanged (tested).
 ``predicted`` is the theory's (`reslab.analysis.signal_theory.predicted_growth`; NaN where none applies), with BN's
-batch taken as the fewest positions any of the net's BNs normalises over (batch × height × width of stage 3).
+batch taken as the fewest positions any of the net's BNs normalises over (batch × height × width of stage 3). For a
+plain net without BN it is the same fit over ``predicted_profile``, the expected profile that zero padding leaves
+(`reslab.analysis.signal_theory.padded_gradient_profile`, from the net's own convs' geometry).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import argparse
 
 import numpy as np
 
-from reslab.analysis.signal_theory import predicted_growth
+from reslab.analysis.signal_theory import padded_gradient_profile, predicted_growth
 from reslab.analysis.trained import TrainedRun
 from reslab.instruments.signal_probe import growth_per_layer, one_batch, stages
 
@@ -64,6 +66,27 @@ def last_stage_size(size: int) -> int:
     for _ in range(2):
         size = (size + 1) // 2
     return size
+
+
+def conv_geometry(net, in_channels: int, size: int) -> list[tuple[int, int, int, int, int]]:
+    """(kernel, stride, padding, input side, output side) of each of the net's depth convs, from one forward pass of
+    a blank image (the sides are the net's own, not recomputed)."""
+    import torch
+    from torch import nn
+
+    from reslab.models import depth_layers
+
+    convs = [m for _, m in depth_layers(net) if isinstance(m, nn.Conv2d)]
+    sides: dict[int, tuple[int, int]] = {}
+    hooks = [m.register_forward_hook(lambda m, a, o, i=i: sides.__setitem__(i, (a[0].shape[-1], o.shape[-1])))
+             for i, m in enumerate(convs)]  # fmt: skip
+    try:
+        with torch.no_grad():
+            net.eval()(torch.zeros(1, in_channels, size, size, device=next(net.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+    return [(m.kernel_size[0], m.stride[0], m.padding[0], *sides[i]) for i, m in enumerate(convs)]
 
 
 def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
@@ -101,7 +124,12 @@ def measure(trained: TrainedRun, settings: dict) -> dict[str, np.ndarray]:
     out["growth_interval"] = np.array(mean_interval(out["growth"]))
     size = trained.datamodule.image_size
     positions = batch * last_stage_size(size) ** 2  # stage 3's BN: the fewest positions per channel
-    predicted = predicted_growth(str(cfg.model.get("norm", "batch")), str(cfg.model.shortcut), positions)
+    norm, shortcut = str(cfg.model.get("norm", "batch")), str(cfg.model.shortcut)
+    predicted = predicted_growth(norm, shortcut, positions)
+    if norm == "none" and shortcut == "none":  # zero padding's losses, from the net's geometry (classifier: NaN)
+        profile = padded_gradient_profile(conv_geometry(net, trained.info.in_channels, size))
+        out["predicted_profile"] = np.append(profile, np.nan)
+        predicted = growth_per_layer(out["predicted_profile"], stage)
     out["predicted"] = np.array(np.nan if predicted is None else predicted)
     out["bn_positions"] = np.array(positions)
     out["batch"] = np.array(batch)

@@ -10,8 +10,11 @@ scipy only), for `reslab.analysis.signal` to set beside its measurements.
   formula of its Theorem 7 (eq. 24), an independent check (tested).
 - **A convolution's BN** normalises each channel over batch × height × width, so its B is that product, in practice
   the large-batch limit. The theory is for fully-connected nets: for convolutions it is a prediction to test.
-- **Without normalisation, at He initialisation** (fan-in, as reslab's nets), the expected squared gradient norm is
-  preserved from layer to layer (Hanin 2018), a growth of 0 in expectation.
+- **Without normalisation, at He initialisation** (fan-in, as reslab's nets), a fully-connected net preserves the
+  expected squared gradient norm from layer to layer (Hanin 2018): a growth of 0. A 3×3 convolution with zero
+  padding does not: its border outputs read taps outside the map, which carry no gradient back, so the gradient's
+  energy leaks out at every layer, the more the smaller the map. `padded_gradient_profile` computes the expected
+  profile from the convs' geometry alone (derivation in its docstring); on an infinite map it is flat.
 - **Residual nets with BN** (De and Smith 2020): each branch ends in BN (variance 1) and adds to the stream, so the
   stream's variance after k blocks grows like k + 1 and each branch is downscaled by about √(k + 1) relative to it
   (`residual_stream_variance`). A block then multiplies the squared gradient by about 1 + c/k, so the gradient grows
@@ -93,8 +96,44 @@ def predicted_growth(norm: str, shortcut: str, batch_positions: float) -> float 
     if norm == "batch":
         return decades_per_layer(bn_gradient_rate(batch_positions))
     if norm == "none":
-        return 0.0  # He initialisation preserves the expected squared gradient norm (Hanin 2018)
+        return 0.0  # without padding's losses (`padded_gradient_profile`), He initialisation preserves it (Hanin 2018)
     return None
+
+
+def tap_counts(out_size: int, in_size: int, kernel: int, stride: int, padding: int) -> np.ndarray:
+    """(out_size, in_size): how many of a 1-D convolution's taps connect output q to input i (taps that fall in the
+    zero padding connect to nothing)."""
+    taps = np.zeros((out_size, in_size))
+    for q in range(out_size):
+        for t in range(kernel):
+            i = stride * q + t - padding
+            if 0 <= i < in_size:
+                taps[q, i] += 1
+    return taps
+
+
+def padded_gradient_profile(convs: list[tuple[int, int, int, int, int]]) -> np.ndarray:
+    """log10 of the expected input-gradient norm of each conv of a plain ReLU net without normalisation at He
+    (fan-in) initialisation, from its geometry alone: ``convs`` lists each square conv's (kernel, stride, padding,
+    input side, output side) from the input to the output, the last one feeding a global average pool. The levels
+    are relative (only the shape is a prediction).
+
+    Why: the gradient at a conv's input is Σ over output positions q and taps t of W_t · g(q), with the weights
+    independent of the gradient arriving from above (the mean-field assumption of Hanin 2018 and Yang et al.). Its
+    expected energy at input position p, summed over the C_in channels, is C_in · Var(W) · Σ_(q,t → p) E(q) =
+    (2/k²) Σ E(q), and the ReLU before the conv passes half of it (its mask is 1 half the time, whatever the scale):
+    E_in(p) = (1/k²) Σ_(q,t → p) E_out(q). Inside the map every p gets k² terms and the energy is preserved (Hanin's
+    0); at the border, taps that fall in the padding carry none back. The pool spreads the gradient evenly over the
+    last map's positions. In the steady state of many convs on an n×n map the energy falls per layer by the top
+    eigenvalue of the tap operator, ((1 + 2 cos(π/(n+1))) / 3)² for 3×3 (tested); the profile holds the transient
+    from the even start too."""
+    energy = np.ones((convs[-1][4], convs[-1][4]))
+    logs = []
+    for kernel, stride, padding, in_size, out_size in reversed(convs):
+        taps = tap_counts(out_size, in_size, kernel, stride, padding)
+        energy = taps.T @ energy @ taps / kernel**2
+        logs.append(0.5 * np.log10(energy.sum()))
+    return np.array(logs[::-1])
 
 
 def residual_stream_variance(blocks: int) -> np.ndarray:

@@ -105,12 +105,17 @@ def figure(results, settings: dict):
                 ax.plot(layer, logs.mean(0), color=colors[label], lw=1.2, label=short[label])
                 ax.fill_between(layer, logs.min(0), logs.max(0), color=colors[label], alpha=0.2, lw=0)
                 predicted, stage = float(r.arrays["predicted"]), r.arrays["stage"]
+                shape = r.arrays.get("predicted_profile")  # the expected profile itself, where computed
                 if np.isfinite(predicted):
                     for s in (1, 2, 3):
                         at = layer[stage == s]
                         if len(at) > 1:
                             end = logs.mean(0)[stage == s][-1]
-                            line = end + predicted * (at[-1] - at)
+                            line = (
+                                end + predicted * (at[-1] - at)
+                                if shape is None
+                                else end + shape[stage == s] - shape[stage == s][-1]
+                            )
                             ax.plot(at, line, "--", color=colors[label], lw=0.9)
             ax.set_title(f"depth {depth}")
             ax.set_xlabel("layer (1 = input side)")
@@ -132,7 +137,8 @@ def figure(results, settings: dict):
         )
         fig.suptitle(
             head + f"{seeds} initialisations each, range shaded; dashed: the predicted rise toward the input\n"
-            "(plain nets: Yang et al. 2019 with BN, 0 without; residual nets with BN: a power law, no line)",
+            "(plain nets: Yang et al. 2019 with BN, zero padding's losses without; residual nets with BN: a power "
+            "law, no line)",
             fontsize="medium",
         )
         return fig
@@ -157,6 +163,8 @@ def summary(results, settings: dict) -> list[str]:
             what = (
                 f"Yang et al.'s λ = {10 ** (2 * predicted):.3f} (BN over {int(arrays['bn_positions'])} positions)"
                 if str(arrays["norm"]) == "batch" and members[0].shortcut == "none"
+                else "He initialisation's preserved gradient, less what zero padding loses at the maps' borders"
+                if "predicted_profile" in arrays
                 else "no exponential growth"
             )
             text += (
