@@ -58,3 +58,14 @@ def test_unknown_keys_fail_loudly(tmp_path):
 
     with pytest.raises(ConfigCompositionException):
         compose_config(["trainer.max_stpes=10"], tmp_path)
+
+
+def test_a_config_composes_inside_an_initialised_hydra_and_leaves_it_as_it_was():
+    """A job's identity check composes the YAML's defaults while Hydra is initialised (the app's own, or a launcher
+    worker's restored state); it failed with "GlobalHydra is already initialized" (found by tools/chaos.py)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        assert compose_config(["depth=14"]).depth == 14
+        assert GlobalHydra.instance().is_initialized()  # the app's Hydra is back

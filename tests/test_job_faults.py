@@ -231,3 +231,15 @@ def test_an_atomic_write_gets_the_mode_a_plain_write_would(tmp_path):
     write_atomic(tmp_path / "atomic", lambda f: f.write(b"x"))
     (tmp_path / "plain").write_bytes(b"x")
     assert (tmp_path / "atomic").stat().st_mode == (tmp_path / "plain").stat().st_mode  # not mkstemp's 0600
+
+
+def test_a_failure_recorded_from_outside_the_job_does_not_block_its_rerun(tiny_cfg, tmp_path):
+    """A launcher records a job that died before it recorded itself: no identity of its own, so the rerun of the
+    same job (its settings overridden away from the YAML's) is not refused as another experiment, and trains."""
+    from reslab.jobdir import record_failure
+
+    cfg = tiny_cfg("trainer.max_steps=6", out=tmp_path / "job")
+    (tmp_path / "job").mkdir()
+    record_failure(cfg, "its worker process died", "")
+    assert json.loads((tmp_path / "job" / "metrics.json").read_text())["identity"] is None
+    assert train(cfg)["status"] == "finished"

@@ -211,6 +211,8 @@ def test_every_package_is_installed():
 LAUNCHING_SIDE = (
     "reslab.cli",
     "reslab.cli.launchers",
+    "reslab.cli.launchers_local",
+    "reslab.cli.status",
     "reslab.cli.hydra_app",
     "reslab.signals",
     "reslab.results.report",
@@ -229,7 +231,7 @@ def test_the_launching_command_imports_no_torch(run_env, tmp_path):
 
 
 # Test modules that test the project as a whole rather than one part of the package.
-WHOLE_PROJECT_TESTS = {"layout", "experiments", "bad_input", "notebook", "slurm_cluster"}
+WHOLE_PROJECT_TESTS = {"layout", "experiments", "bad_input", "notebook", "slurm_cluster", "chaos"}
 
 
 def test_every_test_module_is_named_after_the_part_it_tests():

@@ -79,9 +79,20 @@ register_resolvers()
 def compose_config(overrides: list[str], output_dir: str | Path | None = None) -> DictConfig:
     """The job config that ``reslab <overrides>`` would get, with ``output_dir`` set."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.singleton import Singleton
 
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+    # Inside a job Hydra is already initialised (the app's own, or a launcher's restored state): put it aside for
+    # this composition and back after it. Found by tools/chaos.py: a worker's identity check of a rerun failed.
+    state = Singleton.get_state() if GlobalHydra.instance().is_initialized() else None
+    if state is not None:
+        GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides)
+    finally:
+        if state is not None:
+            Singleton.set_state(state)
     if output_dir is not None:
         with open_dict(cfg):
             cfg.output_dir = str(output_dir)

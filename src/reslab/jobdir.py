@@ -56,7 +56,7 @@ def check_output_dir(out: Path) -> None:
 def check_same_experiment(cfg: DictConfig, out: Path, identity: dict) -> None:
     """Refuse a directory whose ``metrics.json`` is of another experiment (whatever its status)."""
     record = read_record(out)
-    if record is None:
+    if record is None or ("identity" in record and record["identity"] is None):  # see record_failure
         return
     saved = record.get("identity") or {k: record[k] for k in identity if k in record}  # older records: top level
     if differ := identity_differences(saved, identity, default_values(cfg)):
@@ -122,10 +122,26 @@ def record_failure(cfg: DictConfig, error_line: str, tb: str) -> Path | None:
         }
         if (earlier := read_record(out)) is not None:  # keep what the run had measured before it failed
             record = {**earlier, **record}
+        # Written from outside a job that never recorded itself (a launcher's record of a job that died or could
+        # not start): no identity of its own, and nothing of it to protect (checkpoints carry their own).
+        record.setdefault("identity", None)
         write_json_atomic(out / "metrics.json", record)
         return out / "error.log"
     except Exception:  # the failure may be the unwritable directory itself
         return None
+
+
+def record_interrupted(cfg: DictConfig, why: str) -> None:
+    """Record status ``interrupted`` for a job a signal stopped outside training, where its record does not say so
+    already (a job stopped while training records it itself, with its step) and no process trains it."""
+    from reslab.files import is_locked
+
+    out = Path(cfg.output_dir)
+    record = read_record(out)
+    if (record is not None and record.get("status") != "running") or is_locked(out) or not out.is_dir():
+        return
+    write_json_atomic(out / "metrics.json", {**(record or RunRecord.from_config(cfg).facts()), "status": "interrupted",
+                                            "error": why})  # fmt: skip
 
 
 class JobLock:

@@ -25,6 +25,7 @@ A second signal of the same kind while stopping (a second or more after the firs
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Callable
@@ -67,9 +68,34 @@ class Interrupted(SystemExit):
             self.requeue(self.signum, None)
 
 
+@contextlib.contextmanager
+def stop_outside_training(job_dir: Path):
+    """In a job's own process (a launcher's worker, a cluster job): a stop signal that arrives while the job sets up
+    or ends, outside `StopOnSignal`'s watch, stops the job with `Interrupted` (nothing to checkpoint yet) instead of
+    killing the process with the signal's default action, which under joblib made loky kill the other workers too
+    (found by tools/chaos.py). Only signals left at their default: a launcher's own handler (submitit's preemption
+    handler) stays, and `StopOnSignal` reads it as the requeue."""
+
+    def stop(signum, frame):
+        raise Interrupted(signum, job_dir)
+
+    stop.reslab_own = True  # not a launcher's requeue handler (`launcher_requeue`)
+
+    previous = {}
+    for signum in stop_signals():
+        if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
+            previous[signum] = signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def launcher_requeue(handler: object) -> Callable | None:
     """The launcher's handler of the preemption signal, if it installed one (submitit does, in every job)."""
-    return handler if callable(handler) and not isinstance(handler, SweepStop) else None
+    ours = isinstance(handler, SweepStop) or getattr(handler, "reslab_own", False)
+    return handler if callable(handler) and not ours else None
 
 
 class SweepStop:
@@ -82,7 +108,7 @@ class SweepStop:
 
     def __call__(self, signum, frame) -> None:
         mark_stopping(self.sweep, signum)
-        forward_to_children(signum)
+        forward_to_children(signum, training=job_processes(self.sweep))
 
 
 # In a sweep directory: a stop signal arrived, so jobs that have not started yet are not started (whichever process
@@ -105,9 +131,26 @@ def mark_stopping(sweep: Path, signum: int) -> None:
         write_text_atomic(Path(sweep) / STOP_MARKER, str(int(signum)))
 
 
-def forward_to_children(signum: int) -> None:
+def job_processes(sweep: Path) -> set[int]:
+    """The processes training a job of the sweep now: the pid in each job's lock that a process holds."""
+    from reslab.files import is_locked
+
+    pids = set()
+    for lock in Path(sweep).glob("*/.lock"):
+        try:
+            if is_locked(lock.parent):
+                pids.add(int(lock.read_text().split()[1]))  # "pid N on HOST"
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def forward_to_children(signum: int, training: set[int] = frozenset()) -> None:
     """Send ``signum`` to this process's child processes (a launcher's workers), not to the whole process group,
-    which may hold the shell, make or a scheduler's wrapper. Linux (/proc); elsewhere nothing is forwarded."""
+    which may hold the shell, make or a scheduler's wrapper. Not to an idle worker of joblib's loky pool (none of
+    ``training``): it has no handler, would die, and loky would then SIGKILL the workers still checkpointing (found
+    by tools/chaos.py); it starts no new job once the sweep is marked stopping. Linux (/proc); elsewhere nothing is
+    forwarded."""
     me = os.getpid()
     try:
         entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
@@ -117,7 +160,12 @@ def forward_to_children(signum: int) -> None:
         try:
             with open(f"/proc/{name}/stat") as f:
                 ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid == me:
-                os.kill(int(name), signum)
+            if ppid != me:
+                continue
+            if int(name) not in training:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if b"loky" in f.read():
+                        continue
+            os.kill(int(name), signum)
         except (OSError, ValueError, IndexError):
             continue

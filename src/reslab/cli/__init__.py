@@ -4,6 +4,7 @@
     reslab report SWEEP_DIR                the sweep's tables and figures
     reslab bench [options] [key=value]     training speed: one step, the paper's schedule, jobs sharing a device
     reslab analyze KIND DIR [options]      lesion, landscape, shattered or paths analysis of finished runs
+    reslab status SWEEP_DIR                each job's status and what rerunning the sweep will do
 
 A sub-command is the first word; anything else goes to Hydra (``reslab run ...`` says the same explicitly).
 `UserError` reaches the user as one line and exit status 2. In a multirun a failed job is recorded in its
@@ -40,8 +41,19 @@ def _analyze(argv: list[str]) -> int:
     return main(argv)
 
 
+def _status(argv: list[str]) -> int:
+    from reslab.cli.status import main
+
+    return main(argv)
+
+
 # Each sub-command takes the rest of the command line and returns the exit status.
-COMMANDS: dict[str, Callable[[list[str]], int]] = {"report": _report, "bench": _bench, "analyze": _analyze}
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "report": _report,
+    "bench": _bench,
+    "analyze": _analyze,
+    "status": _status,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +94,7 @@ def run_hydra(argv: list[str]) -> int:
         sweep_dir, launcher = resolved_sweep(argv)
         sweep = Path(sweep_dir)
         argv = [a for a in argv if not a.startswith("hydra.sweep.dir=")] + [f"hydra.sweep.dir={sweep}"]
-        if launcher in WATCHED_LAUNCHERS:  # submitit's launchers, watching every job to its end (cli/launchers.py)
+        if launcher in WATCHED_LAUNCHERS:  # reslab's in place of Hydra's (below)
             argv.append(f"hydra.launcher._target_={WATCHED_LAUNCHERS[launcher]}")
         check_launcher_installed(WATCHED_LAUNCHERS.get(launcher, launcher))
     runner = JobRunner()
@@ -124,11 +136,16 @@ def stop_signals_for_sweep(sweep: Path | None):
         (sweep / STOP_MARKER).unlink(missing_ok=True)
 
 
-# Hydra's submitit launchers and reslab's own, which submit the same way and see every job to its end.
+# Hydra's launchers and reslab's own in their place: the submitit ones submit the same way and see every job to its
+# end (cli/launchers.py); the basic and joblib ones run jobs as Hydra's do, and no job takes the sweep down with it
+# (cli/launchers_local.py).
 _SUBMITIT = "hydra_plugins.hydra_submitit_launcher.submitit_launcher."
+_JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher."
 WATCHED_LAUNCHERS = {
     _SUBMITIT + "SlurmLauncher": "hydra_plugins.reslab_launchers.SlurmLauncher",
     _SUBMITIT + "LocalLauncher": "hydra_plugins.reslab_launchers.LocalLauncher",
+    "hydra._internal.core_plugins.basic_launcher.BasicLauncher": "hydra_plugins.reslab_launchers.BasicLauncher",
+    _JOBLIB + "JoblibLauncher": "hydra_plugins.reslab_launchers.JoblibLauncher",
 }
 
 
@@ -160,12 +177,19 @@ def resolved_sweep(argv: list[str]) -> tuple[str, str]:
 def sweep_exit_code(sweep: Path) -> int:
     """1 if any job of the sweep did not end (failed, died, still running), from the jobs' own records: a launcher
     may run them in other processes or on other machines, where a failure never reaches this one's memory."""
+    from reslab.cli.status import expected_jobs
     from reslab.results.runs import load_sweep
 
-    unfinished = [r.path.name for r in load_sweep(sweep) if r.status not in ("finished", "diverged")]
+    runs = load_sweep(sweep, series=False)
+    unfinished = [r.path.name for r in runs if r.status not in ("finished", "diverged")]
     if unfinished:
         print(f"reslab: {len(unfinished)} job(s) of {sweep} did not finish: {', '.join(unfinished)}", file=sys.stderr)
-    return 1 if unfinished else 0
+    # A job that never wrote a record (its setup failed, or it never started) is counted from the launch's own list.
+    missing = max(0, (expected_jobs(sweep) or 0) - len(runs))
+    if missing:
+        print(f"reslab: {missing} job(s) of {sweep} have no record; rerun the same command to run them",
+              file=sys.stderr)  # fmt: skip
+    return 1 if unfinished or missing else 0
 
 
 def report_interruption(signum: int, job_dir: Path | None, sweep: Path | None) -> int:

@@ -64,8 +64,8 @@ class JobRunner:
     def run(self, cfg: DictConfig) -> float:
         """Train the job; return its objective for a tuning sweeper (`objective`)."""
         from reslab.job import train  # imported here so `reslab --help` stays fast
-        from reslab.jobdir import ForeignRunError, record_failure
-        from reslab.signals import Interrupted, mark_stopping, sweep_stopping
+        from reslab.jobdir import ForeignRunError, record_failure, record_interrupted
+        from reslab.signals import Interrupted, mark_stopping, stop_outside_training, sweep_stopping
 
         quiet_console()
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
@@ -75,10 +75,14 @@ class JobRunner:
             remove_if_unused(out)
             return float("nan")
         try:
+            if multirun and not in_launching_process():
+                with stop_outside_training(out):
+                    return objective(train(cfg))
             return objective(train(cfg))
-        except Interrupted as stopped:  # checkpointed
+        except Interrupted as stopped:  # checkpointed (or stopped before training began: nothing to checkpoint)
             if not multirun:
                 raise
+            record_interrupted(cfg, f"stopped by {stopped.signal_name} outside training (while setting up or ending)")
             # A signal to a job stops that job; only the launching command's signal stops the sweep (it marks the
             # sweep folder). Under the basic launcher the job trains in that process and took over its signals.
             if in_launching_process():
