@@ -87,6 +87,8 @@ class Chaos:
         self.duration = 60.0
         self.violations: list[str] = []
         self.counts: dict[str, int] = {}
+        self.orphans = 0  # idle processes of a killed launch, left behind by it and killed by the harness
+        self.known: dict[str, int] = {}  # where reslab does not keep the contract, named (docs/runs-and-failures.md)
 
     def command(self, sweep: Path) -> list[str]:
         return [sys.executable, "-m", "reslab", "-m", *SWEEP, *LAUNCHERS[self.launcher], f"hydra.sweep.dir={sweep}"]
@@ -103,8 +105,10 @@ class Chaos:
         return Launch(proc, time.monotonic(), path)
 
     def finish(self, launch: Launch, timeout: float = 300) -> int:
-        """Wait for the launching process and then for every process seen under it (workers finishing the job they
-        were on when their parent died); kill what is left after ``timeout``."""
+        """Wait for the launching process, then for every process seen under it that still trains a job (a worker
+        whose parent was killed finishes the job it is on). Idle leftovers (loky keeps an orphaned idle worker up to
+        its 300 s idle timeout) are killed and counted, as a user would; one that trains past ``timeout`` is a
+        violation."""
         import psutil
 
         end = time.monotonic() + timeout
@@ -112,13 +116,18 @@ class Chaos:
             launch.watch()
             time.sleep(0.1)
         if launch.proc.poll() is None:
-            self.violations.append(f"{self.launcher}: a launch did not end within {timeout:.0f} s")
+            self.violations.append(f"{self.launcher}: a launch did not end within {timeout:.0f} s; see {launch.log}")
             launch.proc.kill()
         launch.proc.wait()
-        _, alive = psutil.wait_procs(list(launch.seen.values()), timeout=max(1.0, end - time.monotonic()))
+        while time.monotonic() < end and set(job_pids(self.work.glob("*"))) & set(launch.seen):
+            time.sleep(0.2)
+        _, alive = psutil.wait_procs(list(launch.seen.values()), timeout=5)  # a normal shutdown's last moments
+        if set(job_pids(self.work.glob("*"))) & {p.pid for p in alive}:
+            self.violations.append(f"{self.launcher}: a job outlived its launch by {timeout:.0f} s; see {launch.log}")
         for p in alive:
-            self.violations.append(f"{self.launcher}: process {p.pid} outlived its launch by {timeout:.0f} s")
+            self.orphans += 1
             p.kill()
+        psutil.wait_procs(alive, timeout=10)
         return launch.proc.returncode
 
     def reference_sweep(self) -> None:
@@ -248,7 +257,8 @@ class Chaos:
             name = run.path.name
             if run.status in ("running", "unknown", "unreadable"):
                 self.fail(sweep, f"{name} is {run.status} after its launch ended ({run.record.get('error', '')})")
-            if name not in reference or run.record.get("identity") != reference[name].get("identity"):
+            identity = run.record.get("identity")  # None: a launcher's record of a job that died before its own
+            if name not in reference or (identity is not None and identity != reference[name].get("identity")):
                 self.fail(sweep, f"{name} holds a record of another identity")
             last = run.curves.get("train/loss", ([], []))[0]
             if len(last) and (max(last) > MAX_STEPS or len(set(last)) != len(last)):
@@ -284,7 +294,34 @@ class Chaos:
                 if mine.get(key) != run.record.get(key):
                     self.fail(sweep, f"{job.name}'s {key} is {mine.get(key)!r}, undisturbed {run.record.get(key)!r}")
             if (job / "curves.csv").read_bytes() != (run.path / "curves.csv").read_bytes():
-                self.fail(sweep, f"{job.name}'s curves.csv differs from the undisturbed run's")
+                if only_added_validation(run.path / "curves.csv", job / "curves.csv"):
+                    self.known["extra validation at the stop step"] = self.known.get(
+                        "extra validation at the stop step", 0) + 1  # fmt: skip
+                else:
+                    self.fail(sweep, f"{job.name}'s curves.csv differs from the undisturbed run's")
+
+
+def only_added_validation(reference: Path, disturbed: Path) -> bool:
+    """Whether ``disturbed`` differs from ``reference`` only by validation values at steps where the reference has
+    none: Lightning validates a run that is asked to stop (`trainer.should_stop`), so a job stopped by a signal
+    between two scheduled validations gets one more point on its validation curve. Training is untouched (every
+    training value, every scheduled validation and the final metrics are the same); the known gap, named."""
+    import csv
+
+    def rows(path: Path) -> dict[str, dict[str, str]]:
+        with open(path, newline="") as f:
+            return {row["step"]: row for row in csv.DictReader(f)}
+
+    ref, new = rows(reference), rows(disturbed)
+    if set(ref) - set(new):
+        return False
+    for step, row in new.items():
+        before = ref.get(step, {})
+        for column, value in row.items():
+            if column != "step" and value != before.get(column, ""):
+                if not (column.startswith("val/") and before.get(column, "") == ""):
+                    return False
+    return True
 
 
 def signal_process(pid: int, signum: int) -> bool:
@@ -295,12 +332,13 @@ def signal_process(pid: int, signum: int) -> bool:
         return False
 
 
-def job_pids(sweep: Path) -> list[int]:
-    """The processes training a job now: the pid each held lock names ("pid N on HOST")."""
+def job_pids(sweeps) -> list[int]:
+    """The processes training a job now in ``sweeps`` (a folder, or several): the pid each held lock names."""
     from reslab.files import is_locked
 
     pids = []
-    for lock in sweep.glob("*/.lock"):
+    folders = [sweeps] if isinstance(sweeps, Path) else list(sweeps)
+    for lock in (lock for folder in folders for lock in folder.glob("*/.lock")):
         try:
             if is_locked(lock.parent):
                 pids.append(int(lock.read_text().split()[1]))
@@ -366,6 +404,9 @@ def run(seed: int, total: int, launchers: list[str], work: Path, log=say, keep: 
             for i, faults in enumerate(rounds):
                 chaos.round(f"{launcher}-round{i}", faults, fs)
             merged.violations += chaos.violations
+            merged.orphans += chaos.orphans
+            for k, n in chaos.known.items():
+                merged.known[k] = merged.known.get(k, 0) + n
             for k, n in chaos.counts.items():
                 merged.counts[k] = merged.counts.get(k, 0) + n
         return merged
@@ -397,7 +438,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
     print("chaos: faults delivered: " + ", ".join(f"{k} {n}" for k, n in sorted(result.counts.items())))
-    print(f"chaos: {sum(result.counts.values())} faults, {len(result.violations)} contract violation(s)")
+    print(f"chaos: {sum(result.counts.values())} faults, {len(result.violations)} contract violation(s), "
+          f"{result.orphans} idle leftover process(es) of killed launches killed")  # fmt: skip
+    for what, n in result.known.items():
+        print(f"chaos: known gap (not a violation, docs/runs-and-failures.md): {what}: {n} job(s)")
     for v in result.violations:
         print(f"chaos: VIOLATION {v}")
     print(f"chaos: to reproduce: {sys.executable} tools/chaos.py --seed {args.seed} --faults {args.faults} "

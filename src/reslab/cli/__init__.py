@@ -115,19 +115,23 @@ def run_hydra(argv: list[str]) -> int:
 
 @contextlib.contextmanager
 def stop_signals_for_sweep(sweep: Path | None):
-    """While a sweep runs, SIGTERM and SIGINT reaching this process stop the sweep (`SweepStop`): no new job starts,
-    the launcher's workers and cluster jobs checkpoint and stop; a job training in this process takes the signals
-    itself meanwhile and passes them on (`StopOnSignal`). A rerun of the same command starts over."""
+    """While a sweep runs, SIGTERM, SIGINT and the preemption signal reaching this process stop the sweep
+    (`SweepStop`): no new job starts, the launcher's workers and cluster jobs checkpoint and stop; a job training in
+    this process takes the signals itself meanwhile and passes them on (`StopOnSignal`). A rerun of the same command
+    starts over."""
     import signal
 
-    from reslab.signals import STOP_MARKER, SweepStop
+    from reslab.signals import STOP_MARKER, SweepStop, preemption_signal
 
     if sweep is None:
         yield
         return
     (sweep / STOP_MARKER).unlink(missing_ok=True)
     on_signal = SweepStop(sweep)
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    # The preemption signal too: a scheduler that preempts the allocation running the sweep's command sends it
+    # there, and its default action killed the command and left the workers' jobs unwatched (tools/chaos.py).
+    watched = (signal.SIGTERM, signal.SIGINT, preemption_signal())
+    previous = {s: signal.signal(s, on_signal) for s in watched}
     try:
         yield
     finally:
