@@ -244,3 +244,16 @@ def test_a_failure_recorded_from_outside_the_job_does_not_block_its_rerun(tiny_c
     record_failure(cfg, "its worker process died", "")
     assert json.loads((tmp_path / "job" / "metrics.json").read_text())["identity"] is None
     assert train(cfg)["status"] == "finished"
+
+
+def test_a_job_stopped_before_it_recorded_itself_is_interrupted_and_its_rerun_trains(tiny_cfg, tmp_path):
+    """A stop signal while a job sets up (`stop_outside_training`) records it interrupted; the rerun of the same job,
+    its settings overridden away from the YAML's, trains instead of refusing it (found by tools/chaos.py)."""
+    from reslab.jobdir import record_interrupted
+
+    cfg = tiny_cfg("trainer.max_steps=6", out=tmp_path / "job")
+    (tmp_path / "job").mkdir()
+    record_interrupted(cfg, "stopped by SIGINT outside training")
+    record = json.loads((tmp_path / "job" / "metrics.json").read_text())
+    assert record["status"] == "interrupted" and record["identity"] is None
+    assert train(cfg)["status"] == "finished"

@@ -184,7 +184,7 @@ class Chaos:
         once training is under way (a job holds its lock), or, for the report's faults, once every job has ended.
         When a sweep completes, a rerun without faults must exit 0 and its results must be the reference's; the
         round's next faults go to a fresh folder, so they land on training, not on a finished sweep."""
-        queue, part, launches = list(faults), 0, 0
+        queue, part, launches, idle = list(faults), 0, 0, 0
         sweep = self.work / f"{name}-{part}"
         while queue and launches < 4 * len(faults) + 4:
             take = queue[: self.rng.choice((1, 2))]
@@ -201,6 +201,12 @@ class Chaos:
                     queue.remove(kind)
                     self.counts[kind] = self.counts.get(kind, 0) + 1
             rc = self.finish(launch)
+            idle = 0 if launch.faults or rc == 0 else idle + 1
+            if idle == 3:  # three fault-free launches in a row and still not complete: it never will be
+                self.fail(sweep, f"three reruns without a fault did not complete the sweep; see {launch.log}")
+                idle, part = 0, part + 1
+                sweep = self.work / f"{name}-{part}"
+                continue
             self.log(f"{self.launcher}: {sweep.name} launch {launches}: {', '.join(launch.faults) or 'no fault landed'}"
                      f"; exit {rc}")  # fmt: skip
             self.check(sweep, rc, launch.faults, log=launch.log)

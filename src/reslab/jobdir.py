@@ -140,8 +140,10 @@ def record_interrupted(cfg: DictConfig, why: str) -> None:
     record = read_record(out)
     if (record is not None and record.get("status") != "running") or is_locked(out) or not out.is_dir():
         return
-    write_json_atomic(out / "metrics.json", {**(record or RunRecord.from_config(cfg).facts()), "status": "interrupted",
-                                            "error": why})  # fmt: skip
+    # A job stopped before it recorded itself has no identity of its own: null, as record_failure's (found by
+    # tools/chaos.py: without it the rerun refused the job as another experiment, and the sweep never completed).
+    written = record or {**RunRecord.from_config(cfg).facts(), "identity": None}
+    write_json_atomic(out / "metrics.json", {**written, "status": "interrupted", "error": why})
 
 
 class JobLock:
