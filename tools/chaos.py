@@ -354,18 +354,11 @@ def signal_process(pid: int, signum: int) -> bool:
 
 
 def job_pids(sweeps) -> list[int]:
-    """The processes training a job now in ``sweeps`` (a folder, or several): the pid each held lock names."""
-    from reslab.files import is_locked
+    """The processes training a job now in ``sweeps`` (a folder, or several): reslab's own reading of the locks."""
+    from reslab.signals import job_processes
 
-    pids = []
     folders = [sweeps] if isinstance(sweeps, Path) else list(sweeps)
-    for lock in (lock for folder in folders for lock in folder.glob("*/.lock")):
-        try:
-            if is_locked(lock.parent):
-                pids.append(int(lock.read_text().split()[1]))
-        except (OSError, ValueError, IndexError):
-            continue
-    return pids
+    return sorted(pid for folder in folders for pid in job_processes(folder))
 
 
 def complete(sweep: Path) -> bool:

@@ -29,7 +29,7 @@ from typing import Any
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from reslab.cli import slurm
 
@@ -88,10 +88,9 @@ class WatchedLaunch:
 
     def _job_config(self, overrides: Sequence[str]) -> DictConfig:
         """The job's composed config, with the directory the job will name itself (from that config)."""
-        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-        with open_dict(cfg):
-            cfg.output_dir = str(Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir))
-        return cfg
+        from reslab.cli.launchers_local import job_config
+
+        return job_config(self, overrides, 0)
 
 
 class Watch:
