@@ -222,6 +222,7 @@ def test_the_installed_package_carries_its_config(tmp_path):
         assert f"reslab/conf/{path.relative_to(ROOT / 'conf').as_posix()}" in names, path
     assert "reslab/conf/config.yaml" in names and "reslab/data/cifar.py" in names
     assert "hydra_plugins/reslab_launchers/__init__.py" in names  # the launchers of hydra/launcher=slurm
+    assert "hydra_plugins/reslab_sweepers/__init__.py" in names  # the resumable search of hparams_search=lr
     assert "hydra_plugins/__init__.py" not in names  # a namespace shared with Hydra's own plugins
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "reslab = reslab.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -202,7 +202,8 @@ def test_every_package_is_installed():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     packages = {name for name, path in modules().items() if path.name == "__init__.py"} | {"reslab.conf"}
     plugins = {p.parent.name for p in (ROOT / "src" / "hydra_plugins").glob("*/__init__.py")}
-    assert packages | {f"hydra_plugins.{name}" for name in plugins} == listed and plugins == {"reslab_launchers"}
+    assert packages | {f"hydra_plugins.{name}" for name in plugins} == listed
+    assert plugins == {"reslab_launchers", "reslab_sweepers"}
 
 
 # What the process that launches a sweep imports (the command line, the watched launchers, Hydra's task function,
@@ -213,6 +214,7 @@ LAUNCHING_SIDE = (
     "reslab.cli.launchers",
     "reslab.cli.launchers_local",
     "reslab.cli.status",
+    "reslab.cli.tuning",
     "reslab.cli.hydra_app",
     "reslab.signals",
     "reslab.results.report",
