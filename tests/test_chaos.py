@@ -42,7 +42,7 @@ def test_the_schedule_is_seeded_and_takes_every_kind_in_turn():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["basic", "joblib", "submitit_local"])
+@pytest.mark.parametrize("launcher", ["basic", "joblib", "submitit_local", "search"])
 def test_random_faults_keep_the_contract(launcher, tmp_path, run_env, monkeypatch):
     for key, value in run_env.items():
         monkeypatch.setenv(key, value)

@@ -193,3 +193,12 @@ def test_a_killed_search_rerun_ends_with_the_undisturbed_searchs_trials_each_onc
         steps = list(run.curves["train/loss"][0])
         assert run.record["steps"] == 200 and len(set(steps)) == len(steps) and max(steps) <= 200  # resumed
         assert run.record["val_error"] == undisturbed[run.path.name].record["val_error"]
+
+
+def test_a_study_that_cannot_be_written_ends_the_search_in_one_line(tmp_path, run_env):
+    # As a full disk does (found by tools/chaos.py): here, a storage in a folder that does not exist.
+    proc = search(tmp_path / "sweep", run_env, f"hydra.sweeper.storage=sqlite:///{tmp_path}/missing/study.db")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"reslab: error: the search in {tmp_path}/sweep could not read or write its study")
+    assert last.endswith("then rerun the command to continue it") and "Traceback" not in proc.stderr

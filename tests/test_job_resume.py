@@ -166,3 +166,29 @@ def test_one_failing_job_does_not_stop_the_sweep(tmp_path, run_env):
     summary = (sweep / "summary.md").read_text()
     assert "Jobs that did not finish" in summary and failed["error"] in summary
     assert "job plain-8_seed0_dataset=mnist failed" in proc.stderr
+
+
+# During step 4's validation (its checkpoint not written yet), and as step 5 starts (resumed from that checkpoint).
+@pytest.mark.parametrize("crash_in", ["on_validation_start", "on_train_batch_start"])
+def test_a_crash_around_a_validation_at_a_checkpoint_step_resumes_the_same_curves(tiny_cfg, tmp_path, crash_in, caplog):
+    """Found by tools/chaos.py: a job killed after the step-4 checkpoint and before that step's validation ended lost
+    the validation point on resume (Lightning skips the validation after a checkpoint saved at the batch's end), so
+    that checkpoint is now written after the validation (`reslab.training.StepCheckpoint`)."""
+    overrides = ["trainer.max_steps=12", *NO_RUN_FIGURES]  # checkpoint and validation every 4 steps (debug=tiny)
+    straight = train(tiny_cfg(*overrides, out=tmp_path / "straight"))
+    stopped = tiny_cfg(*overrides, out=tmp_path / "resumed")
+
+    class CrashAtStep4Validation(L.Callback):
+        def hook(self, trainer, *args):
+            if trainer.global_step == 4 and trainer.state.fn == "fit":
+                raise Crash
+
+    setattr(CrashAtStep4Validation, crash_in, CrashAtStep4Validation.hook)
+    with pytest.raises(Crash):
+        train(stopped, callbacks=[CrashAtStep4Validation()])
+    resumed = train(stopped)
+    if crash_in == "on_train_batch_start":  # resumed from step 4's checkpoint, written after its validation
+        assert "Restoring states from the checkpoint" in caplog.text
+    assert final(resumed) == final(straight)
+    curves = [(p / "curves.csv").read_text() for p in (tmp_path / "straight", tmp_path / "resumed")]
+    assert curves[0] == curves[1]

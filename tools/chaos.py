@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Chaos: seeded random faults across whole sweeps, and the same results at the end.
 
-    .venv/bin/python tools/chaos.py --seed 7 --faults 120                 # the three launchers, 40 faults each
+    .venv/bin/python tools/chaos.py --seed 7 --faults 120        # three launchers and a search, 30 faults each
     .venv/bin/python tools/chaos.py --seed 7 --faults 20 --launchers joblib --keep /tmp/chaos
 
 For each launcher, first an undisturbed reference sweep of 12 tiny jobs (depths 8 and 14, plain and residual, seeds
-0 to 2). Then the same command into another folder, again and again: every launch gets one or two faults at random
-moments of a seeded schedule, and after it the user's action, the same command again. Between launches no process of
+0 to 2; ``search``: an Optuna search of the lr with 12 trials, whose study must end as the undisturbed one's). Then
+the same command into another folder, again and again: every launch gets one or two faults at random moments of a
+seeded schedule, and after it the user's action, the same command again. Between launches no process of
 the sweep is left (the harness waits for them, as a user would see them end). The contract is checked after every
 launch; when a round's faults are spent, launches without faults must complete the sweep, and its summary.csv and
 every job's metrics and curves must be the reference's, byte for byte. Each round starts a fresh folder, so faults
@@ -36,13 +37,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = 12
 MAX_STEPS = 40
-SWEEP = ["debug=tiny", "depth=8,14", "model=plain,residual", "seed=0,1,2", f"trainer.max_steps={MAX_STEPS}",
-         "callbacks.grad_norms.figure_every_n_steps=0", "callbacks.responses.figure_every_n_steps=0"]  # fmt: skip
+TINY = ["debug=tiny", f"trainer.max_steps={MAX_STEPS}", "callbacks.grad_norms.figure_every_n_steps=0",
+        "callbacks.responses.figure_every_n_steps=0"]  # fmt: skip
+GRID = ["depth=8,14", "model=plain,residual", "seed=0,1,2"]
+# The sweeps, by their launcher; "search" is an Optuna search of the lr (JOBS trials, one at a time) under the basic
+# launcher, whose rerun must resume its study (reslab.cli.tuning).
 LAUNCHERS = {
-    "basic": [],
-    "joblib": ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"],
-    "submitit_local": ["hydra/launcher=submitit_local"],
+    "basic": GRID,
+    "joblib": [*GRID, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2"],
+    "submitit_local": [*GRID, "hydra/launcher=submitit_local"],
+    "search": ["hparams_search=lr", f"hydra.sweeper.n_trials={JOBS}"],
 }
+IN_LAUNCHER = ("basic", "search")  # the jobs train in the launching process: no worker, a job's signal is the sweep's
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT, "preempt": signal.SIGUSR2}
 KINDS = [f"{s} to {t}" for t in ("job", "worker", "launcher") for s in SIGNALS]
 KINDS += ["second launch", "disk full", "SIGKILL during report", "SIGTERM during report"]
@@ -52,7 +58,7 @@ RESULT_KEYS = ("status", "steps", "train_error", "val_error", "test_error", "div
 
 def kinds_for(launcher: str, can_fill_disk: bool) -> list[str]:
     """Under the basic launcher the jobs train in the launching process: there is no worker."""
-    return [k for k in KINDS if not (launcher == "basic" and k.endswith("to worker"))
+    return [k for k in KINDS if not (launcher in IN_LAUNCHER and k.endswith("to worker"))
             and (can_fill_disk or k != "disk full")]  # fmt: skip
 
 
@@ -93,7 +99,7 @@ class Chaos:
         self.known: dict[str, int] = {}  # where reslab does not keep the contract, named (docs/runs-and-failures.md)
 
     def command(self, sweep: Path) -> list[str]:
-        return [sys.executable, "-m", "reslab", "-m", *SWEEP, *LAUNCHERS[self.launcher], f"hydra.sweep.dir={sweep}"]
+        return [sys.executable, "-m", "reslab", "-m", *TINY, *LAUNCHERS[self.launcher], f"hydra.sweep.dir={sweep}"]
 
     def start(self, sweep: Path) -> Launch:
         """Launch the sweep's command in a session of its own; its stderr goes to ``<work>/logs/`` (kept off the
@@ -277,10 +283,12 @@ class Chaos:
         if lines and re.match(r"^[\w.]+(Error|Exception|Interrupt)\b", lines[-1]) and not SIGNAL_KILLED(rc):
             self.fail(sweep, f"the command ended with an uncaught exception ({lines[-1]}); see {log}")
         stops_sweep = [f for f in faults if f.endswith("to launcher") or f.endswith("during report")
-                       or (self.launcher == "basic" and f.endswith("to job"))]  # fmt: skip
+                       or (self.launcher in IN_LAUNCHER and f.endswith("to job"))]  # fmt: skip
         # On a full disk a job may have no record to show for its turn (Hydra's files and the record both fail).
         if not stops_sweep and "disk full" not in faults and len(runs) < JOBS:
             self.fail(sweep, f"after {', '.join(faults) or 'no fault'} only {len(runs)} of {JOBS} jobs had their turn")
+        if self.launcher == "search" and len(trials := study_trials(sweep)) > JOBS:
+            self.fail(sweep, f"the study holds {len(trials)} trials, past n_trials={JOBS}")
         complete = len(runs) == JOBS and all(r.status in ("finished", "diverged") for r in runs)
         if rc == 0 and not complete:
             self.fail(sweep, "a launch exited 0 but the sweep is not complete")
@@ -295,6 +303,8 @@ class Chaos:
             return
         if (sweep / "summary.csv").read_bytes() != (self.reference / "summary.csv").read_bytes():
             self.fail(sweep, "summary.csv differs from the undisturbed sweep's")
+        if self.launcher == "search" and study_trials(sweep) != study_trials(self.reference):
+            self.fail(sweep, "the study's trials (number, state, parameters, value) differ from the undisturbed one's")
         for run in load_sweep(self.reference, series=False):
             job = sweep / run.path.name
             mine = json.loads((job / "metrics.json").read_text())
@@ -343,6 +353,19 @@ def known_gaps(reference: Path, disturbed: Path) -> list[str] | None:
             if value != before and "extra validation at the stop step" not in gaps:
                 gaps.append("extra validation at the stop step")
     return gaps
+
+
+def study_trials(sweep: Path) -> list[tuple]:
+    """An Optuna search's study in its sweep directory (reslab.cli.tuning): (number, state, parameters, value)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{sweep / 'optuna.db'}"
+    [summary] = optuna.get_all_study_summaries(storage) or [None]
+    if summary is None:
+        return []
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    return [(t.number, t.state.name, t.params, t.value) for t in study.trials]
 
 
 def signal_process(pid: int, signum: int) -> bool:

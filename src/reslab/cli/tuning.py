@@ -57,6 +57,15 @@ class SearchRefused(SystemExit):
         super().__init__(2)
 
 
+def sqlalchemy_error() -> type[Exception]:
+    """The errors of Optuna's SQL storage that it passes on unwrapped (a full disk while it commits)."""
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:  # no SQL storage installed
+        return optuna.exceptions.OptunaError
+    return SQLAlchemyError
+
+
 def trial_seed(seed: int, number: int) -> int:
     """The sampler's seed for trial ``number`` of a search seeded with ``seed``."""
     import numpy as np
@@ -92,13 +101,21 @@ class ResumableSearch(OptunaSweeperImpl):
         self.space, self.fixed = space, fixed
         self._grid(space)
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        with search_lock(sweep_dir):
-            study = self._study(sweep_dir)
-            # What Hydra's basic sweeper saves and Optuna's does not: `reslab status` counts the trials from it.
-            write_text_atomic(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(self.config))
-            self._search(study, sweep_dir)
-            self._save_results(study, sweep_dir)
+        try:
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            with search_lock(sweep_dir):
+                study = self._study(sweep_dir)
+                # What Hydra's basic sweeper saves and Optuna's does not: `reslab status` counts the trials from it.
+                write_text_atomic(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(self.config))
+                self._search(study, sweep_dir)
+                self._save_results(study, sweep_dir)
+        except (OSError, optuna.exceptions.OptunaError, sqlalchemy_error()) as e:
+            # A full disk, found by tools/chaos.py: the study's transaction is rolled back, so a trial whose job
+            # ended but could not be told stays unfinished, and the rerun reads its job's record and tells it.
+            print(f"reslab: error: the search in {sweep_dir} could not read or write its study or files "
+                  f"({type(e).__name__}: {str(e).splitlines()[0]}); free the space or fix the storage, then rerun "
+                  "the command to continue it", file=sys.stderr)  # fmt: skip
+            raise SystemExit(1) from None
 
     def _grid(self, space: dict) -> None:
         """The grid sampler takes the search space itself and caps the trials at the grid's size (as Hydra's)."""

@@ -3,5 +3,6 @@ placement, memory layout and memory needs of a job."""
 
 from reslab.training.callbacks import DivergenceGuard, ProgressLog, RunSummary
 from reslab.training.classifier import Classifier, StepSchedule, Warmup
+from reslab.training.step_checkpoint import StepCheckpoint
 
-__all__ = ["Classifier", "DivergenceGuard", "ProgressLog", "RunSummary", "StepSchedule", "Warmup"]
+__all__ = ["Classifier", "DivergenceGuard", "ProgressLog", "RunSummary", "StepCheckpoint", "StepSchedule", "Warmup"]
