@@ -116,6 +116,13 @@ def test_an_lr_search_trains_each_trial_in_its_own_directory_and_reports_the_bes
     status = subprocess.run([sys.executable, "-m", "reslab", "status", str(sweep)], env=run_env, capture_output=True,
                             text=True)  # fmt: skip
     assert status.returncode == 0 and "3 job(s) of 3 have a record: 3 finished" in status.stdout, status.stdout
+    # Another arm's search into the same sweep directory is another study: refused, nothing trained.
+    other = search(sweep, run_env, "model=plain")
+    assert other.returncode == 2 and other.stderr.strip().splitlines()[-1] == (
+        f"reslab: error: {sweep} holds the search 'lr_residual-8', not 'lr_plain-8'; one search per sweep directory: "
+        "give this one another hydra.sweep.dir"
+    )
+    assert not list(sweep.glob("plain-*"))
 
 
 @pytest.mark.slow  # the fast suite runs one search (above); this second one checks failed trials
