@@ -246,6 +246,17 @@ def test_a_failure_recorded_from_outside_the_job_does_not_block_its_rerun(tiny_c
     assert train(cfg)["status"] == "finished"
 
 
+def test_a_job_that_failed_before_its_directory_existed_still_gets_a_record(tiny_cfg, tmp_path):
+    """Found by tools/chaos.py (seed 4, 100 faults): a SIGINT to a joblib worker before Hydra made the job's directory
+    was recorded nowhere, so the job had no status saying what had happened to it."""
+    from reslab.jobdir import record_failure
+
+    cfg = tiny_cfg(out=tmp_path / "sweep" / "job")
+    assert record_failure(cfg, "stopped by SIGINT outside its training; rerun the sweep to run it", "") is not None
+    record = json.loads((tmp_path / "sweep" / "job" / "metrics.json").read_text())
+    assert record["status"] == "failed" and record["identity"] is None and "SIGINT" in record["error"]
+
+
 def test_a_job_stopped_before_it_recorded_itself_is_interrupted_and_its_rerun_trains(tiny_cfg, tmp_path):
     """A stop signal while a job sets up (`stop_outside_training`) records it interrupted; the rerun of the same job,
     its settings overridden away from the YAML's, trains instead of refusing it (found by tools/chaos.py)."""

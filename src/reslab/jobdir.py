@@ -108,11 +108,14 @@ def checkpoint_to_resume(cfg: DictConfig, out: Path, identity: dict) -> Path | N
 
 def record_failure(cfg: DictConfig, error_line: str, tb: str) -> Path | None:
     """Write ``metrics.json`` (status failed) and ``error.log`` into the job directory, if it is writable, unless
-    it holds a run that ended (a job refused before its checks, e.g. for its size, must not overwrite it)."""
+    it holds a run that ended (a job refused before its checks, e.g. for its size, must not overwrite it). The
+    directory is made if the job stopped before Hydra made it (found by tools/chaos.py: a SIGINT to a joblib worker
+    then left the job with no record, and no status said what had happened to it)."""
     try:
         out = Path(cfg.output_dir)
         if finished_record(out) is not None:
             return None
+        out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / "error.log", tb)
         record = {
             **RunRecord.from_config(cfg).facts(),
