@@ -184,3 +184,34 @@ def test_a_job_killed_outright_under_submitit_fails_alone_and_the_sweep_goes_on(
     assert "Traceback" not in err and f"reslab: job {job.name} failed:" in err
     assert json.loads((sweep / "residual-8_seed0" / "metrics.json").read_text())["status"] == "finished"
     assert "plain-8_seed0 | failed" in (sweep / "summary.md").read_text()
+
+
+def test_a_job_whose_task_raised_is_recorded_and_never_ends_the_sweep(tiny_cfg, tmp_path):
+    """Hydra returns such a job FAILED and every sweeper re-raises its error, ending the sweep (found by
+    tools/chaos.py: a submitit job could not write its error message on a full disk). reslab's launchers record it."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from reslab.cli.launchers_local import contained
+
+    cfg = tiny_cfg(out=tmp_path / "sweep" / "job")
+    failed = JobReturn(overrides=["seed=0"], status=JobStatus.FAILED, _return_value=OSError(28, "No space left"))
+    ret = contained(failed, lambda: cfg, ["seed=0"])
+    assert ret.status == JobStatus.COMPLETED and ret.return_value != ret.return_value  # NaN: the sweeper goes on
+    record = json.loads((tmp_path / "sweep" / "job" / "metrics.json").read_text())
+    assert record["status"] == "failed" and record["error"].startswith("OSError: [Errno 28] No space left")
+    done = JobReturn(overrides=["seed=0"], status=JobStatus.COMPLETED, _return_value=0.25)
+    assert contained(done, lambda: cfg, ["seed=0"]) is done
+
+
+def test_a_job_s_last_words_lost_on_a_full_disk_do_not_raise(monkeypatch):
+    from reslab.cli.hydra_app import tell
+
+    class FullDisk:
+        def write(self, text):
+            raise OSError(28, "No space left on device")
+
+        def flush(self):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sys, "stderr", FullDisk())
+    tell("reslab: job plain-8_seed0 failed: ...")  # lost, and the job still returns

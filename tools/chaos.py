@@ -97,6 +97,7 @@ class Chaos:
         self.counts: dict[str, int] = {}
         self.orphans = 0  # idle processes of a killed launch, left behind by it and killed by the harness
         self.known: dict[str, int] = {}  # where reslab does not keep the contract, named (docs/runs-and-failures.md)
+        self.done: Path | None = None  # where finished sweeps go, off the small filesystem (`put_away`)
 
     def command(self, sweep: Path) -> list[str]:
         return [sys.executable, "-m", "reslab", "-m", *TINY, *LAUNCHERS[self.launcher], f"hydra.sweep.dir={sweep}"]
@@ -238,6 +239,16 @@ class Chaos:
             if rc == 0:
                 break
         self.compare(sweep, rc)
+        self.put_away(sweep)
+
+    def put_away(self, sweep: Path) -> None:
+        """Move a finished sweep off the small filesystem (into ``<work>/done/``, kept with ``--keep``): a hundred
+        faults leave some forty sweeps, more than the 256 MB that a full disk is made of (found at seed 4, where the
+        harness filled it itself)."""
+        import shutil
+
+        if self.done is not None and sweep.exists() and sweep.parent != self.done:
+            shutil.move(str(sweep), str(self.done / sweep.name))
 
     # -- the contract -------------------------------------------------------------------------------------------
 
@@ -363,6 +374,8 @@ def study_trials(sweep: Path) -> list[tuple]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if not (sweep / "optuna.db").exists():  # opening a storage creates it: not on a full disk, not here
+        return []
     storage = f"sqlite:///{sweep / 'optuna.db'}"
     [summary] = optuna.get_all_study_summaries(storage) or [None]
     if summary is None:
@@ -454,9 +467,13 @@ def run(seed: int, total: int, launchers: list[str], work: Path, log=say, keep: 
         merged = Chaos(base, "all", random.Random(seed), log, work / "logs")
         for launcher, rounds in plan.items():
             chaos = Chaos(base, launcher, random.Random(f"{seed}-{launcher}"), log, work / "logs")
+            chaos.done = work / "done" if fs is not None else None
+            if chaos.done is not None:
+                chaos.done.mkdir(exist_ok=True)
             chaos.reference_sweep()
             for i, faults in enumerate(rounds):
                 chaos.round(f"{launcher}-round{i}", faults, fs)
+            chaos.put_away(chaos.reference)
             merged.violations += chaos.violations
             merged.orphans += chaos.orphans
             for k, n in chaos.known.items():

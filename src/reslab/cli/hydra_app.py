@@ -105,8 +105,17 @@ class JobRunner:
             where = record_failure(cfg, line, traceback.format_exc())
         job = Path(cfg.output_dir).name
         self.failed.append(job)
-        print(f"reslab: job {job} failed: {line}" + (f" (traceback: {where})" if where else ""), file=sys.stderr)
+        tell(f"reslab: job {job} failed: {line}" + (f" (traceback: {where})" if where else ""))
         return float("nan")
+
+
+def tell(line: str) -> None:
+    """A line to the job's stderr, which for a cluster job is a file: on a full disk the line is lost, and the job
+    still returns (the error escaped the job and ended the sweep; found by tools/chaos.py under submitit_local)."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def in_launching_process() -> bool:

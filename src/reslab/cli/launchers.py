@@ -173,14 +173,17 @@ class Watch:
         """The job's own return (Hydra's JobReturn from the job's process), or, for a job that ended without one,
         a completed return of NaN after recording the failure: Hydra re-raises a failed job's error, which would
         end the sweep (a tuning sweeper reads NaN as a failed trial)."""
+        from reslab.cli.launchers_local import contained
+
         job, cfg = self.jobs[i], self.configs[i]
         try:
-            return job.results()[0]
+            ret = job.results()[0]
         except Exception as e:  # submitit's UncompletedJobError / FailedJobError
             # Jobs the user's stop cancelled before they started are left for the rerun, with no record.
             if self.stopped_at is None or Path(cfg.output_dir).exists() or job.job_id in self.why:
                 self.record(job, cfg, e)
             return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=float("nan"))
+        return contained(ret, lambda: cfg, overrides)  # a job whose task raised: recorded, the sweep goes on
 
     def record(self, job, cfg: DictConfig, error: Exception) -> None:
         from reslab.jobdir import record_failure

@@ -20,7 +20,7 @@ import logging
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hydra.core.singleton import Singleton
@@ -65,12 +65,26 @@ def record(cfg: DictConfig, line: str, tb: str) -> None:
     print(f"reslab: job {out.name} failed: {line}", file=sys.stderr)
 
 
+def contained(ret: JobReturn, cfg: Callable[[], DictConfig], overrides: Sequence[str]) -> JobReturn:
+    """A job whose task raised past reslab's own handling comes back from Hydra FAILED, and every sweeper re-raises
+    that, ending the sweep (found by tools/chaos.py: a submitit job could not write its error message on a full
+    disk): it is recorded as failed instead, and returns NaN like a job that could not run."""
+    if ret.status != JobStatus.FAILED:
+        return ret
+    error = ret._return_value
+    record(
+        cfg(), f"{type(error).__name__}: {error} (raised out of the job)", "".join(traceback.format_exception(error))
+    )
+    return lost(overrides)
+
+
 def run_one(launcher, overrides: Sequence[str], idx: int) -> JobReturn:
     """Hydra's ``run_job`` for one job, in this process; its setup's error is the job's, not the sweep's."""
     try:
-        return run_job(hydra_context=launcher.hydra_context, task_function=launcher.task_function,
-                       config=sweep_config(launcher, overrides, idx), job_dir_key="hydra.sweep.dir",
-                       job_subdir_key="hydra.sweep.subdir")  # fmt: skip
+        ret = run_job(hydra_context=launcher.hydra_context, task_function=launcher.task_function,
+                      config=sweep_config(launcher, overrides, idx), job_dir_key="hydra.sweep.dir",
+                      job_subdir_key="hydra.sweep.subdir")  # fmt: skip
+        return contained(ret, lambda: job_config(launcher, overrides, idx), overrides)
     except Exception as e:  # not reslab's task (it records its own failures): Hydra's setup of the job
         line = f"{type(e).__name__}: {e} (in Hydra's setup, before the job started)"
         record(job_config(launcher, overrides, idx), line, traceback.format_exc())
