@@ -1,5 +1,6 @@
 """Chaos (tools/chaos.py): seeded random faults across whole tiny sweeps under the basic, joblib and submitit_local
-launchers, the contract checked after every launch and the results compared with an undisturbed sweep's at the end.
+launchers and across an Optuna search, the contract checked after every launch and the results compared with an
+undisturbed sweep's at the end.
 
 The slow tier runs ``RESLAB_CHAOS_FAULTS`` faults per launcher (default below) from seed ``RESLAB_CHAOS_SEED``; the
 seed and the fault list are printed. A seed reproduces its schedule (which faults, in which launches, at which

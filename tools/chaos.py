@@ -515,7 +515,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chaos: known gap (not a violation, docs/runs-and-failures.md): {what}: {n} job(s)")
     for v in result.violations:
         print(f"chaos: VIOLATION {v}")
-    print(f"chaos: to reproduce: {sys.executable} tools/chaos.py --seed {args.seed} --faults {args.faults} "
+    python = os.path.relpath(sys.executable, ROOT)  # as the README writes it: no checkout's own path in a log
+    print(f"chaos: to reproduce: {python} tools/chaos.py --seed {args.seed} --faults {args.faults} "
           f"--launchers {args.launchers}")  # fmt: skip
     return 1 if result.violations else 0
 
