@@ -45,7 +45,7 @@ def test_the_schedule_is_seeded_and_takes_every_kind_in_turn():
 # What a launch's stderr ended with after the harness killed loky's resource tracker (seed 4, 100 faults).
 LOKY_TRACKER = """\
 [2026-12-03 08:21:05,135][HYDRA] Joblib.Parallel(...) is launching 12 jobs
-/work/main/.venv/lib/python3.11/site-packages/joblib/externals/loky/backend/stdlib_py314_resource_tracker.py:235: \
+/venv/site-packages/joblib/externals/loky/backend/stdlib_py314_resource_tracker.py:235: \
 UserWarning: resource_tracker: process died unexpectedly, relaunching.  Some resources might leak.
   warnings.warn('resource_tracker: process died unexpectedly, '
 Traceback (most recent call last):
@@ -58,7 +58,7 @@ KeyError: '/loky-20173-l5blcs59'"""
 def test_loky_s_relaunched_tracker_is_told_apart_from_the_command_s_own_traceback():
     chaos = harness()
     assert chaos.loky_tracker_noise(LOKY_TRACKER.splitlines())
-    own = ["Traceback (most recent call last):", '  File "/work/main/src/reslab/cli/__init__.py", line 9, in main',
+    own = ["Traceback (most recent call last):", '  File "/checkout/src/reslab/cli/__init__.py", line 9, in main',
            "KeyError: 'x'"]  # fmt: skip
     assert not chaos.loky_tracker_noise([*LOKY_TRACKER.splitlines(), *own])  # the last traceback is the command's
     assert not chaos.loky_tracker_noise(LOKY_TRACKER.splitlines()[3:])  # no relaunch: the tracker's own failure
